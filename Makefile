@@ -1,0 +1,31 @@
+# dp_ros: one-command set-up, tests, demo and benchmarks (pip route, no ROS install needed).
+# The set-up is idempotent: every target below runs it first, and a second run is quick.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo bench doctor msgs clean help
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
+
+setup:  ## create .venv (Python 3.12), install pinned deps, build dp_ros_msgs, install dp_ros
+	@DP_ROS_VENV=$(VENV) PYTHON=$(PYTHON) tools/setup.sh
+
+test: setup  ## run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+demo: setup  ## the main job: the simulated end-to-end demo (record, train, run in closed loop, report)
+	$(VENV)/bin/dp-ros demo
+
+bench: setup  ## benchmarks: inference speed against stock LeRobot, control-loop jitter, bag conversion
+	$(VENV)/bin/dp-ros bench
+
+doctor: setup  ## check the installation
+	$(VENV)/bin/dp-ros doctor
+
+msgs: setup  ## rebuild dp_ros_msgs from msg/
+	tools/build_msgs.sh $(VENV)
+
+clean:  ## remove build products (keeps .venv)
+	rm -rf build install log .pytest_cache

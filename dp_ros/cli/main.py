@@ -1,0 +1,55 @@
+"""The ``dp-ros`` command: one entry point for every dp_ros tool.
+
+Subcommands live in their own modules (``dp_ros.cli.<name>``) and are imported
+only when used, so ``dp-ros --help`` answers without loading torch or rclpy.
+Each module provides ``add_arguments(parser)`` and ``run(args) -> int``.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+# name -> (module, one-line help). Order is the order shown in --help.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "doctor": ("dp_ros.cli.doctor", "check the installation: Python, ROS 2, middleware, messages, LeRobot, torch, device"),
+}
+
+
+def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dp-ros",
+        description="LeRobot Diffusion Policy from demonstrations to a moving ROS 2 robot.",
+        epilog="Run 'dp-ros <command> --help' for the options of a command.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="<command>")
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        if name == selected:
+            module = importlib.import_module(module_name)
+            doc = (module.__doc__ or help_text).strip()
+            cmd = sub.add_parser(name, help=help_text, description=doc,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+            module.add_arguments(cmd)
+            cmd.set_defaults(_run=module.run)
+        else:
+            sub.add_parser(name, help=help_text, add_help=False)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = next((a for a in argv if not a.startswith("-")), None)
+    parser = build_parser(selected if selected in SUBCOMMANDS else None)
+    args = parser.parse_args(argv)
+    if not getattr(args, "_run", None):
+        parser.print_help()
+        return 0 if not argv else 2
+    try:
+        return int(args._run(args) or 0)
+    except KeyboardInterrupt:
+        print("dp-ros: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""Python packaging of dp_ros, for colcon (ament_python) and for pip."""
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE = "dp_ros"
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="LeRobot Diffusion Policy from demonstrations to a moving ROS 2 robot",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
+    package_data={PACKAGE: ["sim/assets/*.xml", "py.typed"]},
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
+        (f"share/{PACKAGE}/config", glob("config/*.yaml")),
+        (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
+    ],
+    install_requires=["setuptools"],
+    zip_safe=False,
+    maintainer="dp_ros maintainers",
+    maintainer_email="maintainers@dp-ros.dev",
+    entry_points={
+        "console_scripts": [
+            "dp-ros = dp_ros.cli.main:main",
+        ],
+    },
+)

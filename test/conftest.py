@@ -1,0 +1,12 @@
+"""Shared set-up for dp_ros tests: offline hubs, an isolated ROS domain, offscreen GL."""
+import os
+import random
+
+# Nothing may be downloaded at test time; keep DDS traffic on this machine and
+# away from other test runs; render MuJoCo without a display.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "disabled"
+os.environ.setdefault("MUJOCO_GL", "osmesa")
+os.environ.setdefault("ROS_DOMAIN_ID", str(random.Random(os.getpid()).randint(1, 200)))
+os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"

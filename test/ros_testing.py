@@ -1,0 +1,73 @@
+"""Helpers for tests that talk to real nodes over real DDS."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Callable, Iterator
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+@contextmanager
+def ros_node(name: str) -> Iterator:
+    """An rclpy node in its own context with a single-threaded executor."""
+    import rclpy
+    from rclpy.context import Context
+    from rclpy.executors import SingleThreadedExecutor
+
+    context = Context()
+    rclpy.init(context=context)
+    node = rclpy.create_node(name, context=context)
+    executor = SingleThreadedExecutor(context=context)
+    executor.add_node(node)
+    node.executor_for_tests = executor
+    try:
+        yield node
+    finally:
+        executor.shutdown()
+        node.destroy_node()
+        rclpy.shutdown(context=context)
+
+
+def spin_until(node, predicate: Callable[[], bool], timeout: float, step: Callable[[], None] | None = None) -> bool:
+    """Spin ``node`` until ``predicate()`` holds or ``timeout`` seconds pass."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if step is not None:
+            step()
+        node.executor_for_tests.spin_once(timeout_sec=0.02)
+        if predicate():
+            return True
+    return predicate()
+
+
+def spin_for(node, seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        node.executor_for_tests.spin_once(timeout_sec=0.02)
+
+
+def python_process(code_or_args: str | list[str], **kwargs) -> subprocess.Popen:
+    """Start another Python process of this environment (same ROS domain)."""
+    args = ["-c", code_or_args] if isinstance(code_or_args, str) else list(code_or_args)
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    env.update(kwargs.pop("env", {}))
+    return subprocess.Popen([sys.executable, *args], env=env, cwd=kwargs.pop("cwd", REPO_ROOT),
+                            stdout=kwargs.pop("stdout", subprocess.PIPE),
+                            stderr=kwargs.pop("stderr", subprocess.STDOUT), text=True, **kwargs)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> str:
+    """Ask a process to stop (SIGINT, then SIGKILL) and return its output."""
+    if proc.poll() is None:
+        proc.send_signal(2)
+        try:
+            proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.stdout.read() if proc.stdout else ""
