@@ -37,6 +37,7 @@ apt_missing=()
 command -v g++ >/dev/null 2>&1 || apt_missing+=(g++)
 command -v make >/dev/null 2>&1 || apt_missing+=(make)
 ldconfig -p 2>/dev/null | grep -q 'libOSMesa.so' || apt_missing+=(libosmesa6)   # MuJoCo offscreen rendering
+ldconfig -p 2>/dev/null | grep -q 'libavutil.so' || apt_missing+=(ffmpeg)        # torchcodec decodes LeRobot videos with it
 if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing system packages: ${apt_missing[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
