@@ -27,6 +27,7 @@ setup(
     entry_points={
         "console_scripts": [
             "dp-ros = dp_ros.cli.main:main",
+            "policy_node = dp_ros.nodes.policy_node:main",
         ],
     },
 )

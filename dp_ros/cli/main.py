@@ -13,6 +13,7 @@ import sys
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dp_ros.cli.doctor", "check the installation: Python, ROS 2, middleware, messages, LeRobot, torch, device"),
+    "run-policy": ("dp_ros.cli.run_policy", "run the policy node (a checkpoint commands the robot) without the launch system"),
 }
 
 

@@ -1,0 +1,77 @@
+"""PolicyStatus and diagnostic_msgs from the policy controller's state."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from dp_ros.core.policy_controller import State
+
+
+@dataclass(frozen=True)
+class PolicySnapshot:
+    """Everything PolicyStatus reports, gathered by the node."""
+
+    state: State
+    reason: str
+    last_inference_time: float
+    mean_inference_time: float
+    queue_depth: int
+    newest_observation_age: float
+    chunks_produced: int
+    actions_dropped_late: int
+    commands_published: int
+    command_rate: float
+    position_clamps: int
+    velocity_clamps: int
+    nonfinite_rejections: int
+    watchdog_trips: int
+
+
+def policy_status_msg(snapshot: PolicySnapshot, stamp=None):
+    from dp_ros_msgs.msg import PolicyStatus
+
+    msg = PolicyStatus()
+    if stamp is not None:
+        msg.header.stamp = stamp
+    msg.state = int(snapshot.state)
+    msg.state_name = snapshot.state.name.lower()
+    msg.reason = snapshot.reason
+    msg.last_inference_time = float(snapshot.last_inference_time)
+    msg.mean_inference_time = float(snapshot.mean_inference_time)
+    msg.queue_depth = int(snapshot.queue_depth)
+    age = snapshot.newest_observation_age
+    msg.newest_observation_age = float(age) if age != float("inf") else -1.0
+    for name in ("chunks_produced", "actions_dropped_late", "commands_published", "position_clamps",
+                 "velocity_clamps", "nonfinite_rejections", "watchdog_trips"):
+        setattr(msg, name, int(getattr(snapshot, name)))
+    msg.command_rate = float(snapshot.command_rate)
+    return msg
+
+
+def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None):
+    """A DiagnosticArray with one status for the policy node (OK / WARN / ERROR)."""
+    from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+    level = {State.RUNNING: DiagnosticStatus.OK, State.IDLE: DiagnosticStatus.OK,
+             State.WARMING_UP: DiagnosticStatus.OK, State.STOPPED: DiagnosticStatus.WARN,
+             State.FAULT: DiagnosticStatus.ERROR}[snapshot.state]
+    status = DiagnosticStatus(level=level, name=f"{node_name}: diffusion policy", hardware_id="dp_ros",
+                              message=f"{snapshot.state.name.lower()}: {snapshot.reason}")
+    values = {
+        "last_inference_time_s": f"{snapshot.last_inference_time:.4f}",
+        "mean_inference_time_s": f"{snapshot.mean_inference_time:.4f}",
+        "queue_depth": str(snapshot.queue_depth),
+        "newest_observation_age_s": f"{snapshot.newest_observation_age:.3f}",
+        "chunks_produced": str(snapshot.chunks_produced),
+        "actions_dropped_late": str(snapshot.actions_dropped_late),
+        "commands_published": str(snapshot.commands_published),
+        "command_rate_hz": f"{snapshot.command_rate:.2f}",
+        "position_clamps": str(snapshot.position_clamps),
+        "velocity_clamps": str(snapshot.velocity_clamps),
+        "nonfinite_rejections": str(snapshot.nonfinite_rejections),
+        "watchdog_trips": str(snapshot.watchdog_trips),
+    }
+    status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
+    array = DiagnosticArray(status=[status])
+    if stamp is not None:
+        array.header.stamp = stamp
+    return array

@@ -1,0 +1,272 @@
+"""The policy node's behaviour, without ROS: observe, plan asynchronously, command safely.
+
+The node feeds it sensor samples and calls ``step(now)`` at the command rate;
+it answers with the next safe command (or nothing). Inference runs in a worker
+thread so commands keep flowing while the next chunk is computed: when few
+planned actions remain, the worker samples the observation history at that
+moment, runs the policy, and merges the new chunk into the plan, stamped from
+the observation time. A watchdog stops commanding while any input is stale and
+resumes when fresh data and a full history return.
+"""
+from __future__ import annotations
+
+import enum
+import threading
+import time
+import traceback
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+import numpy as np
+
+from dp_ros.core.action_schedule import ActionSchedule
+from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
+from dp_ros.core.safety import SafetyFilter
+from dp_ros.robot_interface import RobotInterface
+
+
+class State(enum.IntEnum):
+    # values match dp_ros_msgs/PolicyStatus
+    IDLE = 0
+    WARMING_UP = 1
+    RUNNING = 2
+    STOPPED = 3
+    FAULT = 4
+
+
+class ChunkPredictor(Protocol):
+    n_obs_steps: int
+    n_action_steps: int
+
+    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]]) -> np.ndarray: ...
+
+
+@dataclass
+class ControllerConfig:
+    """Behaviour of the policy controller (the policy node's parameters of the same names)."""
+
+    replan_steps: int = 4
+    """Request the next chunk when this many planned actions or fewer remain."""
+    transition: str = "blend"
+    """How a new chunk joins the old plan: blend, ensemble or replace."""
+    blend_steps: int = 4
+    """Actions over which blend moves from the old plan to the new one."""
+    ensemble_decay: float = 0.1
+    """ensemble: weight exp(-decay * age) of older predictions."""
+    watchdog_timeout: float = 0.5
+    """Seconds after which a silent camera or joint state stops commanding."""
+    velocity_scale: float = 1.0
+    """Fraction of the velocity limits the commands may use."""
+    late_margin: float = 0.0
+    """Actions due within this many seconds after a chunk arrives count as late too."""
+
+
+@dataclass
+class Command:
+    stamp: float
+    positions: np.ndarray
+    """The command for now, safe."""
+    path_times: np.ndarray = field(default_factory=lambda: np.empty(0))
+    """Seconds after ``stamp`` of the planned points that follow (safe too)."""
+    path_positions: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+
+
+@dataclass
+class Stats:
+    chunks_produced: int = 0
+    actions_dropped_late: int = 0
+    commands_published: int = 0
+    watchdog_trips: int = 0
+    inference_errors: int = 0
+    queue_underruns: int = 0
+    last_inference_time: float = 0.0
+    total_inference_time: float = 0.0
+    inference_times: list[float] = field(default_factory=list)
+
+    @property
+    def mean_inference_time(self) -> float:
+        return self.total_inference_time / self.chunks_produced if self.chunks_produced else 0.0
+
+
+class PolicyController:
+    def __init__(self, robot: RobotInterface, predictor: ChunkPredictor, config: ControllerConfig,
+                 clock: Callable[[], float], log: Callable[[str, str], None] | None = None):
+        self.robot = robot
+        self.predictor = predictor
+        self.config = config
+        self.clock = clock
+        self.log = log or (lambda level, text: None)
+        period = robot.control_period
+        self.history = ObservationHistory(robot, predictor.n_obs_steps, period, config.watchdog_timeout)
+        self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
+                                       config.late_margin)
+        self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
+        self.stats = Stats()
+        self.state = State.IDLE
+        self.reason = "waiting for start"
+        self._enabled = False
+        self._stale = False
+        self._last_command: np.ndarray | None = None
+        self._last_command_time: float | None = None
+        self._lock = threading.Lock()
+        self._request = threading.Event()
+        self._inflight = False
+        self._generation = 0
+        self._closing = False
+        self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
+        self._worker.start()
+
+    # --- inputs -------------------------------------------------------------------------
+    def on_joint_state(self, stamp: float, positions: np.ndarray) -> None:
+        self.history.add_joint_state(stamp, positions)
+
+    def on_image(self, feature: str, stamp: float, rgb: np.ndarray) -> None:
+        self.history.add_image(feature, stamp, rgb)
+
+    # --- control ------------------------------------------------------------------------
+    def start(self) -> str:
+        with self._lock:
+            self._enabled = True
+            self._set_state(State.WARMING_UP, "started: waiting for a full observation history")
+        return "started"
+
+    def stop(self, reason: str = "stopped by request") -> str:
+        with self._lock:
+            self._enabled = False
+            self._generation += 1
+            self.schedule.clear()
+            self._set_state(State.STOPPED, reason)
+        return reason
+
+    def reset(self) -> str:
+        """Clear the history and the plan; keep running if running."""
+        with self._lock:
+            self._generation += 1
+            self.schedule.clear()
+            self.history.clear()
+            self._last_command = None
+            self._last_command_time = None
+            if self._enabled:
+                self._set_state(State.WARMING_UP, "reset: waiting for a full observation history")
+        return "history and action queue cleared"
+
+    def set_fault(self, reason: str) -> None:
+        with self._lock:
+            self._enabled = False
+            self._generation += 1
+            self.schedule.clear()
+            self._set_state(State.FAULT, reason)
+
+    def _set_state(self, state: State, reason: str) -> None:
+        if state != self.state or reason != self.reason:
+            self.log("info" if state != State.FAULT else "error", f"{state.name.lower()}: {reason}")
+        self.state, self.reason = state, reason
+
+    # --- the command step -------------------------------------------------------------------
+    def step(self, now: float) -> Command | None:
+        """The command to send at ``now``, or None to send nothing."""
+        age, stream = self.history.newest_age(now)
+        with self._lock:
+            if not self._enabled:
+                return None
+            if age > self.config.watchdog_timeout:
+                if not self._stale:
+                    self._stale = True
+                    self.stats.watchdog_trips += 1
+                    self._generation += 1
+                    self.schedule.clear()
+                    self._last_command = None
+                    what = "never received" if age == np.inf else f"{age:.3f}s old"
+                    self._set_state(State.STOPPED, f"watchdog: newest {stream} is {what} "
+                                                   f"(timeout {self.config.watchdog_timeout}s); holding")
+                return None
+            if self._stale or self.state != State.RUNNING:
+                try:
+                    self.history.sample(now)
+                except HistoryNotReady as exc:
+                    self._set_state(State.WARMING_UP if not self._stale else State.STOPPED,
+                                    ("watchdog: fresh data again, " if self._stale else "") + f"waiting: {exc}")
+                    return None
+                if self._stale:
+                    self._stale = False
+            if self.schedule.remaining(now) <= self.config.replan_steps and not self._inflight:
+                self._inflight = True
+                self._request.set()
+            target = self.schedule.at(now)
+            if target is None:
+                if self.stats.chunks_produced and self.state == State.RUNNING:
+                    self.stats.queue_underruns += 1
+                    self._set_state(State.RUNNING, "action queue ran dry: inference is slower than the plan it "
+                                                   "makes; lower num_inference_steps or raise replan_steps")
+                elif not self.stats.chunks_produced:
+                    self._set_state(State.WARMING_UP, "waiting for the first action chunk")
+                return None
+            previous = self._last_command
+            if previous is None:
+                current = self.history.streams[JOINT_STATE_STREAM].latest()
+                previous = None if current is None else np.asarray(current.value, dtype=np.float64)
+            dt = (now - self._last_command_time) if self._last_command_time is not None else 1.0 / self.robot.command_rate
+            command = self.safety.filter(target, previous, dt)
+            if command is None:
+                return None
+            times, planned = self.schedule.upcoming(now)
+            path = self.safety.filter_path(command, times - now, planned) if times.size else np.empty((0, command.size))
+            if path is None:
+                times, path = np.empty(0), np.empty((0, command.size))
+            self._last_command, self._last_command_time = command, now
+            self.stats.commands_published += 1
+            if self.state != State.RUNNING or self.reason != "commanding":
+                self._set_state(State.RUNNING, "commanding")
+            return Command(now, command, times - now, path)
+
+    # --- inference worker -------------------------------------------------------------------
+    def _inference_loop(self) -> None:
+        while not self._closing:
+            if not self._request.wait(timeout=0.2):
+                continue
+            self._request.clear()
+            if self._closing:
+                return
+            with self._lock:
+                generation = self._generation
+            obs_time = self.clock()
+            try:
+                history = self.history.sample(obs_time)
+            except HistoryNotReady:
+                with self._lock:
+                    self._inflight = False
+                continue
+            started = time.perf_counter()
+            try:
+                actions = np.asarray(self.predictor.predict_chunk(history.observations), dtype=np.float64)
+            except Exception as exc:  # noqa: BLE001 - any inference failure must stop commanding, not crash
+                self.stats.inference_errors += 1
+                self.log("error", traceback.format_exc())
+                self.set_fault(f"inference failed: {exc}")
+                with self._lock:
+                    self._inflight = False
+                continue
+            elapsed = time.perf_counter() - started
+            with self._lock:
+                self._inflight = False
+                if generation != self._generation or not self._enabled:
+                    continue  # stopped, reset or watchdog while computing: this chunk is obsolete
+                self.stats.last_inference_time = elapsed
+                self.stats.total_inference_time += elapsed
+                self.stats.inference_times.append(elapsed)
+                del self.stats.inference_times[:-1000]
+                if not np.all(np.isfinite(actions)):
+                    self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
+                    self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")
+                    continue
+                result = self.schedule.add_chunk(history.times[-1], actions, now=self.clock())
+                self.stats.chunks_produced += 1
+                self.stats.actions_dropped_late += result.dropped_late
+
+    def queue_depth(self, now: float) -> int:
+        return self.schedule.remaining(now)
+
+    def close(self) -> None:
+        self._closing = True
+        self._request.set()
+        self._worker.join(timeout=5.0)

@@ -1,0 +1,292 @@
+"""A LeRobot Diffusion Policy checkpoint, ready to turn observation histories into action chunks.
+
+Loads ``pretrained_model/`` as LeRobot saves it (config.json, model.safetensors
+and the saved pre/post-processor pipelines) and uses LeRobot's own processors
+for normalisation. The sampler (DDPM, DDIM, DPM-Solver++, UniPC) and the number
+of denoising steps can differ from the checkpoint's. ROS-free.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+
+from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+PREPROCESSOR_FILE = "policy_preprocessor.json"
+POSTPROCESSOR_FILE = "policy_postprocessor.json"
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, not a Diffusion Policy, or does not fit the robot."""
+
+
+def resolve_checkpoint(path: str | Path) -> Path:
+    """The ``pretrained_model`` folder for a path given by a user.
+
+    Accepts the folder itself, a ``checkpoints/<step>`` folder, or a training
+    run's output folder (then its ``checkpoints/last/pretrained_model``).
+    """
+    path = Path(path).expanduser()
+    candidates = [path, path / "pretrained_model", path / "checkpoints" / "last" / "pretrained_model"]
+    for candidate in candidates:
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    if not path.exists():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    raise CheckpointError(f"no {CONFIG_FILE} in {path} (nor in pretrained_model/ or checkpoints/last/pretrained_model/ "
+                          "below it); pass the pretrained_model folder that lerobot-train wrote")
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CheckpointError(f"device {device!r} requested but no CUDA device is available; use device=cpu or auto")
+    return torch.device(device)
+
+
+@dataclass
+class ChunkTiming:
+    """Where the time of the last chunk went (seconds)."""
+
+    preprocess: float = 0.0
+    encode: float = 0.0
+    denoise: float = 0.0
+    postprocess: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.preprocess + self.encode + self.denoise + self.postprocess
+
+
+class PolicyRuntime:
+    """Inference of one Diffusion Policy checkpoint with a chosen sampler."""
+
+    def __init__(self, policy, preprocessor, postprocessor, checkpoint: Path, device: torch.device,
+                 noise_scheduler: str, num_inference_steps: int, n_action_steps: int, seed: int | None):
+        self.policy = policy
+        self.preprocessor = preprocessor
+        self.postprocessor = postprocessor
+        self.checkpoint = checkpoint
+        self.device = device
+        self.config = policy.config
+        if n_action_steps < 1 or n_action_steps > self.horizon - self.n_obs_steps + 1:
+            raise CheckpointError(f"n_action_steps must be between 1 and horizon - n_obs_steps + 1 = "
+                                  f"{self.horizon - self.n_obs_steps + 1}; got {n_action_steps}")
+        self.n_action_steps = n_action_steps
+        self.noise_scheduler = noise_scheduler
+        schedule = NoiseSchedule.from_config(self.config)
+        try:
+            self.denoiser = Denoiser(policy.diffusion.unet, make_scheduler(noise_scheduler, schedule),
+                                     num_inference_steps)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+        self.generator = torch.Generator(device=device)
+        self.generator.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
+        self.image_keys = list(self.config.image_features)
+        self.last_timing = ChunkTiming()
+
+    # --- loading ----------------------------------------------------------------
+    @classmethod
+    def load(cls, checkpoint: str | Path, device: str = "auto", noise_scheduler: str | None = None,
+             num_inference_steps: int | None = None, n_action_steps: int | None = None,
+             seed: int | None = None) -> "PolicyRuntime":
+        """Load a checkpoint; ``None`` keeps the checkpoint's own sampler settings."""
+        from lerobot.configs.policies import PreTrainedConfig
+        from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+        from lerobot.policies.factory import make_pre_post_processors
+
+        folder = resolve_checkpoint(checkpoint)
+        if not (folder / MODEL_FILE).is_file():
+            pickles = sorted(p.name for p in folder.glob("*") if p.suffix in (".bin", ".pt", ".pth", ".ckpt"))
+            hint = f" (found {pickles}: dp_ros loads weights only from safetensors, never pickles)" if pickles else ""
+            raise CheckpointError(f"{folder} has no {MODEL_FILE}{hint}")
+        for name in (PREPROCESSOR_FILE, POSTPROCESSOR_FILE):
+            if not (folder / name).is_file():
+                raise CheckpointError(f"{folder} lacks {name}: the normalisation pipelines LeRobot saves with a "
+                                      "checkpoint are needed (was it saved by lerobot-train from LeRobot >= 0.4?)")
+        try:
+            kind = json.loads((folder / CONFIG_FILE).read_text()).get("type")
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON: {exc}") from None
+        if kind != "diffusion":
+            raise CheckpointError(f"{folder} holds a {kind!r} policy; dp_ros runs Diffusion Policy checkpoints")
+
+        torch_device = resolve_device(device)
+        config = PreTrainedConfig.from_pretrained(folder, local_files_only=True)
+        config.device = torch_device.type
+        # The backbone's weights come from model.safetensors; never fetch ImageNet weights.
+        config.pretrained_backbone_weights = None
+        try:
+            policy = DiffusionPolicy.from_pretrained(folder, config=config, strict=True)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{folder / MODEL_FILE} does not match {CONFIG_FILE}: {exc}") from None
+        overrides = {"device_processor": {"device": torch_device.type}}
+        preprocessor, postprocessor = make_pre_post_processors(
+            config, pretrained_path=str(folder), preprocessor_overrides=overrides)
+        policy.eval()
+        return cls(policy, preprocessor, postprocessor, folder, torch_device,
+                   noise_scheduler=(noise_scheduler or config.noise_scheduler_type).lower(),
+                   num_inference_steps=num_inference_steps or config.num_inference_steps or config.num_train_timesteps,
+                   n_action_steps=n_action_steps or config.n_action_steps, seed=seed)
+
+    # --- shape of the policy ---------------------------------------------------------
+    @property
+    def n_obs_steps(self) -> int:
+        return self.config.n_obs_steps
+
+    @property
+    def horizon(self) -> int:
+        return self.config.horizon
+
+    @property
+    def num_inference_steps(self) -> int:
+        return self.denoiser.num_inference_steps
+
+    @property
+    def action_dim(self) -> int:
+        return self.config.output_features[ACTION_FEATURE].shape[0]
+
+    @property
+    def state_dim(self) -> int:
+        return self.config.input_features[STATE_FEATURE].shape[0]
+
+    def image_shape(self, key: str) -> tuple[int, int, int]:
+        return tuple(self.config.input_features[key].shape)
+
+    def describe(self) -> str:
+        return (f"{self.checkpoint} on {self.device}: {self.noise_scheduler} x{self.num_inference_steps} steps, "
+                f"horizon {self.horizon}, n_obs_steps {self.n_obs_steps}, n_action_steps {self.n_action_steps}, "
+                f"state {self.state_dim}, action {self.action_dim}, cameras {self.image_keys}")
+
+    def check_robot(self, robot: RobotInterface) -> None:
+        """Raise CheckpointError unless the checkpoint's features fit the robot interface."""
+        problems = []
+        features = self.config.input_features
+        if STATE_FEATURE not in features:
+            problems.append(f"the checkpoint has no {STATE_FEATURE} input")
+        elif self.state_dim != robot.num_joints:
+            problems.append(f"{STATE_FEATURE} has {self.state_dim} values but the robot has {robot.num_joints} joints "
+                            f"{robot.joint_names}")
+        if self.action_dim != robot.num_joints:
+            problems.append(f"{ACTION_FEATURE} has {self.action_dim} values but the robot has {robot.num_joints} joints")
+        robot_images = {cam.feature: cam.shape for cam in robot.cameras}
+        missing = sorted(set(self.image_keys) - set(robot_images))
+        extra = sorted(set(robot_images) - set(self.image_keys))
+        if missing:
+            problems.append(f"the checkpoint needs cameras {missing} that the robot interface does not list")
+        if extra:
+            problems.append(f"the robot interface lists cameras {extra} that the checkpoint was not trained with")
+        for key in sorted(set(self.image_keys) & set(robot_images)):
+            if self.image_shape(key) != robot_images[key]:
+                c, h, w = self.image_shape(key)
+                problems.append(f"{key}: the checkpoint expects {w}x{h} images; the robot interface says "
+                                f"{robot_images[key][2]}x{robot_images[key][1]} (set width/height of the camera)")
+        unknown = sorted(k for k in features if k != STATE_FEATURE and k not in self.image_keys)
+        if unknown:
+            problems.append(f"the checkpoint needs inputs dp_ros cannot provide: {unknown}")
+        if problems:
+            raise CheckpointError(f"checkpoint {self.checkpoint} does not fit robot interface "
+                                  f"{robot.source_path or robot.name}:\n  - " + "\n  - ".join(problems))
+
+    # --- inference ----------------------------------------------------------------------
+    def history_to_batch(self, history: Sequence[dict[str, np.ndarray]]) -> dict[str, torch.Tensor]:
+        """Stack an observation history (oldest first) into a (1, n_obs_steps, ...) batch."""
+        if len(history) != self.n_obs_steps:
+            raise ValueError(f"history has {len(history)} observations; the policy needs n_obs_steps={self.n_obs_steps}")
+        state = np.stack([np.asarray(obs[STATE_FEATURE], dtype=np.float32) for obs in history])
+        if state.shape[1] != self.state_dim:
+            raise ValueError(f"{STATE_FEATURE} has {state.shape[1]} values; the policy needs {self.state_dim}")
+        batch = {STATE_FEATURE: torch.from_numpy(state)[None]}
+        for key in self.image_keys:
+            frames = np.stack([obs[key] for obs in history])
+            c, h, w = self.image_shape(key)
+            if frames.shape[1:] != (h, w, c) or frames.dtype != np.uint8:
+                raise ValueError(f"{key} frames are {frames.dtype} {frames.shape[1:]}; the policy needs uint8 {(h, w, c)}")
+            batch[key] = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().div_(255.0)
+        return batch
+
+    @torch.inference_mode()
+    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], noise: torch.Tensor | None = None) -> np.ndarray:
+        """(n_action_steps, action_dim) actions, the first for the time of the newest observation."""
+        return self.predict_from_batch(self.history_to_batch(history), noise=noise)[0]
+
+    @torch.inference_mode()
+    def predict_from_batch(self, batch: dict[str, Any], noise: torch.Tensor | None = None,
+                           return_denoising: bool = False):
+        """Actions for a batch of stacked histories (as LeRobotDataset yields with delta_timestamps).
+
+        Returns (B, n_action_steps, action_dim) unnormalised actions; with
+        ``return_denoising`` also a list over denoising steps of the whole
+        (B, horizon, action_dim) trajectory, unnormalised, starting with the noise.
+        """
+        from lerobot.utils.constants import OBS_IMAGES
+
+        timing = ChunkTiming()
+        start = time.perf_counter()
+        inputs = {k: v for k, v in batch.items() if k == STATE_FEATURE or k in self.image_keys}
+        processed = self.preprocessor(inputs)
+        state = processed[STATE_FEATURE]
+        if state.ndim != 3 or state.shape[1] != self.n_obs_steps:
+            raise ValueError(f"{STATE_FEATURE} must be (B, n_obs_steps={self.n_obs_steps}, {self.state_dim}); "
+                             f"got {tuple(state.shape)}")
+        model_batch = {STATE_FEATURE: state}
+        if self.image_keys:
+            model_batch[OBS_IMAGES] = torch.stack([processed[k] for k in self.image_keys], dim=-4)
+        t1 = time.perf_counter()
+        timing.preprocess = t1 - start
+        diffusion = self.policy.diffusion
+        global_cond = diffusion._prepare_global_conditioning(model_batch)
+        t2 = time.perf_counter()
+        timing.encode = t2 - t1
+        batch_size = state.shape[0]
+        if noise is None:
+            noise = torch.randn((batch_size, self.horizon, self.action_dim), generator=self.generator,
+                                device=self.device, dtype=global_cond.dtype)
+        else:
+            noise = noise.to(self.device, global_cond.dtype)
+        steps: list[torch.Tensor] = [noise.clone()] if return_denoising else []
+        on_step = (lambda i, sample: steps.append(sample.clone())) if return_denoising else None
+        trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step)
+        t3 = time.perf_counter()
+        timing.denoise = t3 - t2
+        first = self.n_obs_steps - 1
+        actions = self._unnormalise(trajectory[:, first:first + self.n_action_steps])
+        timing.postprocess = time.perf_counter() - t3
+        self.last_timing = timing
+        if return_denoising:
+            return actions, [self._unnormalise(s) for s in steps]
+        return actions
+
+    def _unnormalise(self, actions: torch.Tensor) -> np.ndarray:
+        return self.postprocessor(actions).detach().to("cpu", torch.float32).numpy()
+
+    def warm_up(self, robot_or_history: Sequence[dict[str, np.ndarray]] | None = None, runs: int = 2) -> float:
+        """Run inference on a neutral history so the first real chunk is not slow; returns the last run's seconds."""
+        history = robot_or_history or [self.neutral_observation() for _ in range(self.n_obs_steps)]
+        elapsed = 0.0
+        for _ in range(runs):
+            start = time.perf_counter()
+            self.predict_chunk(history)
+            elapsed = time.perf_counter() - start
+        return elapsed
+
+    def neutral_observation(self) -> dict[str, np.ndarray]:
+        observation = {STATE_FEATURE: np.zeros(self.state_dim, dtype=np.float32)}
+        for key in self.image_keys:
+            c, h, w = self.image_shape(key)
+            observation[key] = np.full((h, w, c), 127, dtype=np.uint8)
+        return observation
+
+
+def available_samplers() -> tuple[str, ...]:
+    return SAMPLERS

@@ -1,0 +1,68 @@
+"""A fixed-rate loop on its own thread: call, then sleep until the next absolute deadline.
+
+Deadlines are ``start + k * period`` on the monotonic clock, so the rate does
+not drift; when a call overruns, the loop skips the missed deadlines instead of
+bursting. The real intervals between calls are kept for jitter statistics.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+import numpy as np
+
+
+class RateLoop:
+    def __init__(self, rate: float, body: Callable[[], None], name: str = "rate_loop", keep: int = 5000):
+        if rate <= 0:
+            raise ValueError("rate must be positive")
+        self.period = 1.0 / rate
+        self.body = body
+        self.name = name
+        self.intervals: deque[float] = deque(maxlen=keep)
+        self.overruns = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+            self._thread = None
+
+    def _run(self) -> None:
+        start = time.monotonic()
+        tick = 0
+        last_call = None
+        while not self._stop.is_set():
+            called = time.monotonic()
+            if last_call is not None:
+                self.intervals.append(called - last_call)
+            last_call = called
+            self.body()
+            tick += 1
+            deadline = start + tick * self.period
+            now = time.monotonic()
+            if now > deadline:
+                missed = int((now - deadline) / self.period) + 1
+                self.overruns += missed
+                tick += missed
+                deadline = start + tick * self.period
+            self._stop.wait(max(0.0, deadline - time.monotonic()))
+
+    def jitter(self) -> dict[str, float]:
+        """p50 / p99 / max of the intervals between calls, in seconds, and their count."""
+        if not self.intervals:
+            return {"count": 0, "p50": float("nan"), "p99": float("nan"), "max": float("nan")}
+        values = np.asarray(self.intervals)
+        return {"count": int(values.size), "p50": float(np.percentile(values, 50)),
+                "p99": float(np.percentile(values, 99)), "max": float(values.max())}

@@ -1,0 +1,95 @@
+"""Noise schedulers for Diffusion Policy inference and the denoising loop that uses them.
+
+A checkpoint is trained with one noise schedule (``num_train_timesteps``,
+``beta_schedule``, ...); at inference any of these samplers can walk it back:
+
+- ``ddpm``: the stochastic sampler LeRobot uses by default (100 steps).
+- ``ddim``: deterministic, good with 10-20 steps (the original real-robot setting).
+- ``dpmsolver++``: second-order multistep DPM-Solver++, good with 5-10 steps.
+- ``unipc``: UniPC multistep predictor-corrector, good with 5-10 steps.
+"""
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+
+SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc")
+
+
+@dataclass(frozen=True)
+class NoiseSchedule:
+    """The training-time noise schedule of a checkpoint (fields of LeRobot's DiffusionConfig)."""
+
+    num_train_timesteps: int
+    beta_schedule: str
+    beta_start: float
+    beta_end: float
+    prediction_type: str
+    clip_sample: bool
+    clip_sample_range: float
+
+    @classmethod
+    def from_config(cls, config) -> "NoiseSchedule":
+        return cls(config.num_train_timesteps, config.beta_schedule, config.beta_start, config.beta_end,
+                   config.prediction_type, config.clip_sample, config.clip_sample_range)
+
+
+def make_scheduler(name: str, schedule: NoiseSchedule):
+    """A diffusers scheduler of kind ``name`` matching the checkpoint's training schedule."""
+    from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler, UniPCMultistepScheduler
+
+    common = dict(num_train_timesteps=schedule.num_train_timesteps, beta_start=schedule.beta_start,
+                  beta_end=schedule.beta_end, beta_schedule=schedule.beta_schedule,
+                  prediction_type=schedule.prediction_type)
+    # For the multistep solvers, clipping the predicted clean sample to the
+    # training range is their "thresholding" with a fixed maximum.
+    threshold = dict(thresholding=schedule.clip_sample, sample_max_value=schedule.clip_sample_range,
+                     dynamic_thresholding_ratio=1.0)
+    name = name.lower()
+    if name == "ddpm":
+        return DDPMScheduler(clip_sample=schedule.clip_sample, clip_sample_range=schedule.clip_sample_range, **common)
+    if name == "ddim":
+        return DDIMScheduler(clip_sample=schedule.clip_sample, clip_sample_range=schedule.clip_sample_range,
+                             timestep_spacing="trailing", **common)
+    if name in ("dpmsolver++", "dpm-solver++", "dpmsolver"):
+        return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
+                                           timestep_spacing="trailing", **threshold, **common)
+    if name == "unipc":
+        return UniPCMultistepScheduler(solver_order=2, timestep_spacing="trailing", **threshold, **common)
+    raise ValueError(f"unknown noise scheduler {name!r}; choose one of {', '.join(SAMPLERS)}")
+
+
+class Denoiser:
+    """Runs a scheduler's reverse process with a LeRobot Diffusion Policy UNet."""
+
+    def __init__(self, unet: torch.nn.Module, scheduler, num_inference_steps: int):
+        if num_inference_steps < 1:
+            raise ValueError("num_inference_steps must be >= 1")
+        if num_inference_steps > scheduler.config.num_train_timesteps:
+            raise ValueError(f"num_inference_steps ({num_inference_steps}) exceeds the checkpoint's "
+                             f"num_train_timesteps ({scheduler.config.num_train_timesteps})")
+        self.unet = unet
+        self.scheduler = scheduler
+        self.num_inference_steps = num_inference_steps
+        self._step_takes_generator = "generator" in inspect.signature(scheduler.step).parameters
+
+    def __call__(self, noise: torch.Tensor, global_cond: torch.Tensor, generator: torch.Generator | None = None,
+                 on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+        """Denoise ``noise`` (B, horizon, action_dim) conditioned on ``global_cond``.
+
+        ``on_step(i, sample)`` sees the sample after each of the steps (for plots).
+        """
+        self.scheduler.set_timesteps(self.num_inference_steps, device=noise.device)
+        sample = noise
+        extra = {"generator": generator} if self._step_takes_generator else {}
+        timestep = torch.empty(noise.shape[0], dtype=torch.long, device=noise.device)
+        for i, t in enumerate(self.scheduler.timesteps):
+            timestep.fill_(int(t))
+            model_output = self.unet(sample, timestep, global_cond=global_cond)
+            sample = self.scheduler.step(model_output, t, sample, **extra).prev_sample
+            if on_step is not None:
+                on_step(i, sample)
+        return sample

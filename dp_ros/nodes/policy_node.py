@@ -1,0 +1,288 @@
+"""policy_node: a LeRobot Diffusion Policy checkpoint as a ROS 2 controller.
+
+Subscribes to the cameras and joint states of the robot interface, keeps a
+time-aligned observation history, computes action chunks off the control
+thread and publishes safe joint commands at the command rate. Services
+``~/start``, ``~/stop``, ``~/reset``; status on ``~/status`` and /diagnostics.
+"""
+from __future__ import annotations
+
+import os
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+import rclpy
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
+from std_srvs.srv import Trigger
+
+from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
+from dp_ros.conversions.images import ImageConversionError, message_to_rgb
+from dp_ros.conversions.joint_state import JointOrder, JointStateError
+from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg, policy_status_msg
+from dp_ros.core.policy_controller import Command, ControllerConfig, PolicyController, State
+from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
+from dp_ros.core.rate_loop import RateLoop
+from dp_ros.core.time_alignment import stamp_to_seconds
+from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
+
+# name -> (default, description). The single list of the node's parameters;
+# config/policy.yaml documents the same names for users.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "checkpoint": ("", "LeRobot checkpoint folder (pretrained_model/ with config.json, model.safetensors, processors)"),
+    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
+    "device": ("auto", "auto (CUDA when present), cpu or cuda"),
+    "noise_scheduler": ("", "sampler: ddpm, ddim, dpmsolver++ or unipc; empty = the checkpoint's"),
+    "num_inference_steps": (0, "denoising steps per chunk; 0 = the checkpoint's"),
+    "n_action_steps": (0, "actions used from each chunk; 0 = the checkpoint's"),
+    "seed": (-1, "seed of the sampler's noise; -1 = random"),
+    "replan_steps": (-1, "request the next chunk when this many planned actions remain; -1 = n_action_steps // 2"),
+    "transition": ("blend", "how a new chunk joins the old plan: blend, ensemble or replace"),
+    "blend_steps": (4, "blend: actions over which the plan moves from the old chunk to the new one"),
+    "ensemble_decay": (0.1, "ensemble: older predictions weigh exp(-decay * age)"),
+    "watchdog_timeout": (0.5, "seconds after which a silent camera or joint state stops commanding"),
+    "velocity_scale": (1.0, "fraction (0, 1] of the robot interface's velocity limits commands may use"),
+    "late_margin": (0.0, "actions due within this many seconds of a chunk's arrival are dropped as late too"),
+    "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
+    "warmup_runs": (2, "inference runs before reporting ready, so the first real chunk is not slow"),
+    "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
+    "status_rate": (5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)"),
+    "inference_threads": (0, "torch CPU threads for inference; 0 = all cores but one"),
+    "sensor_qos": ("sensor_data", "QoS of camera and joint-state subscriptions: sensor_data (best effort) or reliable"),
+    "command_qos_depth": (10, "queue depth of the command publisher (reliable)"),
+    "command_type": ("", "override the robot interface's command.type: joint_trajectory, float64_multi_array, joint_state"),
+    "trajectory_mode": ("", "override the robot interface's command.trajectory_mode: chunk or single_point"),
+}
+
+
+@dataclass
+class _Throttle:
+    period: float
+    last: float = -1e9
+
+    def ready(self) -> bool:
+        now = time.monotonic()
+        if now - self.last >= self.period:
+            self.last = now
+            return True
+        return False
+
+
+class PolicyNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("policy_node", **node_kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        self.params = p
+
+        config_path = p["robot_config"] or str(default_robot_config_path())
+        self.robot = load_robot_interface(config_path)
+        if not p["checkpoint"]:
+            raise CheckpointError("parameter 'checkpoint' is empty: pass the pretrained_model folder "
+                                  "(ros2 launch dp_ros policy.launch.py checkpoint:=/path/to/pretrained_model)")
+        import torch
+
+        torch.set_num_threads(p["inference_threads"] or max(1, (os.cpu_count() or 2) - 1))
+        self.runtime = PolicyRuntime.load(
+            p["checkpoint"], device=p["device"], noise_scheduler=p["noise_scheduler"] or None,
+            num_inference_steps=p["num_inference_steps"] or None, n_action_steps=p["n_action_steps"] or None,
+            seed=None if p["seed"] < 0 else p["seed"])
+        self.runtime.check_robot(self.robot)
+        self.get_logger().info(f"policy: {self.runtime.describe()}")
+
+        self.command_type = p["command_type"] or self.robot.command.type
+        self.trajectory_mode = p["trajectory_mode"] or self.robot.command.trajectory_mode
+        replan = p["replan_steps"] if p["replan_steps"] >= 0 else max(1, self.runtime.n_action_steps // 2)
+        config = ControllerConfig(replan_steps=replan, transition=p["transition"], blend_steps=p["blend_steps"],
+                                  ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
+                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"])
+        self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log)
+        self.joint_order = JointOrder(self.robot.joint_names)
+        self.use_header_stamps = p["stamp_source"] == "header"
+        if p["stamp_source"] not in ("header", "receive"):
+            raise ValueError(f"stamp_source must be header or receive; got {p['stamp_source']!r}")
+        self._warn_throttles: dict[str, _Throttle] = {}
+        self._publish_times: deque[float] = deque(maxlen=5000)
+        self._status_window: deque[float] = deque(maxlen=2000)
+
+        sensor_qos = qos_profile_sensor_data if p["sensor_qos"] == "sensor_data" else QoSProfile(
+            depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+        from sensor_msgs.msg import CompressedImage, Image, JointState
+
+        self.create_subscription(JointState, self.robot.joint_state_topic, self._on_joint_state, sensor_qos)
+        for cam in self.robot.cameras:
+            msg_type = CompressedImage if cam.type == "compressed" else Image
+            self.create_subscription(msg_type, cam.topic, lambda msg, cam=cam: self._on_image(cam, msg), sensor_qos)
+        self.command_pub = self.create_publisher(command_message_class(self.command_type), self.robot.command.topic,
+                                                 p["command_qos_depth"])
+        from diagnostic_msgs.msg import DiagnosticArray
+
+        from dp_ros_msgs.msg import PolicyStatus
+
+        self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.create_service(Trigger, "~/start", self._srv_start)
+        self.create_service(Trigger, "~/stop", self._srv_stop)
+        self.create_service(Trigger, "~/reset", self._srv_reset)
+        self.create_timer(1.0 / p["status_rate"], self._publish_status)
+        self.create_timer(1.0, self._publish_diagnostics)
+
+        self.controller._set_state(State.WARMING_UP, "warm-up inference")
+        self._publish_status()
+        warm = self.runtime.warm_up(runs=p["warmup_runs"]) if p["warmup_runs"] > 0 else 0.0
+        self.get_logger().info(f"warm-up done: one chunk takes {warm * 1000:.1f} ms "
+                               f"({self.robot.control_period * 1000:.0f} ms per policy step)")
+        if p["autostart"]:
+            self.controller.start()
+        else:
+            self.controller._set_state(State.IDLE, "ready; call ~/start to command the robot")
+        self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands")
+        self.command_loop.start()
+        self.get_logger().info(
+            f"commanding {self.robot.command.topic} ({self.command_type}"
+            f"{', ' + self.trajectory_mode if self.command_type == 'joint_trajectory' else ''}) at "
+            f"{self.robot.command_rate:g} Hz from {self.robot.joint_state_topic} and "
+            f"{[c.topic for c in self.robot.cameras]}")
+
+    # --- time and logs --------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _log(self, level: str, text: str) -> None:
+        logger = self.get_logger()
+        {"info": logger.info, "warn": logger.warning, "error": logger.error}.get(level, logger.info)(text)
+
+    def _warn_throttled(self, key: str, text: str, period: float = 5.0) -> None:
+        throttle = self._warn_throttles.setdefault(key, _Throttle(period))
+        if throttle.ready():
+            self.get_logger().warning(text)
+
+    def _stamp(self, header) -> float:
+        if self.use_header_stamps:
+            stamp = stamp_to_seconds(header.stamp)
+            if stamp > 0:
+                return stamp
+            self._warn_throttled("zero_stamp", "a sensor message has a zero header stamp; using its arrival time "
+                                               "(set stamp_source:=receive to silence this)")
+        return self._now()
+
+    # --- sensor callbacks -------------------------------------------------------------------
+    def _on_joint_state(self, msg) -> None:
+        try:
+            positions = self.joint_order.positions(msg)
+        except JointStateError as exc:
+            self._warn_throttled("joint_state", f"ignoring JointState on {self.robot.joint_state_topic}: {exc}")
+            return
+        self.controller.on_joint_state(self._stamp(msg.header), positions)
+
+    def _on_image(self, cam, msg) -> None:
+        try:
+            rgb = message_to_rgb(msg, cam.width, cam.height)
+        except ImageConversionError as exc:
+            self._warn_throttled(f"image_{cam.name}", f"ignoring frame of camera {cam.name} on {cam.topic}: {exc}")
+            return
+        self.controller.on_image(cam.feature, self._stamp(msg.header), rgb)
+
+    # --- commands ---------------------------------------------------------------------------
+    def _command_tick(self) -> None:
+        now = self._now()
+        try:
+            command = self.controller.step(now)
+        except Exception as exc:  # noqa: BLE001 - the control loop must survive anything
+            self.controller.set_fault(f"control step failed: {exc}")
+            return
+        if command is None:
+            return
+        self.command_pub.publish(self._command_message(command))
+        wall = time.monotonic()
+        self._publish_times.append(wall)
+        self._status_window.append(wall)
+
+    def _command_message(self, command: Command):
+        names = self.robot.joint_names
+        lead = 1.0 / self.robot.command_rate
+        if self.command_type != "joint_trajectory":
+            return make_position_command(self.command_type, names, command.positions, stamp=self.get_clock().now().to_msg())
+        if self.trajectory_mode == "single_point" or command.path_times.size == 0:
+            return make_trajectory(names, [lead], command.positions[None, :])
+        later = command.path_times > lead + 1e-6
+        times = np.concatenate([[lead], command.path_times[later]])
+        positions = np.concatenate([command.positions[None, :], command.path_positions[later]])
+        return make_trajectory(names, times, positions)
+
+    # --- services -------------------------------------------------------------------------------
+    def _srv_start(self, request, response):
+        response.message = self.controller.start()
+        response.success = True
+        return response
+
+    def _srv_stop(self, request, response):
+        response.message = self.controller.stop("stopped by ~/stop")
+        response.success = True
+        return response
+
+    def _srv_reset(self, request, response):
+        response.message = self.controller.reset()
+        response.success = True
+        return response
+
+    # --- status ---------------------------------------------------------------------------------
+    def snapshot(self) -> PolicySnapshot:
+        now = self._now()
+        age, _ = self.controller.history.newest_age(now)
+        wall = time.monotonic()
+        recent = [t for t in self._status_window if wall - t <= 1.0]
+        stats, safety = self.controller.stats, self.controller.safety.counters
+        return PolicySnapshot(
+            state=self.controller.state, reason=self.controller.reason,
+            last_inference_time=stats.last_inference_time, mean_inference_time=stats.mean_inference_time,
+            queue_depth=self.controller.queue_depth(now), newest_observation_age=age,
+            chunks_produced=stats.chunks_produced, actions_dropped_late=stats.actions_dropped_late,
+            commands_published=stats.commands_published, command_rate=float(len(recent)),
+            position_clamps=safety.position_clamps, velocity_clamps=safety.velocity_clamps,
+            nonfinite_rejections=safety.nonfinite_rejections, watchdog_trips=stats.watchdog_trips)
+
+    def _publish_status(self) -> None:
+        self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
+
+    def _publish_diagnostics(self) -> None:
+        self.diagnostics_pub.publish(policy_diagnostics_msg(self.get_name(), self.snapshot(),
+                                                            self.get_clock().now().to_msg()))
+
+    def destroy_node(self) -> bool:
+        self.command_loop.stop() if hasattr(self, "command_loop") else None
+        self.controller.close() if hasattr(self, "controller") else None
+        return super().destroy_node()
+
+
+STARTUP_ERRORS = (CheckpointError, RobotInterfaceError, ValueError, FileNotFoundError)
+
+
+def main(args=None) -> int:
+    # A thread waiting for the GIL waits up to the switch interval (5 ms by
+    # default); the command loop must not wait that long behind inference.
+    sys.setswitchinterval(0.0005)
+    rclpy.init(args=args)
+    try:
+        node = PolicyNode()
+    except STARTUP_ERRORS as exc:
+        rclpy.logging.get_logger("policy_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
