@@ -169,6 +169,9 @@ class PolicyController:
         with self._lock:
             if not self._enabled:
                 return None
+            if age == np.inf and not self._stale:
+                self._set_state(State.WARMING_UP, f"waiting for the first {stream} message")
+                return None
             if age > self.config.watchdog_timeout:
                 if not self._stale:
                     self._stale = True

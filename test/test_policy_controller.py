@@ -1,0 +1,186 @@
+"""The controller's timing logic, without ROS, on a manual clock.
+
+The predictor here is a scripted stand-in for the policy (it returns chosen
+chunks and advances the manual clock by a chosen inference time) so that late
+actions, replanning and the watchdog can be checked exactly; real checkpoints
+drive the controller in test_policy_node.py.
+"""
+import time
+
+import numpy as np
+import pytest
+
+from dp_ros.core.policy_controller import ControllerConfig, PolicyController, State
+from lerobot_fixtures import tiny_robot
+
+PERIOD = 0.1
+
+
+class ManualClock:
+    def __init__(self):
+        self.t = 100.0
+
+    def __call__(self):
+        return self.t
+
+
+class ScriptedPredictor:
+    """Chunk k holds the value 10*k + step index; 'inference' advances the clock by ``latency``."""
+
+    n_obs_steps = 2
+    n_action_steps = 8
+
+    def __init__(self, clock, latency=0.25, nan=False):
+        self.clock, self.latency, self.nan = clock, latency, nan
+        self.calls = []
+
+    def predict_chunk(self, history):
+        self.calls.append([obs["observation.state"].copy() for obs in history])
+        self.clock.t += self.latency
+        k = len(self.calls)
+        chunk = np.array([[10.0 * k + i] * 3 for i in range(self.n_action_steps)]) / 100.0
+        if self.nan:
+            chunk[2, 1] = np.nan
+        return chunk
+
+
+def feed(controller, t0, t1, camera=True, joints=True):
+    for t in np.arange(t0, t1 + 1e-9, 0.02):
+        if joints:
+            controller.on_joint_state(t, np.zeros(3))
+        if camera:
+            controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
+
+
+def make(latency=0.25, nan=False, **config):
+    clock = ManualClock()
+    predictor = ScriptedPredictor(clock, latency, nan)
+    robot = tiny_robot(control_rate=10, command_rate=50, velocity_limit=100.0)
+    settings = dict(replan_steps=4, watchdog_timeout=0.2, transition="replace")
+    settings.update(config)
+    controller = PolicyController(robot, predictor, ControllerConfig(**settings), clock=clock)
+    return controller, clock, predictor
+
+
+def wait_for(predicate, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.005)
+    return predicate()
+
+
+def test_no_command_before_a_full_history_and_before_start():
+    controller, clock, _ = make()
+    feed(controller, 99.95, 100.0)
+    assert controller.step(clock.t) is None and controller.state == State.IDLE
+    controller.start()
+    assert controller.step(clock.t) is None  # only 0.05 s of data: no observation at t - 0.1
+    assert controller.state == State.WARMING_UP
+    controller.close()
+
+
+def test_chunk_is_stamped_from_its_observation_and_late_actions_dropped():
+    controller, clock, predictor = make(latency=0.25, watchdog_timeout=1.0)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    assert controller.step(clock.t) is None  # requests the first chunk
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    # obs at 100.0; inference took 0.25 s, so actions for 100.0, 100.1 and 100.2 are late
+    assert controller.stats.actions_dropped_late == 3
+    assert clock.t == pytest.approx(100.25)
+    command = controller.step(clock.t)
+    # at 100.25 the plan interpolates between action 2 (100.2, dropped) ... first kept is action 3 at 100.3
+    np.testing.assert_allclose(command.positions, [0.13] * 3)
+    clock.t = 100.35
+    np.testing.assert_allclose(controller.step(clock.t).positions, [0.135] * 3)
+    assert command.path_times[0] == pytest.approx(0.05)
+    controller.close()
+
+
+def test_replans_early_enough_that_commands_never_stop():
+    controller, clock, predictor = make(latency=0.15, replan_steps=4)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    published = 0
+    while clock.t < 102.0:
+        clock.t += 0.02
+        feed(controller, clock.t - 0.019, clock.t)
+        before = controller.stats.chunks_produced
+        command = controller.step(clock.t)
+        assert command is not None, f"no command at {clock.t:.2f}: {controller.reason}"
+        published += 1
+        if controller._inflight:
+            # inference runs now; the scripted predictor moves the clock by its latency
+            assert wait_for(lambda: controller.stats.chunks_produced > before)
+    assert controller.stats.chunks_produced >= 4
+    assert controller.stats.queue_underruns == 0
+    assert published > 40
+    controller.close()
+
+
+def test_watchdog_stops_on_stale_camera_and_resumes_with_fresh_data():
+    controller, clock, _ = make(latency=0.0)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    assert controller.step(clock.t + 0.01) is not None
+    # camera goes silent at 100.0; joint states keep coming
+    clock.t = 100.21
+    feed(controller, 100.02, clock.t, camera=False)
+    assert controller.step(clock.t) is None
+    assert controller.state == State.STOPPED and "observation.images.front" in controller.reason
+    assert controller.stats.watchdog_trips == 1
+    assert controller.queue_depth(clock.t) == 0, "the plan made from old data is discarded"
+    # fresh frames again: a full, fresh history is needed before commanding
+    clock.t = 100.5
+    feed(controller, 100.45, 100.5)
+    assert controller.step(clock.t) is None
+    feed(controller, 100.52, 100.6)
+    clock.t = 100.6
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 2)
+    assert controller.step(clock.t + 0.01) is not None
+    assert controller.state == State.RUNNING and controller.stats.watchdog_trips == 1
+    controller.close()
+
+
+def test_stop_reset_and_start():
+    controller, clock, _ = make(latency=0.0)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    controller.stop()
+    assert controller.step(clock.t) is None and controller.state == State.STOPPED
+    controller.start()
+    controller.reset()
+    assert controller.queue_depth(clock.t) == 0
+    assert controller.step(clock.t) is None and controller.state == State.WARMING_UP
+
+
+def test_nonfinite_chunks_are_rejected():
+    controller, clock, _ = make(latency=0.0, nan=True)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.safety.counters.nonfinite_rejections > 0)
+    assert controller.step(clock.t) is None
+    assert controller.stats.chunks_produced == 0
+    controller.close()
+
+
+def test_inference_failure_is_a_fault_not_a_crash():
+    controller, clock, predictor = make(latency=0.0)
+    predictor.predict_chunk = lambda history: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.state == State.FAULT)
+    assert "CUDA out of memory" in controller.reason
+    assert controller.step(clock.t) is None
+    controller.close()
