@@ -287,6 +287,30 @@ def parse_robot_interface(data: Any, source: str = "<dict>") -> RobotInterface:
     )
 
 
+def robot_interface_to_dict(robot: RobotInterface) -> dict[str, Any]:
+    """The YAML mapping that ``parse_robot_interface`` reads back into ``robot``."""
+    return {"robot": {
+        "name": robot.name,
+        "control_rate": robot.control_rate,
+        "command_rate": robot.command_rate,
+        "joint_state_topic": robot.joint_state_topic,
+        "joints": [{"name": j.name, "position_limits": [j.lower, j.upper], "velocity_limit": j.max_velocity}
+                   for j in robot.joints],
+        "cameras": [{"name": c.name, "topic": c.topic, "type": c.type, "width": c.width, "height": c.height}
+                    for c in robot.cameras],
+        "command": {"topic": robot.command.topic, "type": robot.command.type,
+                    "trajectory_mode": robot.command.trajectory_mode},
+        "action": {"source": robot.action.source, "topic": robot.action.topic},
+    }}
+
+
+def save_robot_interface(robot: RobotInterface, path: str | Path) -> Path:
+    """Write ``robot`` as a robot interface YAML file."""
+    path = Path(path)
+    path.write_text(yaml.safe_dump(robot_interface_to_dict(robot), sort_keys=False))
+    return path
+
+
 def load_robot_interface(path: str | Path) -> RobotInterface:
     """Read and validate a robot interface YAML file."""
     path = Path(path)
