@@ -28,6 +28,7 @@ setup(
         "console_scripts": [
             "dp-ros = dp_ros.cli.main:main",
             "policy_node = dp_ros.nodes.policy_node:main",
+            "train_node = dp_ros.nodes.train_node:main",
         ],
     },
 )

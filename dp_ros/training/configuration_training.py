@@ -19,7 +19,7 @@ Three ways to run, chosen by the config:
   from that checkpoint; only the options in ``FINETUNE_POLICY_OPTIONS`` apply;
 - resuming (``resume: true``): continues the run in ``output_dir`` from its
   last checkpoint, with that run's saved settings; only the options in
-  ``RESUME_OPTIONS`` (and ``extra``) apply.
+  ``RESUME_OPTIONS`` that the YAML or the overrides set (and ``extra``) apply.
 """
 from __future__ import annotations
 
@@ -185,6 +185,9 @@ class TrainingConfig:
     extra: dict[str, Any] = field(default_factory=dict)
     """Further LeRobot options by dotted name, passed unchanged (e.g. policy.drop_n_last_frames: 7).
     Unknown keys anywhere in the YAML land here too."""
+    given: set[str] = field(default_factory=set, repr=False, compare=False)
+    """Dotted names of the options the YAML or the overrides set (the others are defaults).
+    Bookkeeping, not an option: a resume applies only given options over the run's saved ones."""
 
     # --- derived -------------------------------------------------------------
     @property
@@ -216,7 +219,9 @@ class TrainingConfig:
 
     # --- conversion ------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        data = dataclasses.asdict(self)
+        del data["given"]
+        return data
 
     def to_yaml(self) -> str:
         return yaml.safe_dump({"train": self.to_dict()}, sort_keys=False)
@@ -233,7 +238,8 @@ class TrainingConfig:
             options["config_path"] = str(self.last_checkpoint_dir / PRETRAINED_MODEL_DIR / TRAIN_CONFIG_FILE)
             options["resume"] = True
             for name in RESUME_OPTIONS:
-                options[name] = getattr(self, name)
+                if name in self.given:
+                    options[name] = getattr(self, name)
             options["policy.device"] = device
         else:
             options["dataset.repo_id"] = self.dataset.repo_id
@@ -301,6 +307,18 @@ def load_training_config(path: str | Path | None = None,
     return config
 
 
+def given_options(data: Mapping[str, Any]) -> set[str]:
+    """Dotted names of the options present in a (nested) configuration mapping."""
+    sections = ("dataset", "policy", "wandb")
+    names = set()
+    for key, value in data.items():
+        if key in sections and isinstance(value, Mapping):
+            names.update(f"{key}.{sub}" for sub in value)
+        else:
+            names.add(str(key))
+    return names
+
+
 def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
     """{"a.b": value} as given, or ["a.b=value", ...] with YAML-parsed values."""
     if not overrides:
@@ -334,7 +352,7 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainingConfig:
     """Build a TrainingConfig; keys it does not know go to ``extra`` under their dotted name."""
     extra = flatten(data.get("extra") or {})
     sections = {"dataset": DatasetSettings, "policy": PolicySettings, "wandb": WandbSettings}
-    top_fields = {f.name: f for f in dataclasses.fields(TrainingConfig)}
+    top_fields = {f.name: f for f in dataclasses.fields(TrainingConfig) if f.name != "given"}
     kwargs: dict[str, Any] = {}
     problems: list[str] = []
     for key, value in data.items():
@@ -353,7 +371,7 @@ def config_from_dict(data: Mapping[str, Any]) -> TrainingConfig:
             extra.update(flatten({key: value}))
     if problems:
         raise TrainingConfigError("invalid training configuration:\n  - " + "\n  - ".join(problems))
-    return TrainingConfig(extra=extra, **kwargs)
+    return TrainingConfig(extra=extra, given=given_options(data), **kwargs)
 
 
 def _build_section(cls, values: Mapping[str, Any], prefix: str, extra: dict[str, Any], problems: list[str]):

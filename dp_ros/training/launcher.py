@@ -20,6 +20,7 @@ list, no shell) in its own process group, reads its output into
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -140,7 +141,7 @@ class TrainingLauncher:
         out = self.config.output_path
         if self.config.mode != "resume" and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # LeRobot refuses an existing output folder, even an empty one
-        self._tracker = ProgressTracker(self.config.steps, self.config.batch_size, self.report.resume_step)
+        self._tracker = ProgressTracker(self.report.total_steps, self._batch_size(), self.report.resume_step)
         if self.config.mode == "resume":
             self._open_log()
         self._write_log(f"dp_ros: {self.config.mode} training: {' '.join(self.command)}")
@@ -186,6 +187,16 @@ class TrainingLauncher:
             return None
         return self.result
 
+    def _batch_size(self) -> int:
+        """The batch size the trainer uses (a resume keeps the run's own unless the config sets it)."""
+        if self.config.mode == "resume" and "batch_size" not in self.config.given:
+            try:
+                saved = self.config.last_checkpoint_dir / "training_state" / "training_step.json"
+                return int(json.loads(saved.read_text()).get("batch_size") or self.config.batch_size)
+            except (OSError, ValueError):
+                pass
+        return self.config.batch_size
+
     # --- output ------------------------------------------------------------------
     def _read_output(self) -> None:
         assert self._proc is not None and self._proc.stdout is not None
@@ -213,7 +224,7 @@ class TrainingLauncher:
                                             or any(STOP_MESSAGE in t for t in self._tail))
         if exit_code == 0:
             state = "finished"
-            message = f"finished {self.config.steps} steps" + (f"; checkpoint {checkpoint}" if checkpoint else "")
+            message = f"finished {self.report.total_steps} steps" + (f"; checkpoint {checkpoint}" if checkpoint else "")
         elif stopped:
             state = "stopped"
             message = (f"stopped on request at step {self.progress.step}; " +
@@ -289,9 +300,11 @@ def with_overrides(config: TrainingConfig, overrides: Mapping[str, Any] | Sequen
     if not overrides:
         return config
     data = config.to_dict()
-    for key, value in parse_overrides(overrides).items():
+    parsed = parse_overrides(overrides)
+    for key, value in parsed.items():
         set_dotted(data, key, value)
     updated = config_from_dict(data)
+    updated.given = set(config.given) | set(parsed)
     updated.validate()
     return updated
 

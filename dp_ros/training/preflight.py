@@ -18,6 +18,7 @@ from dp_ros.robot_interface import ACTION_FEATURE, IMAGE_FEATURE_PREFIX, STATE_F
 from dp_ros.training.configuration_training import (
     CHECKPOINTS_DIR,
     PRETRAINED_MODEL_DIR,
+    RESUME_OPTIONS,
     TRAIN_CONFIG_FILE,
     TrainingConfig,
     TrainingConfigError,
@@ -42,6 +43,8 @@ class PreflightReport:
     """The checkpoint fine-tuning starts from (its pretrained_model/ folder)."""
     resume_step: int = 0
     """The step the resumed run continues from (0 for a new run)."""
+    total_steps: int = 0
+    """The steps the run will reach (a resume without a given ``steps`` keeps the run's own)."""
     notes: list[str] = field(default_factory=list)
     """Things worth telling the user (ignored options, unused cameras, ...)."""
 
@@ -186,12 +189,16 @@ def check_output_dir(config: TrainingConfig) -> int:
 def run_preflight(config: TrainingConfig) -> PreflightReport:
     """All checks for ``config``; raises PreflightError (or FeatureMismatchError) with what to do."""
     config.validate()
-    report = PreflightReport(resume_step=check_output_dir(config))
+    report = PreflightReport(resume_step=check_output_dir(config), total_steps=config.steps)
     if config.mode == "resume":
-        report.notes.append(f"resuming {config.output_path} from step {report.resume_step} with the run's saved "
-                            "settings; from this config only steps, batch_size, num_workers, save/log frequencies, "
-                            "device, wandb and extra options apply")
-        if report.resume_step >= config.steps:
+        saved = _saved_train_config(config)
+        if "steps" not in config.given:
+            report.total_steps = int(saved.get("steps", config.steps))
+        applied = [name for name in RESUME_OPTIONS if name in config.given]
+        report.notes.append(f"resuming {config.output_path} from step {report.resume_step} to step "
+                            f"{report.total_steps} with the run's saved settings"
+                            + (f"; changed here: {', '.join(applied)}" if applied else ""))
+        if report.resume_step >= report.total_steps:
             raise PreflightError(f"the run in {config.output_path} already reached step {report.resume_step}; set "
                                  f"steps above {report.resume_step} to train longer")
         return report
@@ -248,6 +255,14 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
     return report
 
 
+def _saved_train_config(config: TrainingConfig) -> dict[str, Any]:
+    path = config.last_checkpoint_dir / PRETRAINED_MODEL_DIR / TRAIN_CONFIG_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise PreflightError(f"cannot read the saved settings of the run to resume ({path}): {exc}") from exc
+
+
 def _ignored_architecture_options(config: TrainingConfig, checkpoint: dict[str, Any]) -> list[str]:
     """Notes for policy options of the config that differ from the checkpoint and are not applied."""
     from dataclasses import asdict
@@ -257,6 +272,8 @@ def _ignored_architecture_options(config: TrainingConfig, checkpoint: dict[str, 
     notes = []
     for name, value in asdict(config.policy).items():
         if name in FINETUNE_POLICY_OPTIONS or name == "pretrained_path" or name not in checkpoint:
+            continue
+        if f"policy.{name}" not in config.given:
             continue
         saved = checkpoint[name]
         if isinstance(saved, list) or isinstance(value, list):
