@@ -1,0 +1,154 @@
+"""A :class:`~dp_ros.sim.environment.SimEnvironment` running in real time in its own thread.
+
+The physics thread steps the environment so that simulated time follows the
+wall clock, hands a copy of the state to ``on_state`` at ``state_rate`` (in
+simulated time, so the spacing of the states is exact), and keeps the latest
+state for other threads (cameras, status). Other threads change the
+environment only through :meth:`RealTimeSimulation.call` / ``call_soon``,
+which run a function in the physics thread between two steps, so nothing
+there waits on a lock held by ROS callbacks.
+
+Stamps: with ``clock="wall"`` a state taken at simulated time ``t`` is stamped
+``epoch + t`` (the wall-clock time it was taken; when the physics falls more
+than ``max_lag`` behind, the lost time is skipped and the epoch moves on);
+with ``clock="sim"`` it is stamped ``t`` (for ``/clock`` and use_sim_time).
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from concurrent.futures import Future
+from typing import Any, Callable
+
+from dp_ros.sim.environment import SimEnvironment, SimState
+
+CLOCKS = ("wall", "sim")
+
+
+class RealTimeSimulation:
+    """Runs ``env`` in real time; see the module docstring."""
+
+    def __init__(self, env: SimEnvironment, state_rate: float = 100.0,
+                 on_state: Callable[[SimState], None] | None = None, clock: str = "wall", max_lag: float = 0.1,
+                 logger: logging.Logger | None = None):
+        if clock not in CLOCKS:
+            raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
+        if state_rate <= 0:
+            raise ValueError(f"state_rate must be positive, got {state_rate}")
+        self.env = env
+        self.state_period = 1.0 / state_rate
+        self.on_state = on_state
+        self.clock = clock
+        self.max_lag = max_lag
+        self.logger = logger or logging.getLogger(__name__)
+        self.resyncs = 0
+        """How often the physics fell more than ``max_lag`` behind and skipped ahead."""
+        self._calls: queue.SimpleQueue = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._epoch = time.time() - env.time
+        self._latest = env.snapshot()
+
+    # --- time ------------------------------------------------------------------------
+    def stamp(self, sim_time: float) -> float:
+        """The stamp (seconds) of a state taken at ``sim_time``."""
+        return sim_time if self.clock == "sim" else self._epoch + sim_time
+
+    def sim_time_of(self, stamp: float) -> float:
+        """The simulated time a stamp (seconds, this simulation's clock) stands for."""
+        return stamp if self.clock == "sim" else stamp - self._epoch
+
+    # --- thread ----------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self) -> None:
+        if self.running:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="dp_ros_physics", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 2.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+        self._run_calls()  # complete what was still queued
+
+    def latest(self) -> SimState:
+        """The state after the most recent physics step (a copy; any thread)."""
+        return self._latest
+
+    def call_soon(self, function: Callable[[SimEnvironment], Any]) -> Future:
+        """Run ``function(env)`` in the physics thread before its next step; returns a Future of its result."""
+        future: Future = Future()
+        if not self.running:
+            self._run_one(function, future)
+        else:
+            self._calls.put((function, future))
+        return future
+
+    def call(self, function: Callable[[SimEnvironment], Any], timeout: float = 5.0) -> Any:
+        """Like :meth:`call_soon`, waiting for the result (exceptions are re-raised here)."""
+        return self.call_soon(function).result(timeout)
+
+    def _run_one(self, function, future: Future) -> None:
+        if not future.set_running_or_notify_cancel():
+            return
+        try:
+            future.set_result(function(self.env))
+        except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            future.set_exception(exc)
+        self._latest = self.env.snapshot()
+
+    def _run_calls(self) -> None:
+        while True:
+            try:
+                function, future = self._calls.get_nowait()
+            except queue.Empty:
+                return
+            self._run_one(function, future)
+
+    def _emit(self, state: SimState) -> None:
+        if self.on_state is None:
+            return
+        try:
+            self.on_state(state)
+        except Exception:  # noqa: BLE001 - a listener must not stop the physics
+            self.logger.exception("state listener failed")
+
+    def _loop(self) -> None:
+        env = self.env
+        step = env.timestep
+        mono_start, sim_start = time.monotonic(), env.time
+        self._epoch = time.time() - env.time
+        next_state = env.time
+        while not self._stop.is_set():
+            self._run_calls()
+            due = sim_start + (time.monotonic() - mono_start)
+            lag = due - env.time
+            if lag > self.max_lag:
+                skipped = lag - step
+                sim_start -= skipped
+                self._epoch += skipped
+                due -= skipped
+                self.resyncs += 1
+                self.logger.warning(f"physics fell {lag * 1000:.0f} ms behind the wall clock (CPU busy?); "
+                                    f"skipped ahead")
+            while env.time + 0.5 * step <= due:
+                env.step()
+                if env.time + 1e-9 >= next_state:
+                    state = env.snapshot()
+                    self._latest = state
+                    self._emit(state)
+                    next_state += self.state_period
+                    if next_state < env.time:
+                        next_state = env.time + self.state_period
+            self._latest = env.snapshot()
+            wait = env.time + step - (sim_start + (time.monotonic() - mono_start))
+            if wait > 0:
+                self._stop.wait(wait)
