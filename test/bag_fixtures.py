@@ -1,0 +1,191 @@
+"""Real rosbag2 bags written with ``rosbags`` (sqlite3 or MCAP) for the conversion tests and benchmark.
+
+Every value is a known function of the message's stamp or index, so a test can
+compute which message each frame must have taken: joint positions are
+``state_value(stamp, joint)``, the leader's ``leader_value(stamp, joint)``, and
+camera frames are uniform colours (R = level, G = 255 - level, B = 60) whose
+``level`` is ``image_level(index)``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Sequence
+
+import cv2
+import numpy as np
+
+from dp_ros.robot_interface import RobotInterface
+
+CAMERA_FORMATS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "jpeg", "png")
+
+
+def state_value(stamp: float, joint: int) -> float:
+    return 0.5 * math.sin(1.3 * stamp + joint)
+
+
+def leader_value(stamp: float, joint: int) -> float:
+    return 0.5 * math.sin(1.3 * stamp + joint) + 0.05
+
+
+def image_level(index: int) -> int:
+    return 16 + (index * 24) % 216
+
+
+@dataclass
+class BagSpec:
+    seconds: float = 2.0
+    start: float = 1_000.0
+    """Header stamp of the first message, seconds."""
+    state_rate: float = 50.0
+    camera_rate: float = 15.0
+    leader_rate: float = 50.0
+    camera_formats: dict[str, str] = field(default_factory=dict)
+    """Camera name -> one of CAMERA_FORMATS (default rgb8)."""
+    image_size: tuple[int, int] = (64, 48)
+    """Width, height of the recorded images."""
+    joint_order: Sequence[str] | None = None
+    """Joint names in the order the JointState messages list them (default: reversed, plus an extra joint)."""
+    receive_delay: float = 0.004
+    """Receive (bag) time minus header stamp."""
+    camera_receive_delay: float = 0.02
+    omit_topics: Sequence[str] = ()
+    camera_gaps: Sequence[tuple[float, float]] = ()
+    """(from, to) seconds after start during which the cameras publish nothing."""
+    header_offsets: dict[str, float] = field(default_factory=dict)
+    """Topic -> seconds added to its header stamps (a wrong clock)."""
+    markers: Sequence[tuple[float, bool]] = ()
+    """(seconds after start, value) std_msgs/Bool messages on /episode_marker."""
+    pauses: Sequence[tuple[float, float]] = ()
+    """(from, to) seconds after start during which nothing at all is published."""
+    encoding_override: str | None = None
+    """Write this encoding string into Image messages (to test unsupported encodings)."""
+
+
+@dataclass
+class Published:
+    """What was written on one topic: header stamps, receive times (seconds), message indices."""
+
+    header: list[float] = field(default_factory=list)
+    receive: list[float] = field(default_factory=list)
+    levels: list[int] = field(default_factory=list)
+    """Camera topics: the image level of each message."""
+
+
+def _times(spec: BagSpec, rate: float, phase: float, gaps: Sequence[tuple[float, float]] = ()) -> list[tuple[int, float]]:
+    count = int(spec.seconds * rate)
+    out = []
+    for i in range(count):
+        rel = phase + i / rate
+        if any(a <= rel < b for a, b in list(gaps) + list(spec.pauses)):
+            continue
+        out.append((i, spec.start + rel))
+    return out
+
+
+def _image_pixels(fmt: str, level: int, width: int, height: int) -> tuple[str, np.ndarray]:
+    rgb = np.empty((height, width, 3), dtype=np.uint8)
+    rgb[..., 0], rgb[..., 1], rgb[..., 2] = level, 255 - level, 60
+    if fmt == "rgb8":
+        return fmt, rgb
+    if fmt == "bgr8":
+        return fmt, rgb[..., ::-1].copy()
+    if fmt == "rgba8":
+        return fmt, np.dstack([rgb, np.full((height, width), 255, np.uint8)])
+    if fmt == "bgra8":
+        return fmt, np.dstack([rgb[..., ::-1], np.full((height, width), 255, np.uint8)])
+    if fmt == "mono8":
+        return fmt, np.full((height, width), level, dtype=np.uint8)
+    raise ValueError(fmt)
+
+
+def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec: BagSpec | None = None,
+              leader_topic: str | None = None) -> dict[str, Published]:
+    """Write a bag of joint states, leader joint states and cameras for ``robot``; returns what was published."""
+    from rosbags.rosbag2 import StoragePlugin, Writer
+    from rosbags.typesys import Stores, get_typestore
+
+    spec = spec or BagSpec()
+    ts = get_typestore(Stores.ROS2_JAZZY)
+    T = ts.types
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    joint_order = list(spec.joint_order) if spec.joint_order is not None else list(reversed(robot.joint_names)) + ["extra_joint"]
+    leader_topic = leader_topic or robot.action.topic
+    published: dict[str, Published] = {}
+    records: list[tuple[int, str, str, object]] = []
+
+    def header(topic: str, stamp: float):
+        stamp += spec.header_offsets.get(topic, 0.0)
+        ns = int(round(stamp * 1e9))
+        return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
+                                        frame_id="base")
+
+    def add(topic: str, msgtype: str, stamp: float, receive: float, msg: object, level: int = -1) -> None:
+        published.setdefault(topic, Published())
+        published[topic].header.append(stamp)
+        published[topic].receive.append(receive)
+        published[topic].levels.append(level)
+        records.append((int(round(receive * 1e9)), topic, msgtype, msg))
+
+    def joint_state(topic: str, stamp: float, fn) -> object:
+        positions = {name: fn(stamp, k) for k, name in enumerate(robot.joint_names)}
+        positions["extra_joint"] = 9.0
+        return T["sensor_msgs/msg/JointState"](
+            header=header(topic, stamp), name=joint_order,
+            position=np.array([positions[n] for n in joint_order], dtype=np.float64),
+            velocity=np.zeros(0), effort=np.zeros(0))
+
+    for topic, rate, fn, phase in ((robot.joint_state_topic, spec.state_rate, state_value, 0.003),
+                                   (leader_topic, spec.leader_rate, leader_value, 0.007)):
+        if topic in spec.omit_topics or not topic:
+            continue
+        for _, stamp in _times(spec, rate, phase):
+            add(topic, "sensor_msgs/msg/JointState", stamp, stamp + spec.receive_delay, joint_state(topic, stamp, fn))
+
+    width, height = spec.image_size
+    for cam in robot.cameras:
+        if cam.topic in spec.omit_topics:
+            continue
+        fmt = spec.camera_formats.get(cam.name, "rgb8")
+        for index, stamp in _times(spec, spec.camera_rate, 0.011, spec.camera_gaps):
+            level = image_level(index)
+            receive = stamp + spec.camera_receive_delay
+            if fmt in ("jpeg", "png"):
+                _, rgb = _image_pixels("rgb8", level, width, height)
+                ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[..., ::-1],
+                                           [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpeg" else [])
+                assert ok
+                msg = T["sensor_msgs/msg/CompressedImage"](header=header(cam.topic, stamp), format=fmt,
+                                                           data=encoded.reshape(-1))
+                add(cam.topic, "sensor_msgs/msg/CompressedImage", stamp, receive, msg, level)
+            else:
+                encoding, pixels = _image_pixels(fmt, level, width, height)
+                msg = T["sensor_msgs/msg/Image"](
+                    header=header(cam.topic, stamp), height=height, width=width,
+                    encoding=spec.encoding_override or encoding, is_bigendian=0,
+                    step=width * (pixels.shape[2] if pixels.ndim == 3 else 1), data=pixels.reshape(-1))
+                add(cam.topic, "sensor_msgs/msg/Image", stamp, receive, msg, level)
+
+    for offset, value in spec.markers:
+        stamp = spec.start + offset
+        add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value))
+
+    records.sort(key=lambda r: r[0])
+    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
+        connections = {}
+        for _, topic, msgtype, _ in records:
+            if topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=ts)
+        for receive_ns, topic, msgtype, msg in records:
+            writer.write(connections[topic], receive_ns, ts.serialize_cdr(msg, msgtype))
+    return published
+
+
+def expected_pick(stamps: Sequence[float], t: float) -> int | None:
+    """Index of the latest stamp at or before t (brute force, for checking the converter)."""
+    best = None
+    for i, s in enumerate(stamps):
+        if s <= t and (best is None or s >= stamps[best]):
+            best = i
+    return best
