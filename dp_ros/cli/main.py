@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dp_ros.cli.doctor", "check the installation: Python, ROS 2, middleware, messages, LeRobot, torch, device"),
     "run-policy": ("dp_ros.cli.run_policy", "run the policy node (a checkpoint commands the robot) without the launch system"),
     "train": ("dp_ros.cli.train", "train or fine-tune a Diffusion Policy with LeRobot (progress bar, clean stop, resume)"),
+    "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
+    "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),
 }
 
 
