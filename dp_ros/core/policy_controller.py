@@ -157,9 +157,11 @@ class PolicyController:
             self.schedule.clear()
             self._set_state(State.FAULT, reason)
 
-    def _set_state(self, state: State, reason: str) -> None:
-        if state != self.state or reason != self.reason:
-            self.log("info" if state != State.FAULT else "error", f"{state.name.lower()}: {reason}")
+    def _set_state(self, state: State, reason: str, announce: bool = False) -> None:
+        """Change state; the log hears of state changes (and of reasons marked ``announce``)."""
+        if state != self.state or (announce and reason != self.reason):
+            level = {State.FAULT: "error", State.STOPPED: "warn"}.get(state, "info")
+            self.log(level, f"{state.name.lower()}: {reason}")
         self.state, self.reason = state, reason
 
     # --- the command step -------------------------------------------------------------------
@@ -200,7 +202,8 @@ class PolicyController:
                 if self.stats.chunks_produced and self.state == State.RUNNING:
                     self.stats.queue_underruns += 1
                     self._set_state(State.RUNNING, "action queue ran dry: inference is slower than the plan it "
-                                                   "makes; lower num_inference_steps or raise replan_steps")
+                                                   "makes; lower num_inference_steps or raise replan_steps",
+                                    announce=True)
                 elif not self.stats.chunks_produced:
                     self._set_state(State.WARMING_UP, "waiting for the first action chunk")
                 return None
@@ -219,7 +222,7 @@ class PolicyController:
             self._last_command, self._last_command_time = command, now
             self.stats.commands_published += 1
             if self.state != State.RUNNING or self.reason != "commanding":
-                self._set_state(State.RUNNING, "commanding")
+                self._set_state(State.RUNNING, "commanding", announce=True)
             return Command(now, command, times - now, path)
 
     # --- inference worker -------------------------------------------------------------------

@@ -15,11 +15,14 @@ import numpy as np
 
 
 class RateLoop:
-    def __init__(self, rate: float, body: Callable[[], None], name: str = "rate_loop", keep: int = 5000):
+    def __init__(self, rate: float, body: Callable[[], None], name: str = "rate_loop", keep: int = 5000,
+                 on_error: Callable[[BaseException], None] | None = None):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.period = 1.0 / rate
         self.body = body
+        self.on_error = on_error
+        self.errors = 0
         self.name = name
         self.intervals: deque[float] = deque(maxlen=keep)
         self.overruns = 0
@@ -48,7 +51,12 @@ class RateLoop:
             if last_call is not None:
                 self.intervals.append(called - last_call)
             last_call = called
-            self.body()
+            try:
+                self.body()
+            except Exception as exc:  # noqa: BLE001 - a failing call must not end the loop
+                self.errors += 1
+                if self.on_error is not None:
+                    self.on_error(exc)
             tick += 1
             deadline = start + tick * self.period
             now = time.monotonic()

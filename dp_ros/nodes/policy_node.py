@@ -21,7 +21,7 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
 
 from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
-from dp_ros.conversions.images import ImageConversionError, message_to_rgb
+from dp_ros.conversions.images import ImageConversionError, message_to_rgb, resize_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
 from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg, policy_status_msg
 from dp_ros.core.policy_controller import Command, ControllerConfig, PolicyController, State
@@ -107,6 +107,7 @@ class PolicyNode(Node):
         if p["stamp_source"] not in ("header", "receive"):
             raise ValueError(f"stamp_source must be header or receive; got {p['stamp_source']!r}")
         self._warn_throttles: dict[str, _Throttle] = {}
+        self._resized_cameras: set[str] = set()
         self._publish_times: deque[float] = deque(maxlen=5000)
         self._status_window: deque[float] = deque(maxlen=2000)
 
@@ -141,7 +142,8 @@ class PolicyNode(Node):
             self.controller.start()
         else:
             self.controller._set_state(State.IDLE, "ready; call ~/start to command the robot")
-        self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands")
+        self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
+                                     on_error=self._command_loop_error)
         self.command_loop.start()
         self.get_logger().info(
             f"commanding {self.robot.command.topic} ({self.command_type}"
@@ -154,8 +156,14 @@ class PolicyNode(Node):
         return self.get_clock().now().nanoseconds * 1e-9
 
     def _log(self, level: str, text: str) -> None:
+        # rclpy ties a severity to the line that logs: one call per severity
         logger = self.get_logger()
-        {"info": logger.info, "warn": logger.warning, "error": logger.error}.get(level, logger.info)(text)
+        if level == "error":
+            logger.error(text)
+        elif level == "warn":
+            logger.warning(text)
+        else:
+            logger.info(text)
 
     def _warn_throttled(self, key: str, text: str, period: float = 5.0) -> None:
         throttle = self._warn_throttles.setdefault(key, _Throttle(period))
@@ -176,17 +184,34 @@ class PolicyNode(Node):
         try:
             positions = self.joint_order.positions(msg)
         except JointStateError as exc:
-            self._warn_throttled("joint_state", f"ignoring JointState on {self.robot.joint_state_topic}: {exc}")
+            self._warn_throttled(f"joint_state {str(exc)[:30]}",
+                                 f"ignoring JointState on {self.robot.joint_state_topic}: {exc}")
             return
-        self.controller.on_joint_state(self._stamp(msg.header), positions)
+        self._add_sample("joint_states", self._stamp(msg.header),
+                         lambda stamp: self.controller.on_joint_state(stamp, positions))
 
     def _on_image(self, cam, msg) -> None:
         try:
-            rgb = message_to_rgb(msg, cam.width, cam.height)
+            rgb = message_to_rgb(msg)
         except ImageConversionError as exc:
-            self._warn_throttled(f"image_{cam.name}", f"ignoring frame of camera {cam.name} on {cam.topic}: {exc}")
+            self._warn_throttled(f"image_{cam.name} {str(exc)[:30]}",
+                                 f"ignoring frame of camera {cam.name} on {cam.topic}: {exc}")
             return
-        self.controller.on_image(cam.feature, self._stamp(msg.header), rgb)
+        if rgb.shape[:2] != (cam.height, cam.width):
+            if cam.name not in self._resized_cameras:
+                self._resized_cameras.add(cam.name)
+                self.get_logger().info(f"camera {cam.name} sends {rgb.shape[1]}x{rgb.shape[0]} frames; resizing them "
+                                       f"to the policy's {cam.width}x{cam.height}")
+            rgb = resize_rgb(rgb, cam.width, cam.height)
+        self._add_sample(cam.feature, self._stamp(msg.header), lambda stamp: self.controller.on_image(cam.feature, stamp, rgb))
+
+    def _add_sample(self, stream: str, stamp: float, add) -> None:
+        newest = self.controller.history.streams[stream].latest()
+        if newest is not None and stamp < newest.stamp:
+            self._warn_throttled(f"order_{stream}", f"{stream} stamps went back by {newest.stamp - stamp:.3f}s; "
+                                 "samples are placed by stamp (check the sensor driver's clock, or set "
+                                 "stamp_source:=receive)")
+        add(stamp)
 
     # --- commands ---------------------------------------------------------------------------
     def _command_tick(self) -> None:
@@ -202,6 +227,12 @@ class PolicyNode(Node):
         wall = time.monotonic()
         self._publish_times.append(wall)
         self._status_window.append(wall)
+
+    def _command_loop_error(self, exc: BaseException) -> None:
+        import traceback
+
+        self.get_logger().error("command step failed: " + "".join(traceback.format_exception(exc)))
+        self.controller.set_fault(f"command step failed: {exc}")
 
     def _command_message(self, command: Command):
         names = self.robot.joint_names

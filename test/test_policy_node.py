@@ -1,0 +1,234 @@
+"""The policy node over real DDS: another process plays the robot's drivers, the
+node runs as its own process from a real (tiny) LeRobot checkpoint, and this
+test process listens to its commands and calls its services."""
+from __future__ import annotations
+
+import itertools
+import subprocess
+import time
+from contextlib import contextmanager
+
+import numpy as np
+import pytest
+from safetensors.torch import load_file, save_file
+
+from dp_ros.robot_interface import save_robot_interface
+from lerobot_fixtures import make_checkpoint, tiny_robot
+from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
+
+LIMIT, VELOCITY = 1.0, 1.5
+_names = itertools.count()
+
+
+def robot_for(tmp_path, **kwargs):
+    prefix = f"/pn{next(_names)}"
+    settings = dict(control_rate=10, command_rate=50, limit=LIMIT, velocity_limit=VELOCITY, topic_prefix=prefix)
+    settings.update(kwargs)
+    robot = tiny_robot(**settings)
+    return robot, save_robot_interface(robot, tmp_path / f"robot{prefix.strip('/')}.yaml")
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "pretrained_model", tiny_robot(limit=LIMIT))
+
+
+@contextmanager
+def running_system(robot_yaml, checkpoint, *params, drivers=True):
+    drivers_proc = python_process(["test/sensor_publisher.py", str(robot_yaml)], stdin=subprocess.PIPE) if drivers else None
+    node = python_process(["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", str(checkpoint),
+                           "--robot-config", str(robot_yaml), "--noise-scheduler", "ddim",
+                           "--num-inference-steps", "4", "--param", "watchdog_timeout=0.1", *params])
+    log = []
+    try:
+        yield drivers_proc, node, log
+    finally:
+        log.append(stop_process(node))
+        if drivers_proc:
+            stop_process(drivers_proc)
+
+
+def tell(drivers, command: str) -> float:
+    """Send a command to the driver process; returns the wall time it took effect."""
+    drivers.stdin.write(command + "\n")
+    drivers.stdin.flush()
+    while True:
+        line = drivers.stdout.readline()
+        assert line, "driver process ended"
+        if line.startswith("done"):
+            return float(line.split()[-1])
+
+
+def command_positions(msg, robot):
+    if hasattr(msg, "points"):
+        assert list(msg.joint_names) == robot.joint_names
+        return [np.array(p.positions) for p in msg.points]
+    if hasattr(msg, "layout"):
+        return [np.array(msg.data)]
+    assert list(msg.name) == robot.joint_names
+    return [np.array(msg.position)]
+
+
+def listen(node, robot):
+    from dp_ros.conversions.commands import command_message_class
+    from dp_ros_msgs.msg import PolicyStatus
+
+    commands, statuses = [], []
+    node.create_subscription(command_message_class(robot.command.type), robot.command.topic,
+                             lambda m: commands.append((time.time(), m)), 100)
+    node.create_subscription(PolicyStatus, "/policy_node/status", statuses.append, 10)
+    return commands, statuses
+
+
+def call(node, service: str, timeout=20.0):
+    from std_srvs.srv import Trigger
+
+    client = node.create_client(Trigger, service)
+    assert client.wait_for_service(timeout_sec=timeout), f"{service} not offered"
+    future = client.call_async(Trigger.Request())
+    assert spin_until(node, future.done, timeout)
+    return future.result()
+
+
+@pytest.mark.parametrize("command_type,mode", [("joint_trajectory", "chunk"), ("joint_trajectory", "single_point"),
+                                               ("float64_multi_array", "chunk"), ("joint_state", "chunk")])
+def test_commands_at_the_command_rate_in_each_type(tmp_path, checkpoint, command_type, mode):
+    robot, robot_yaml = robot_for(tmp_path, command_type=command_type, trajectory_mode=mode)
+    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert spin_until(node, lambda: len(commands) >= 60, 90), log
+        first = len(commands)
+        spin_for(node, 2.0)
+        received = commands[first:]
+    stamps = np.array([t for t, _ in received])
+    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
+    assert 35 < rate < 65, f"expected about 50 commands/s, got {rate:.1f}"
+    for _, msg in received:
+        for positions in command_positions(msg, robot):
+            assert positions.shape == (3,) and np.all(np.isfinite(positions))
+            assert np.all(np.abs(positions) <= LIMIT + 1e-9)
+    if command_type == "joint_trajectory":
+        sizes = {len(msg.points) for _, msg in received}
+        assert sizes == {1} if mode == "single_point" else max(sizes) > 1
+    assert statuses[-1].state_name == "running"
+    assert statuses[-1].chunks_produced > 0
+
+
+def adversarial_checkpoint(directory, nan=False):
+    """A real checkpoint whose outputs are far outside the limits (or NaN)."""
+    import torch
+
+    j = 3
+    wide = {"min": torch.full((j,), -40.0), "max": torch.full((j,), 40.0), "mean": torch.zeros(j), "std": torch.ones(j)}
+    narrow = {"min": torch.full((j,), -1.0), "max": torch.full((j,), 1.0), "mean": torch.zeros(j), "std": torch.ones(j)}
+    image = {"mean": torch.full((3, 1, 1), 0.5), "std": torch.full((3, 1, 1), 0.25),
+             "min": torch.zeros(3, 1, 1), "max": torch.ones(3, 1, 1)}
+    path = make_checkpoint(directory, tiny_robot(limit=LIMIT), seed=3,
+                           stats={"observation.state": narrow, "action": wide, "observation.images.front": image})
+    if nan:
+        weights = load_file(path / "model.safetensors")
+        key = next(k for k in weights if "final_conv" in k and k.endswith("bias"))
+        weights[key] = torch.full_like(weights[key], float("nan"))
+        save_file(weights, path / "model.safetensors")
+    return path
+
+
+def test_limits_and_velocity_limits_hold_for_adversarial_outputs(tmp_path):
+    robot, robot_yaml = robot_for(tmp_path, command_type="float64_multi_array")
+    checkpoint = adversarial_checkpoint(tmp_path / "wild")
+    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert spin_until(node, lambda: len(commands) >= 100, 90), log
+        spin_until(node, lambda: statuses and statuses[-1].position_clamps > 0, 5)
+    positions = np.array([np.array(m.data) for _, m in commands])
+    assert np.all(np.abs(positions) <= LIMIT + 1e-9)
+    steps = np.abs(np.diff(positions, axis=0))
+    # consecutive commands are at least one command period apart (20 ms)
+    assert np.all(steps <= VELOCITY * 0.02 * 1.5 + 1e-9), steps.max()
+    assert statuses[-1].position_clamps > 0 and statuses[-1].velocity_clamps > 0
+
+
+def test_a_policy_that_outputs_nan_never_commands(tmp_path):
+    robot, robot_yaml = robot_for(tmp_path, command_type="float64_multi_array")
+    checkpoint = adversarial_checkpoint(tmp_path / "nan", nan=True)
+    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert spin_until(node, lambda: statuses and statuses[-1].nonfinite_rejections > 0, 90), log
+        spin_for(node, 1.0)
+    assert commands == []
+    assert statuses[-1].chunks_produced == 0
+
+
+def test_watchdog_stops_within_two_control_periods_and_resumes(tmp_path, checkpoint):
+    robot, robot_yaml = robot_for(tmp_path, command_type="float64_multi_array")
+    period = robot.control_period
+    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert drivers.stdout.readline().startswith("ready")
+        assert spin_until(node, lambda: len(commands) >= 30, 90), log
+        for stream in ("front", "joint_states"):
+            stalled_at = tell(drivers, f"stall {stream}")
+            spin_for(node, 1.0)
+            last = max(t for t, _ in commands)
+            assert last - stalled_at <= 2 * period, f"{stream}: commands went on {last - stalled_at:.3f}s after the stall"
+            assert statuses[-1].state_name == "stopped" and "watchdog" in statuses[-1].reason, (stream, statuses[-1].reason, log)
+            count = len(commands)
+            tell(drivers, f"resume {stream}")
+            assert spin_until(node, lambda: len(commands) > count + 20, 30), f"no commands after {stream} resumed"
+        assert statuses[-1].watchdog_trips == 2
+
+
+def test_start_stop_reset_services(tmp_path, checkpoint):
+    robot, robot_yaml = robot_for(tmp_path, command_type="joint_state")
+    with running_system(robot_yaml, checkpoint, "--no-autostart") as (drivers, node_proc, log), \
+            ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert spin_until(node, lambda: statuses and statuses[-1].state_name == "idle", 90), log
+        spin_for(node, 1.0)
+        assert commands == [], "no command before ~/start"
+        assert call(node, "/policy_node/start").success
+        assert spin_until(node, lambda: len(commands) > 20, 30)
+        assert call(node, "/policy_node/stop").success
+        spin_for(node, 0.3)
+        count = len(commands)
+        spin_for(node, 1.0)
+        assert len(commands) == count, "commands after ~/stop"
+        assert statuses[-1].state_name == "stopped"
+        assert call(node, "/policy_node/start").success
+        assert spin_until(node, lambda: len(commands) > count + 20, 30)
+        response = call(node, "/policy_node/reset")
+        assert response.success and "cleared" in response.message
+        assert spin_until(node, lambda: len(commands) > count + 60, 30), "runs again after reset"
+
+
+def test_a_checkpoint_that_does_not_fit_the_robot_is_refused(tmp_path, checkpoint):
+    robot, robot_yaml = robot_for(tmp_path, joints=("a", "b", "c", "d"))
+    node = python_process(["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", str(checkpoint),
+                           "--robot-config", str(robot_yaml)])
+    output, _ = node.communicate(timeout=120)
+    assert node.returncode == 1
+    assert "does not fit robot interface" in output and "the robot has 4 joints" in output
+
+
+def test_bad_inputs_give_warnings_never_a_crash_or_a_bad_command(tmp_path, checkpoint):
+    robot, robot_yaml = robot_for(tmp_path, command_type="float64_multi_array")
+    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert drivers.stdout.readline().startswith("ready")
+        assert spin_until(node, lambda: len(commands) >= 30, 90), log
+        for bad in ("encoding 32FC1", "drop_joint j2", "nan", "stamp_offset -0.5"):
+            tell(drivers, bad)
+            spin_for(node, 0.8)
+            tell(drivers, "ok")
+            count = len(commands)
+            assert spin_until(node, lambda: len(commands) > count + 10, 30), f"no recovery after {bad}"
+        tell(drivers, "size 64 48")  # frames of another size are resized, commanding goes on
+        count = len(commands)
+        assert spin_until(node, lambda: len(commands) > count + 20, 30)
+        assert node_proc.poll() is None, "the node must survive bad input"
+    output = log[-1]
+    for expected in ("unsupported image encoding '32FC1'", "lacks joints ['j2']", "NaN or Inf",
+                     "stamps went back", "resizing them"):
+        assert expected in output, f"missing warning {expected!r} in:\n{output[-3000:]}"
+    positions = np.array([np.array(m.data) for _, m in commands])
+    assert np.all(np.isfinite(positions)) and np.all(np.abs(positions) <= LIMIT + 1e-9)
