@@ -29,6 +29,8 @@ setup(
             "dp-ros = dp_ros.cli.main:main",
             "policy_node = dp_ros.nodes.policy_node:main",
             "train_node = dp_ros.nodes.train_node:main",
+            "recorder_node = dp_ros.nodes.recorder_node:main",
+            "bag2lerobot = dp_ros.cli.bag2lerobot:main",
         ],
     },
 )

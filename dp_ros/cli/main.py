@@ -15,6 +15,8 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dp_ros.cli.doctor", "check the installation: Python, ROS 2, middleware, messages, LeRobot, torch, device"),
     "run-policy": ("dp_ros.cli.run_policy", "run the policy node (a checkpoint commands the robot) without the launch system"),
     "train": ("dp_ros.cli.train", "train or fine-tune a Diffusion Policy with LeRobot (progress bar, clean stop, resume)"),
+    "record": ("dp_ros.cli.record", "record demonstrations from live topics into a LeRobot dataset (recorder node, keyboard)"),
+    "bag2lerobot": ("dp_ros.cli.bag2lerobot", "convert rosbag2 bags (.db3, .mcap) into a LeRobot dataset, synchronised at the robot's fps"),
     "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
     "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),
 }

@@ -270,6 +270,7 @@ class EpisodeWriter:
         if frames == 0:
             raise DatasetWriterError("the episode has no frames; nothing to save")
         index = self.episodes_saved
+        _quiet_encoders()  # LeRobot switches the progress bars back on after reading metadata
         _begin_save(self.root)
         try:
             self._dataset.save_episode()

@@ -1,0 +1,131 @@
+"""Convert rosbag2 bags into a LeRobot dataset (format v3.0, images as video) for training.
+
+Reads bag folders (split bags too, with or without metadata.yaml) and single
+.db3 / .mcap files with rosbags: no ROS install is needed. Topics, joints,
+cameras, image sizes and the fps come from the robot interface YAML, so the
+dataset has the features the policy node expects. Frames are taken at the
+robot's fps; each feature takes the latest message at or before the frame
+time, never a later one. One episode per bag by default, or split by a marker
+topic or by pauses. The dataset is written to a hidden folder next to
+--output and moved there only when every bag converted: a failure leaves
+nothing at --output.
+
+Examples:
+  dp-ros bag2lerobot run1/ run2/ run3.mcap --output data/pick --task "pick the cube"
+  dp-ros bag2lerobot session/ --output data/pick --split marker --split-topic /episode_marker
+  dp-ros bag2lerobot day1/*.db3 --output data/pick --split gap --split-gap 2.0 --time-source receive
+  dp-ros bag2lerobot run1/ --output data/pick --camera-topic front=/camera/front/image_raw/compressed
+
+Exit codes: 0 converted, 1 conversion failed (nothing written at --output), 2 bad options.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from dp_ros.data.bag_conversion import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
+
+    defaults = ConversionOptions()
+    parser.add_argument("bags", nargs="+", metavar="BAG",
+                        help="rosbag2 folders or .db3/.mcap files, converted in the order given")
+    parser.add_argument("-o", "--output", required=True, help="folder of the LeRobot dataset to write (must not exist)")
+    parser.add_argument("--robot-config", default="", help="robot interface YAML (default: dp_ros's config/robot.yaml)")
+    parser.add_argument("--task", default=defaults.task, help="task description stored with every frame "
+                                                             f"(default: {defaults.task!r})")
+    parser.add_argument("--repo-id", default="local/dataset", help="LeRobot repo_id written into the dataset "
+                                                                   "(a label for a local dataset)")
+    parser.add_argument("--tolerance", type=float, default=defaults.tolerance, metavar="SECONDS",
+                        help="a frame whose newest message of some feature is older than this is stale "
+                             f"(default: {defaults.tolerance})")
+    parser.add_argument("--on-stale", choices=STALE_POLICIES, default=defaults.on_stale,
+                        help="drop stale frames (counted in the summary) or fail the conversion (default: drop)")
+    parser.add_argument("--time-source", choices=TIME_SOURCES, default=defaults.time_source,
+                        help="header: the messages' header stamps; receive: the times the bag recorded them "
+                             "(messages without a header always use receive times) (default: header)")
+    parser.add_argument("--split", choices=SPLIT_MODES, default=defaults.split,
+                        help="bag: one episode per bag; marker: episodes delimited by --split-topic; "
+                             "gap: a new episode after a pause in the joint states (default: bag)")
+    parser.add_argument("--split-topic", default="", metavar="TOPIC",
+                        help="marker topic for --split marker: std_msgs/Bool true starts and false ends an "
+                             "episode; a message of any other type starts the next episode")
+    parser.add_argument("--split-gap", type=float, default=defaults.split_gap, metavar="SECONDS",
+                        help=f"pause in the joint states that separates episodes (--split gap; default: {defaults.split_gap})")
+    parser.add_argument("--action-source", choices=("leader", "command", "next_state"), default=None,
+                        help="demonstrated action: a leader arm's JointState, the command topic, or the next "
+                             "observed joint state (default: the robot interface's action.source)")
+    parser.add_argument("--action-topic", default="", metavar="TOPIC",
+                        help="topic of the leader JointState or of the commands (default: the robot interface's)")
+    parser.add_argument("--joint-state-topic", default="", metavar="TOPIC",
+                        help="joint-state topic (default: the robot interface's)")
+    parser.add_argument("--camera-topic", action="append", default=[], metavar="NAME=TOPIC",
+                        help="read camera NAME from TOPIC, sensor_msgs/Image or CompressedImage (repeatable)")
+    parser.add_argument("--min-frames", type=int, default=defaults.min_frames, metavar="N",
+                        help=f"skip episodes with fewer frames (default: {defaults.min_frames})")
+    parser.add_argument("--overwrite", action="store_true",
+                        help="replace an existing dataset at --output (only once the new one is complete)")
+    parser.add_argument("--json", dest="json_path", default="", metavar="PATH",
+                        help="also write the conversion statistics as JSON to PATH ('-' for stdout)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def _camera_topics(pairs: list[str]) -> dict[str, str]:
+    topics = {}
+    for pair in pairs:
+        name, sep, topic = pair.partition("=")
+        if not sep or not name or not topic:
+            raise ValueError(f"--camera-topic expects NAME=TOPIC, got {pair!r}")
+        topics[name.strip()] = topic.strip()
+    return topics
+
+
+def run(args: argparse.Namespace) -> int:
+    from dp_ros.data.bag_conversion import ConversionError, ConversionOptions, convert_bags
+    from dp_ros.data.bag_reader import BagError
+    from dp_ros.data.dataset_writer import DatasetWriterError
+    from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
+
+    try:
+        options = ConversionOptions(
+            tolerance=args.tolerance, on_stale=args.on_stale, time_source=args.time_source, split=args.split,
+            split_topic=args.split_topic, split_gap=args.split_gap, action_source=args.action_source or "",
+            action_topic=args.action_topic, joint_state_topic=args.joint_state_topic,
+            camera_topics=_camera_topics(args.camera_topic), task=args.task, min_frames=args.min_frames)
+        options.validate()
+        robot = load_robot_interface(args.robot_config or default_robot_config_path())
+    except (ValueError, RobotInterfaceError) as exc:
+        print(f"bag2lerobot: error: {exc}", file=sys.stderr)
+        return 2
+    try:
+        report = convert_bags(args.bags, args.output, robot, options, overwrite=args.overwrite,
+                              progress=not args.no_progress, repo_id=args.repo_id)
+    except (BagError, ConversionError, DatasetWriterError) as exc:
+        print(f"bag2lerobot: error: {exc}\nnothing was written at {args.output}", file=sys.stderr)
+        return 1
+    print(report.summary())
+    if args.json_path:
+        text = json.dumps(report.as_dict(), indent=2)
+        if args.json_path == "-":
+            print(text)
+        else:
+            with open(args.json_path, "w") as handle:
+                handle.write(text + "\n")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The ``bag2lerobot`` console script (same as ``dp-ros bag2lerobot``)."""
+    parser = argparse.ArgumentParser(prog="bag2lerobot", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_arguments(parser)
+    try:
+        return run(parser.parse_args(argv))
+    except KeyboardInterrupt:
+        print("bag2lerobot: interrupted; nothing was written at the output", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,206 @@
+"""recorder_node: record demonstrations from live topics into a LeRobot dataset.
+
+Subscribes to the joint states and cameras of the robot interface and to the
+demonstrated action (a leader arm's JointState, the command topic, or the next
+observed state). During an episode it takes frames at the dataset fps from the
+latest data at or before each frame time; a frame with a stale or missing input
+is dropped, counted and warned about. Services (std_srvs/Trigger):
+``~/start_episode``, ``~/stop_episode`` (saves it), ``~/discard_episode``;
+``~/status`` (dp_ros_msgs/RecorderStatus) tells the episode, its frames, the
+frames dropped and the disk used. Saving runs in the background, so the next
+episode can start at once. A saved episode survives a crash, and a restart
+continues the same dataset.
+"""
+from __future__ import annotations
+
+import sys
+import time
+from pathlib import Path
+
+import rclpy
+import rclpy.executors
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+from std_srvs.srv import Trigger
+
+from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
+from dp_ros.conversions.images import ImageConversionError, message_to_rgb
+from dp_ros.conversions.joint_state import JointOrder, JointStateError
+from dp_ros.conversions.recorder_status import recorder_status_msg
+from dp_ros.core.time_alignment import stamp_to_seconds
+from dp_ros.data.dataset_writer import DatasetWriterError
+from dp_ros.data.recording import RecorderSettings, RecordingSession
+from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
+
+# name -> (default, description); config/recorder.yaml lists the same with comments.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
+    "dataset_root": ("~/dp_ros_data/demonstrations",
+                     "LeRobot dataset folder; a dataset already there is continued (same robot interface needed)"),
+    "repo_id": ("local/demonstrations", "LeRobot repo_id recorded in a new dataset (a label for local datasets)"),
+    "task": ("demonstration", "task description stored with every frame"),
+    "action_source": ("", "leader, command or next_state; empty = the robot interface's action.source"),
+    "action_topic": ("", "topic of the leader JointState or of the commands; empty = the robot interface's"),
+    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is dropped"),
+    "max_episode_seconds": (0.0, "an episode is stopped and saved after this many seconds; 0 = no limit"),
+    "time_source": ("receive", "receive (this node's clock on arrival) or header (the messages' header stamps)"),
+    "input_reliability": ("best_effort", "QoS of the subscriptions: best_effort (matches any publisher) or reliable"),
+    "status_rate": (2.0, "RecorderStatus messages per second on ~/status (and one after every service call)"),
+}
+WARNING_INTERVAL = 5.0
+STARTUP_ERRORS = (RobotInterfaceError, DatasetWriterError, ValueError, FileNotFoundError)
+
+
+class RecorderNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("recorder_node", **node_kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        if p["time_source"] not in ("receive", "header"):
+            raise ValueError(f"time_source must be receive or header, got {p['time_source']!r}")
+        if p["input_reliability"] not in ("best_effort", "reliable"):
+            raise ValueError(f"input_reliability must be best_effort or reliable, got {p['input_reliability']!r}")
+        self.use_header = p["time_source"] == "header"
+        self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
+        settings = RecorderSettings(
+            dataset_root=Path(str(p["dataset_root"])).expanduser(), task=str(p["task"]),
+            action_source=str(p["action_source"]), max_input_age=float(p["max_input_age"]),
+            max_episode_seconds=float(p["max_episode_seconds"]), repo_id=str(p["repo_id"]))
+        self.session = RecordingSession(self.robot, settings, log=self._log)
+        self.order = JointOrder(self.robot.joint_names)
+        self._last_warning: dict[str, float] = {}
+
+        qos = qos_profile_sensor_data
+        if p["input_reliability"] == "reliable":
+            qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        from sensor_msgs.msg import CompressedImage, Image, JointState
+
+        self.create_subscription(JointState, self.robot.joint_state_topic, self._on_joint_state, qos)
+        for cam in self.robot.cameras:
+            msg_type = CompressedImage if cam.type == "compressed" else Image
+            self.create_subscription(msg_type, cam.topic, lambda msg, cam=cam: self._on_image(cam, msg), qos)
+        source = self.session.action_source
+        if source == "leader":
+            topic = p["action_topic"] or self.robot.action.topic
+            self.create_subscription(JointState, topic, self._on_leader, qos)
+        elif source == "command":
+            topic = p["action_topic"] or self.robot.command.topic
+            self.create_subscription(command_message_class(self.robot.command.type), topic, self._on_command, qos)
+        else:
+            topic = "(the next joint state)"
+
+        from dp_ros_msgs.msg import RecorderStatus
+
+        status_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                                durability=DurabilityPolicy.TRANSIENT_LOCAL)
+        self.status_pub = self.create_publisher(RecorderStatus, "~/status", status_qos)
+        self.create_service(Trigger, "~/start_episode", self._on_start)
+        self.create_service(Trigger, "~/stop_episode", self._on_stop)
+        self.create_service(Trigger, "~/discard_episode", self._on_discard)
+        self.create_timer(0.5 / self.robot.fps, self._on_tick)
+        self.create_timer(1.0 / max(0.1, float(p["status_rate"])), self._publish_status)
+        self._publish_status()
+        self.get_logger().info(
+            f"{self.session.status().message}; {self.robot.fps} fps, action from {source} {topic}, cameras "
+            f"{[c.topic for c in self.robot.cameras]}, joint states {self.robot.joint_state_topic}. "
+            f"Call ~/start_episode to record.")
+
+    # --- time -------------------------------------------------------------------------------
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _stamp(self, msg) -> float:
+        if self.use_header and hasattr(msg, "header"):
+            stamp = stamp_to_seconds(msg.header.stamp)
+            if stamp > 0:
+                return stamp
+        return self._now()
+
+    # --- inputs -------------------------------------------------------------------------------
+    def _on_joint_state(self, msg) -> None:
+        try:
+            self.session.add_state(self._stamp(msg), self.order.positions(msg))
+        except JointStateError as exc:
+            self._bad_input(self.robot.joint_state_topic, exc)
+
+    def _on_image(self, cam, msg) -> None:
+        try:
+            self.session.add_image(cam.name, self._stamp(msg), message_to_rgb(msg, cam.width, cam.height))
+        except ImageConversionError as exc:
+            self._bad_input(cam.topic, exc)
+
+    def _on_leader(self, msg) -> None:
+        try:
+            self.session.add_action(self._stamp(msg), self.order.positions(msg))
+        except JointStateError as exc:
+            self._bad_input("leader joint states", exc)
+
+    def _on_command(self, msg) -> None:
+        try:
+            self.session.add_action(self._stamp(msg), parse_command(msg, self.order).positions[0])
+        except CommandError as exc:
+            self._bad_input("commands", exc)
+
+    def _bad_input(self, topic: str, exc: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning.get(topic, -1e9) >= WARNING_INTERVAL:
+            self._last_warning[topic] = now
+            self.get_logger().warning(f"ignoring a message on {topic}: {exc}")
+
+    # --- timers and services ---------------------------------------------------------------
+    def _on_tick(self) -> None:
+        self.session.tick(self._now())
+
+    def _publish_status(self) -> None:
+        if rclpy.ok(context=self.context):
+            self.status_pub.publish(recorder_status_msg(self.session.status(), self.get_clock().now().to_msg()))
+
+    def _answer(self, response, result: tuple[bool, str]):
+        response.success, response.message = result
+        self._publish_status()
+        return response
+
+    def _on_start(self, request, response):
+        return self._answer(response, self.session.start_episode(self._now()))
+
+    def _on_stop(self, request, response):
+        self.session.tick(self._now())
+        return self._answer(response, self.session.stop_episode())
+
+    def _on_discard(self, request, response):
+        return self._answer(response, self.session.discard_episode())
+
+    def _log(self, level: str, message: str) -> None:
+        logger = self.get_logger()
+        {"info": logger.info, "warn": logger.warning, "error": logger.error}.get(level, logger.info)(message)
+
+    def destroy_node(self):
+        session = getattr(self, "session", None)
+        if session is not None:
+            session.close()
+            self.session = None
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    rclpy.init(args=args)
+    try:
+        node = RecorderNode()
+    except STARTUP_ERRORS as exc:
+        rclpy.logging.get_logger("recorder_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
