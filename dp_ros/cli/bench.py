@@ -1,0 +1,228 @@
+"""Benchmark the policy node's inference against stock LeRobot, in one run.
+
+1. Time per action chunk of stock LeRobot (DiffusionPolicy.select_action with
+   the checkpoint's own sampler, DDPM with 100 steps for LeRobot's default)
+   and of dp_ros's runtime in its recommended fast configuration, and the ratio.
+2. Offline action error of both against the recorded actions of a dataset, so
+   speed is never bought with silent quality loss.
+3. The control loop's period jitter (p50/p99/max of the gaps between published
+   commands) while inference runs continuously, with the policy node commanding
+   the simulated robot on this same machine.
+
+Needs a trained checkpoint and a dataset of the same robot: by default those of
+`dp-ros demo` (outputs/demo). Prints a report and writes it as JSON.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+DEMO_DIR = Path("outputs/demo")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", default=str(DEMO_DIR / "train" / "checkpoints" / "last" / "pretrained_model"),
+                        help="trained LeRobot checkpoint (default: the demo's)")
+    parser.add_argument("--dataset", default=str(DEMO_DIR / "dataset"),
+                        help="LeRobot dataset with recorded actions for the offline error (default: the demo's)")
+    parser.add_argument("--fast", default="dpmsolver++:10",
+                        help="the fast configuration, sampler:steps (default dpmsolver++:10)")
+    parser.add_argument("--chunks", type=int, default=10, help="chunks timed per configuration (default 10)")
+    parser.add_argument("--frames", type=int, default=48, help="dataset frames for the offline error (default 48)")
+    parser.add_argument("--jitter-seconds", type=float, default=20.0,
+                        help="seconds of closed-loop commanding for the jitter figures (default 20; 0 skips)")
+    parser.add_argument("--robot-config", default="", help="robot interface YAML of the simulator (default: dp_ros's)")
+    parser.add_argument("--output", default=str(DEMO_DIR / "bench.json"), help="where to write the JSON report")
+
+
+def _stock_policy(checkpoint: Path):
+    from lerobot.configs.policies import PreTrainedConfig
+    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
+    from lerobot.policies.factory import make_pre_post_processors
+
+    config = PreTrainedConfig.from_pretrained(checkpoint, local_files_only=True)
+    config.device = "cpu"
+    config.pretrained_backbone_weights = None
+    policy = DiffusionPolicy.from_pretrained(checkpoint, config=config)
+    pre, post = make_pre_post_processors(config, pretrained_path=str(checkpoint))
+    return policy, pre, post
+
+
+def time_stock_chunks(policy, pre, observation: dict, chunks: int) -> list[float]:
+    """Seconds per chunk of LeRobot's select_action: each call after reset() computes a full chunk."""
+    import torch
+
+    batch = pre({k: torch.as_tensor(v) for k, v in observation.items()})
+    times = []
+    for i in range(chunks + 1):
+        policy.reset()
+        start = time.perf_counter()
+        policy.select_action(dict(batch))
+        if i:  # the first call warms up
+            times.append(time.perf_counter() - start)
+    return times
+
+
+def time_runtime_chunks(runtime, history: list[dict], chunks: int) -> list[float]:
+    runtime.predict_chunk(history)
+    times = []
+    for _ in range(chunks):
+        start = time.perf_counter()
+        runtime.predict_chunk(history)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def offline_errors(checkpoint: Path, dataset_root: Path, runtime, stock, frames: int) -> dict:
+    """MSE of stock LeRobot and of the fast runtime against the dataset's recorded action chunks."""
+    import torch
+
+    from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE
+    from dp_ros.training.evaluation import PAD_SUFFIX, action_errors, frame_indices, load_dataset, policy_batch
+
+    policy, pre, post = stock
+    dataset = load_dataset(dataset_root, None, runtime.n_obs_steps, runtime.n_action_steps, runtime.image_keys)
+    keys = [STATE_FEATURE, *runtime.image_keys]
+    fast, base, demonstrated, valid = [], [], [], []
+    indices = frame_indices(len(dataset), frames)
+    for start in range(0, len(indices), 16):
+        items = [dataset[i] for i in indices[start:start + 16]]
+        batch = policy_batch(items, keys)
+        fast.append(runtime.predict_from_batch(batch))
+        policy.reset()
+        with torch.inference_mode():
+            stock_actions = policy.predict_action_chunk(pre(dict(batch)))
+        base.append(post(stock_actions).numpy())
+        demonstrated.append(np.stack([item[ACTION_FEATURE].numpy() for item in items]))
+        valid.append(np.stack([~item[ACTION_FEATURE + PAD_SUFFIX].numpy() for item in items]))
+    demo, mask = np.concatenate(demonstrated), np.concatenate(valid)
+    return {"frames": len(indices),
+            "stock_mse": action_errors(np.concatenate(base), demo, mask).mse,
+            "fast_mse": action_errors(np.concatenate(fast), demo, mask).mse}
+
+
+def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps: int, seconds: float) -> dict:
+    """Run the simulator in another process and the policy node here with inference never idle."""
+    import rclpy
+    from rclpy.executors import MultiThreadedExecutor
+
+    from dp_ros.bringup import parameter_overrides
+    from dp_ros.nodes.policy_node import PolicyNode
+
+    sim_args = [sys.executable, "-m", "dp_ros.cli.main", "sim"] + (["--robot-config", robot_config] if robot_config else [])
+    sim = subprocess.Popen(sim_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    sys.setswitchinterval(0.0005)
+    rclpy.init()
+    try:
+        node = PolicyNode(parameter_overrides=parameter_overrides({
+            "checkpoint": str(checkpoint), "robot_config": robot_config, "noise_scheduler": sampler,
+            "num_inference_steps": steps, "replan_steps": 1000, "watchdog_timeout": 1.0}))
+        executor = MultiThreadedExecutor()
+        executor.add_node(node)
+        deadline = time.monotonic() + 60
+        while node.controller.stats.commands_published < 10 and time.monotonic() < deadline:
+            executor.spin_once(timeout_sec=0.05)
+        node._publish_times.clear()
+        chunks_before = node.controller.stats.chunks_produced
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            executor.spin_once(timeout_sec=0.05)
+        gaps = np.diff(np.asarray(node._publish_times))
+        chunks = node.controller.stats.chunks_produced - chunks_before
+        rate = node.robot.command_rate
+        node.destroy_node()
+    finally:
+        rclpy.try_shutdown()
+        sim.terminate()
+        sim.wait(timeout=20)
+    if gaps.size < 10:
+        raise RuntimeError("the policy node published too few commands against the simulator; "
+                           "check `dp-ros sim` and the checkpoint")
+    return {"command_rate_hz": rate, "nominal_period_ms": 1000 / rate, "commands": int(gaps.size + 1),
+            "chunks_during_measurement": int(chunks), "seconds": seconds,
+            "p50_ms": float(np.percentile(gaps, 50) * 1000), "p99_ms": float(np.percentile(gaps, 99) * 1000),
+            "max_ms": float(gaps.max() * 1000)}
+
+
+def machine() -> str:
+    import torch
+
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
+    return f"{os.cpu_count()} cores ({cpu}), {device}, torch {torch.__version__}"
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime, resolve_checkpoint
+    from dp_ros.training.evaluation import SamplerChoice
+
+    try:
+        checkpoint = resolve_checkpoint(args.checkpoint)
+    except CheckpointError as exc:
+        print(f"dp-ros bench: {exc}\n  run `make demo` first (it trains the checkpoint this benchmark uses), "
+              "or pass --checkpoint and --dataset", file=sys.stderr)
+        return 2
+    fast = SamplerChoice.parse(args.fast)
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
+    report: dict = {"machine": machine(), "checkpoint": str(checkpoint), "fast_configuration": args.fast}
+    print(f"machine: {report['machine']}\ncheckpoint: {checkpoint}")
+
+    stock = _stock_policy(checkpoint)
+    config = stock[0].config
+    runtime = PolicyRuntime.load(checkpoint, device="cpu", noise_scheduler=fast.name, num_inference_steps=fast.steps,
+                                 seed=0)
+    history = [runtime.neutral_observation() for _ in range(runtime.n_obs_steps)]
+    single = {k: v for k, v in history[-1].items()}
+    stock_observation = {k: (v.astype(np.float32) if k == "observation.state"
+                             else np.transpose(v, (2, 0, 1)).astype(np.float32) / 255.0) for k, v in single.items()}
+    stock_label = f"{config.noise_scheduler_type.lower()}:{config.num_inference_steps or config.num_train_timesteps}"
+    print(f"\n1. time per chunk ({args.chunks} chunks each, after warm-up)")
+    stock_times = time_stock_chunks(stock[0], stock[1], stock_observation, args.chunks)
+    fast_times = time_runtime_chunks(runtime, history, args.chunks)
+    stock_ms, fast_ms = statistics.median(stock_times) * 1000, statistics.median(fast_times) * 1000
+    report["chunk_time"] = {"stock": stock_label, "stock_ms": stock_ms, "fast": runtime.noise_scheduler + ":" +
+                            str(runtime.num_inference_steps), "fast_ms": fast_ms, "speedup": stock_ms / fast_ms}
+    print(f"   stock LeRobot select_action ({stock_label}): {stock_ms:8.1f} ms")
+    print(f"   dp_ros runtime ({args.fast}):{'':>10}{fast_ms:8.1f} ms")
+    print(f"   speed-up: {stock_ms / fast_ms:.1f}x")
+
+    if Path(args.dataset).exists() and args.frames > 0:
+        print(f"\n2. offline action error on {args.dataset} ({args.frames} frames)")
+        errors = offline_errors(checkpoint, Path(args.dataset), runtime, stock, args.frames)
+        errors["fast_relative_to_stock"] = errors["fast_mse"] / errors["stock_mse"]
+        report["offline_error"] = errors
+        print(f"   MSE stock {stock_label}: {errors['stock_mse']:.5f}   MSE {args.fast}: {errors['fast_mse']:.5f}   "
+              f"ratio {errors['fast_relative_to_stock']:.2f}")
+    else:
+        print(f"\n2. offline action error skipped: no dataset at {args.dataset}")
+
+    if args.jitter_seconds > 0:
+        print(f"\n3. command period while inference runs continuously ({args.jitter_seconds:g} s against `dp-ros sim`)")
+        jitter = closed_loop_jitter(checkpoint, args.robot_config, runtime.noise_scheduler,
+                                    runtime.num_inference_steps, args.jitter_seconds)
+        report["jitter"] = jitter
+        print(f"   nominal {jitter['nominal_period_ms']:.1f} ms: p50 {jitter['p50_ms']:.2f} ms, "
+              f"p99 {jitter['p99_ms']:.2f} ms, max {jitter['max_ms']:.2f} ms over {jitter['commands']} commands "
+              f"({jitter['chunks_during_measurement']} chunks computed meanwhile)")
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(report, indent=2))
+    print(f"\nreport written to {args.output}")
+    return 0
