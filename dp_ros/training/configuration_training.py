@@ -237,6 +237,7 @@ class TrainingConfig:
         if self.mode == "resume":
             options["config_path"] = str(self.last_checkpoint_dir / PRETRAINED_MODEL_DIR / TRAIN_CONFIG_FILE)
             options["resume"] = True
+            options["output_dir"] = str(self.output_path)  # the run may have moved since it was saved
             for name in RESUME_OPTIONS:
                 if name in self.given:
                     options[name] = getattr(self, name)
@@ -402,6 +403,11 @@ def _coerce(name: str, value: Any, annotation: str, problems: list[str]) -> Any:
             problems.append(f"{name}: expected a whole number, got {value!r}")
         return value
     if base == "float":
+        if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as text
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.append(f"{name}: expected a number, got {value!r}")
             return value

@@ -95,7 +95,7 @@ def resolve_pretrained_model_dir(path: str | Path) -> Path:
     path = Path(path).expanduser().resolve()
     for candidate in (path, path / PRETRAINED_MODEL_DIR, path / CHECKPOINTS_DIR / "last" / PRETRAINED_MODEL_DIR):
         if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
-            return candidate
+            return candidate.resolve()  # the step folder itself: checkpoints/last moves as training goes on
     raise PreflightError(f"no LeRobot checkpoint at {path}: expected config.json and model.safetensors in it, in "
                          f"{path / PRETRAINED_MODEL_DIR} or in {path / CHECKPOINTS_DIR / 'last' / PRETRAINED_MODEL_DIR}")
 
@@ -153,12 +153,12 @@ def check_robot_interface(robot_config: str, info: dict[str, Any]) -> None:
         raise PreflightError(f"robot_config: {exc}") from exc
     expected = {key: tuple(f["shape"]) for key, f in robot.lerobot_features().items()}
     expected = {k: ((s[2], s[0], s[1]) if k.startswith(IMAGE_FEATURE_PREFIX) else s) for k, s in expected.items()}
-    problems, _ = feature_mismatches(expected, dataset_policy_shapes(info), f"robot interface {robot_config}")
+    problems, _ = feature_mismatches(expected, dataset_policy_shapes(info), "robot interface")
     names = (info.get("features", {}).get(ACTION_FEATURE) or {}).get("names")
     if names and list(names) != robot.joint_names:
         problems.append(f"action joints {list(names)} in the dataset, {robot.joint_names} in the robot interface")
     if problems:
-        raise FeatureMismatchError("the dataset does not match the robot interface:\n  - " + "\n  - ".join(problems))
+        raise FeatureMismatchError(f"the dataset does not match the robot interface {robot_config}:\n  - " + "\n  - ".join(problems))
 
 
 def check_output_dir(config: TrainingConfig) -> int:
@@ -229,7 +229,7 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
         if checkpoint.get("type") != "diffusion":
             raise PreflightError(f"{model_dir} holds a {checkpoint.get('type')!r} policy; dp_ros fine-tunes "
                                  "Diffusion Policies only")
-        problems, notes = feature_mismatches(checkpoint_policy_shapes(checkpoint), shapes, f"checkpoint {model_dir}")
+        problems, notes = feature_mismatches(checkpoint_policy_shapes(checkpoint), shapes, "checkpoint")
         trained_joints = checkpoint_joint_names(model_dir)
         dataset_joints = (info["features"][ACTION_FEATURE].get("names") or None)
         if trained_joints and dataset_joints and list(trained_joints) != list(dataset_joints):

@@ -1,0 +1,287 @@
+"""The training YAML, its lerobot-train argument list, the checks made before a trainer
+starts, the reading of the trainer's output and the stop guard (no trainer launched here)."""
+from __future__ import annotations
+
+import dataclasses
+import math
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dp_ros.robot_interface import save_robot_interface
+from dp_ros.training.configuration_training import (
+    FINETUNE_POLICY_OPTIONS,
+    TrainingConfig,
+    TrainingConfigError,
+    load_training_config,
+)
+from dp_ros.training.lerobot_entry import CheckpointGuard
+from dp_ros.training.preflight import FeatureMismatchError, PreflightError, run_preflight
+from dp_ros.training.progress import ProgressTracker, is_bar_only, parse_bar, parse_metrics
+from lerobot_fixtures import make_checkpoint, make_dataset, tiny_robot
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    return make_dataset(tmp_path_factory.mktemp("ds") / "tiny", tiny_robot(size=32), episodes=2, frames=12)
+
+
+def args_of(config: TrainingConfig, **kwargs) -> dict[str, str]:
+    return dict(a[2:].split("=", 1) for a in config.lerobot_arguments(**kwargs))
+
+
+# --- the YAML ---------------------------------------------------------------------
+def test_shipped_yaml_holds_every_option_with_the_defaults():
+    text = (REPO / "config" / "train.yaml").read_text()
+    config = load_training_config(REPO / "config" / "train.yaml")
+    assert config.to_dict() == TrainingConfig().to_dict()
+    section = yaml.safe_load(text)["train"]
+    for sub in ("dataset", "policy", "wandb"):
+        fields = {f.name for f in dataclasses.fields(type(getattr(config, sub)))}
+        assert set(section[sub]) == fields, f"config/train.yaml {sub}: section differs from the dataclass"
+    top = {f.name for f in dataclasses.fields(TrainingConfig)} - {"given"}
+    assert set(section) == top
+
+
+def test_defaults_are_the_guide_values_that_work_offline():
+    p = TrainingConfig().policy
+    assert (p.horizon, p.n_action_steps, p.n_obs_steps) == (16, 8, 2)
+    assert p.pretrained_backbone_weights is None and p.use_group_norm is True
+    assert (p.num_train_timesteps, p.beta_schedule, p.prediction_type) == (100, "squaredcos_cap_v2", "epsilon")
+    assert p.optimizer_lr == 1e-4 and p.scheduler_warmup_steps == 500
+
+
+def test_fresh_run_arguments_in_lerobot_syntax(tmp_path):
+    config = load_training_config(None, {"dataset.root": str(tmp_path / "data"), "output_dir": str(tmp_path / "run"),
+                                         "policy.down_dims": [32, 64, 128], "policy.crop_shape": None,
+                                         "wandb.enable": True, "wandb.mode": "offline"})
+    args = args_of(config, device="cpu")
+    assert args["policy.type"] == "diffusion" and "policy.path" not in args
+    assert args["policy.down_dims"] == "[32,64,128]"
+    assert args["policy.crop_shape"] == "null"
+    assert args["policy.use_group_norm"] == "true" and args["policy.push_to_hub"] == "false"
+    assert args["policy.pretrained_backbone_weights"] == "null"
+    assert args["policy.optimizer_betas"] == "[0.95,0.999]"
+    assert args["policy.device"] == "cpu"
+    assert args["dataset.root"] == str(tmp_path / "data") and args["output_dir"] == str(tmp_path / "run")
+    assert args["wandb.enable"] == "true" and args["wandb.mode"] == "offline"
+    assert all(a.startswith("--") and "=" in a for a in config.lerobot_arguments(device="cpu"))
+
+
+def test_unknown_options_pass_through_unchanged_and_extras_win(tmp_path):
+    path = tmp_path / "train.yaml"
+    path.write_text(yaml.safe_dump({"train": {
+        "policy": {"drop_n_last_frames": 5, "horizon": 32},
+        "eval_steps": 0,
+        "extra": {"policy.use_separate_rgb_encoder_per_camera": False, "log_freq": 7},
+    }}))
+    config = load_training_config(path)
+    args = args_of(config, device="cpu")
+    assert args["policy.drop_n_last_frames"] == "5"
+    assert args["eval_steps"] == "0"
+    assert args["policy.use_separate_rgb_encoder_per_camera"] == "false"
+    assert args["log_freq"] == "7"  # the extra option wins over the known one
+    assert args["policy.horizon"] == "32"
+
+
+def test_overrides_as_text_are_yaml_values():
+    config = load_training_config(None, ["steps=500", "policy.down_dims=[64, 128, 256]", "policy.optimizer_lr=3e-5",
+                                         "dataset.episodes=[0, 2]", "seed=null"])
+    assert config.steps == 500 and config.policy.down_dims == [64, 128, 256]
+    assert config.policy.optimizer_lr == pytest.approx(3e-5) and config.dataset.episodes == [0, 2]
+    assert config.seed is None
+    with pytest.raises(TrainingConfigError, match="name=value"):
+        load_training_config(None, ["steps"])
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"policy.horizon": 20}, "multiple of 2\\*\\*len\\(down_dims\\) = 8"),
+    ({"policy.n_action_steps": 16}, "n_action_steps: 16 must be between 1 and"),
+    ({"policy.device": "gpu"}, "policy.device: 'gpu'"),
+    ({"steps": "many"}, "steps: expected a whole number"),
+    ({"policy.use_group_norm": "yes"}, "use_group_norm: expected true or false"),
+    ({"batch_size": 0}, "batch_size: must be at least 1"),
+    ({"wandb.mode": "cloud"}, "wandb.mode"),
+    ({"policy": [1, 2]}, "policy: expected a mapping"),
+    ({"policy.pretrained_path": "/nonexistent/ckpt"}, "does not exist"),
+])
+def test_invalid_options_are_named(override, message):
+    with pytest.raises(TrainingConfigError, match=message):
+        load_training_config(None, override)
+
+
+def test_bad_yaml_files_are_explained(tmp_path):
+    with pytest.raises(TrainingConfigError, match="does not exist"):
+        load_training_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed")
+    with pytest.raises(TrainingConfigError, match="not valid YAML"):
+        load_training_config(bad)
+
+
+def test_finetune_arguments_keep_the_checkpoint_architecture(tmp_path):
+    checkpoint = make_checkpoint(tmp_path / "ckpt", tiny_robot(size=32))
+    config = load_training_config(None, {"policy.pretrained_path": str(checkpoint), "policy.optimizer_lr": 3e-5})
+    args = args_of(config, device="cpu", pretrained_model_dir=checkpoint)
+    assert args["policy.path"] == str(checkpoint) and "policy.type" not in args
+    assert args["policy.optimizer_lr"] == "3e-05"
+    passed = {k.split(".", 1)[1] for k in args if k.startswith("policy.")} - {"path", "push_to_hub"}
+    assert passed == set(FINETUNE_POLICY_OPTIONS)
+
+
+def test_resume_arguments_apply_only_given_options(tmp_path):
+    config = load_training_config(None, {"output_dir": str(tmp_path / "run"), "resume": True, "steps": 900})
+    args = args_of(config, device="cpu")
+    assert args["config_path"] == str(tmp_path / "run/checkpoints/last/pretrained_model/train_config.json")
+    assert args["resume"] == "true" and args["steps"] == "900"
+    assert "batch_size" not in args and "dataset.repo_id" not in args and "policy.type" not in args
+
+
+# --- checks before training ------------------------------------------------------------
+def test_preflight_accepts_a_matching_fresh_run(tmp_path, dataset):
+    config = load_training_config(None, {"dataset.root": str(dataset), "output_dir": str(tmp_path / "run"),
+                                         "policy.crop_shape": [28, 28]})
+    report = run_preflight(config)
+    assert report.dataset_root == dataset and report.resume_step == 0 and report.total_steps == config.steps
+
+
+def test_preflight_rejects_a_missing_dataset(tmp_path):
+    config = load_training_config(None, {"dataset.root": str(tmp_path / "nothing"), "output_dir": str(tmp_path / "o")})
+    with pytest.raises(PreflightError, match="no LeRobot dataset at .*meta/info.json is missing"):
+        run_preflight(config)
+
+
+def test_preflight_rejects_a_crop_larger_than_the_images(tmp_path, dataset):
+    config = load_training_config(None, {"dataset.root": str(dataset), "output_dir": str(tmp_path / "run")})
+    with pytest.raises(PreflightError, match=r"crop_shape \[84, 84\] does not fit the images .*32x32"):
+        run_preflight(config)
+
+
+def test_preflight_rejects_a_checkpoint_of_another_robot(tmp_path, dataset):
+    other = make_checkpoint(tmp_path / "ckpt", tiny_robot(joints=("a", "b", "c", "d"), size=32))
+    config = load_training_config(None, {"dataset.root": str(dataset), "output_dir": str(tmp_path / "run"),
+                                         "policy.pretrained_path": str(other)})
+    with pytest.raises(FeatureMismatchError) as err:
+        run_preflight(config)
+    text = str(err.value)
+    assert "observation.state: shape [4] in the checkpoint" in text and "[3] in the dataset" in text
+    assert "action: shape [4]" in text
+    assert not (tmp_path / "run").exists()
+
+
+def test_preflight_rejects_a_checkpoint_with_other_cameras(tmp_path, dataset):
+    other = make_checkpoint(tmp_path / "ckpt", tiny_robot(cameras=("wrist",), size=32))
+    config = load_training_config(None, {"dataset.root": str(dataset), "output_dir": str(tmp_path / "run"),
+                                         "policy.pretrained_path": str(other)})
+    with pytest.raises(FeatureMismatchError, match="observation.images.wrist: the checkpoint needs it"):
+        run_preflight(config)
+
+
+def test_preflight_notes_architecture_options_it_cannot_apply(tmp_path, dataset):
+    checkpoint = make_checkpoint(tmp_path / "ckpt", tiny_robot(size=32))
+    config = load_training_config(None, {"dataset.root": str(dataset), "output_dir": str(tmp_path / "run"),
+                                         "policy.pretrained_path": str(tmp_path / "ckpt"),
+                                         "policy.down_dims": [64, 128, 256]})
+    report = run_preflight(config)
+    assert report.pretrained_model_dir == checkpoint.resolve()
+    assert any("policy.down_dims: the checkpoint's [32, 64, 128] is kept" in n for n in report.notes)
+
+
+def test_preflight_checks_the_dataset_against_the_robot_interface(tmp_path, dataset):
+    robot_yaml = save_robot_interface(tiny_robot(joints=("x", "y", "z"), size=32), tmp_path / "robot.yaml")
+    config = load_training_config(None, {"dataset.root": str(dataset), "output_dir": str(tmp_path / "run"),
+                                         "policy.crop_shape": [28, 28], "robot_config": str(robot_yaml)})
+    with pytest.raises(FeatureMismatchError, match=r"action joints \['j1', 'j2', 'j3'\] in the dataset, "
+                                                    r"\['x', 'y', 'z'\] in the robot interface"):
+        run_preflight(config)
+
+
+def test_preflight_guards_the_output_folder(tmp_path, dataset):
+    base = {"dataset.root": str(dataset), "policy.crop_shape": [28, 28]}
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints").mkdir(parents=True)
+    with pytest.raises(PreflightError, match="already holds a training run; set resume: true"):
+        run_preflight(load_training_config(None, {**base, "output_dir": str(run_dir)}))
+    with pytest.raises(PreflightError, match="nothing to resume"):
+        run_preflight(load_training_config(None, {**base, "output_dir": str(run_dir), "resume": True}))
+    (tmp_path / "empty").mkdir()
+    run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "empty")}))
+    with pytest.raises(PreflightError, match="episodes: \\[5\\] do not exist"):
+        run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "o"), "dataset.episodes": [0, 5]}))
+
+
+# --- the trainer's output ------------------------------------------------------------
+# Lines as LeRobot 0.6.1's lerobot-train printed them in a real run (a tqdm update and
+# a log record can share a line).
+REAL_LINES = [
+    "INFO 2026-11-25 18:47:49 ot_train.py:447 num_learnable_params=12759075 (13M)",
+    "Training:   0%|          | 0/6 [00:00<?, ?step/s]INFO 2026-11-25 18:47:49 ot_train.py:597 Start offline "
+    "training on a fixed dataset, with effective batch size: 4",
+    "Training:  17%|█▋        | 1/6 [00:00<00:04,  1.20step/s]",
+    "Training:  33%|███▎      | 2/6 [00:01<00:02,  1.64step/s]INFO 2026-11-25 18:47:50 ot_train.py:641 step:2 "
+    "smpl:8 ep:0 epch:0.13 loss:1.205 grdn:7.566 lr:3.0e-07 updt_s:0.602 data_s:0.041 smp/s:6",
+    "Training:  50%|█████     | 3/6 [00:01<00:01,  1.87step/s]INFO 2026-11-25 18:47:51 ot_train.py:687 "
+    "Checkpoint policy after step 3",
+    "dp_ros checkpoint saved: step=3 path=/runs/a/checkpoints/000003/pretrained_model",
+    "Training:  67%|██████▋   | 4/6 [00:20<00:10,  5.00s/step]",
+]
+
+
+def test_bar_and_metrics_lines_are_parsed():
+    assert parse_bar(REAL_LINES[2]) == (1, 6, 1.20)
+    assert parse_bar(REAL_LINES[6]) == (4, 6, pytest.approx(0.2))
+    assert parse_bar(REAL_LINES[0]) is None
+    metrics = parse_metrics(REAL_LINES[3])
+    assert metrics == {"loss": 1.205, "grad_norm": 7.566, "lr": 3.0e-07, "update_s": 0.602, "data_s": 0.041,
+                       "samples_per_s": 6.0}
+    assert is_bar_only(REAL_LINES[2]) and not is_bar_only(REAL_LINES[3])
+
+
+def test_tracker_follows_a_run():
+    tracker = ProgressTracker(total_steps=6, batch_size=4)
+    seen = []
+    for line in REAL_LINES:
+        tracker.feed(line)
+        seen.append(tracker.progress)
+    assert seen[0].state == "starting" and math.isnan(seen[0].loss)
+    assert seen[3].step == 2 and seen[3].loss == 1.205 and seen[3].learning_rate == 3.0e-07
+    assert seen[3].grad_norm == 7.566
+    assert seen[3].samples_per_second == pytest.approx(4 / (0.602 + 0.041))
+    assert seen[3].eta_seconds == pytest.approx(4 / 1.64)
+    assert seen[5].checkpoint_path == "/runs/a/checkpoints/000003/pretrained_model" and seen[5].checkpoint_step == 3
+    assert seen[6].step == 4 and seen[6].eta_seconds == pytest.approx(10.0)
+    assert tracker.finish("finished", "done").eta_seconds == 0.0
+
+
+def test_tracker_counts_from_the_resumed_step():
+    tracker = ProgressTracker(total_steps=10, batch_size=4, initial_step=6)
+    tracker.feed("Training:  50%|█████     | 2/4 [00:01<00:01,  2.00step/s]")
+    assert tracker.progress.step == 8 and tracker.progress.total_steps == 10
+    assert tracker.progress.eta_seconds == pytest.approx(1.0)
+
+
+# --- the stop guard ------------------------------------------------------------------
+def test_a_stop_waits_for_the_checkpoint_being_written(tmp_path):
+    guard = CheckpointGuard()
+    events = []
+
+    def save_checkpoint(checkpoint_dir):
+        guard.on_signal(signal.SIGINT, None)  # the stop request arrives mid-save
+        events.append("saved")
+
+    def update_last_checkpoint(checkpoint_dir):
+        events.append("linked")
+
+    save = guard.wrap_save(save_checkpoint)
+    update = guard.wrap_update_last(update_last_checkpoint)
+    save(tmp_path / "000004")
+    assert events == ["saved"]
+    with pytest.raises(KeyboardInterrupt):
+        update(tmp_path / "000004")
+    assert events == ["saved", "linked"]
+    with pytest.raises(KeyboardInterrupt):  # outside a checkpoint a stop is immediate
+        guard.on_signal(signal.SIGINT, None)
