@@ -33,6 +33,8 @@ class EpisodeStatus:
     task: str
     episode_time: float
     success: bool
+    success_time: float | None
+    """Episode time at which the success test first held (None before)."""
     collided: bool
     """The arm touched the pillar before reaching the target: this episode cannot succeed."""
     solution: str
@@ -65,7 +67,8 @@ class SimEnvironment:
     """The arm, the pillar and the target in MuJoCo, stepped on demand (no threads, no ROS)."""
 
     def __init__(self, robot: RobotInterface | None = None, task_config: TaskConfig = TaskConfig(),
-                 model_path: str | Path = MODEL_PATH):
+                 model_path: str | Path = MODEL_PATH, seed: int | None = None):
+        """Loads the model and starts episode 1 on the task instance of ``seed`` (random if None)."""
         import mujoco
 
         self._mujoco = mujoco
@@ -83,6 +86,8 @@ class SimEnvironment:
         self._to_arm_order = np.array([self.joint_names.index(n) for n in ARM_JOINTS])
         self._lower = np.array(self.robot.lower_limits)
         self._upper = np.array(self.robot.upper_limits)
+        self._max_step = np.array(self.robot.velocity_limits) * self.timestep
+        self._setpoint = np.zeros(len(self.joint_names))
         self._tip_site = self.model.site("tip").id
         self._target_mocap = self.model.body("target").mocapid[0]
         self._obstacle_geom = self.model.geom("obstacle").id
@@ -95,7 +100,7 @@ class SimEnvironment:
         self.task: TaskInstance | None = None
         self.monitor: EpisodeMonitor | None = None
         self.follower = TrajectoryFollower(self.joint_positions())
-        self.reset()
+        self.reset(seed)
 
     def _check_robot(self) -> None:
         names = set(self.joint_names)
@@ -123,6 +128,7 @@ class SimEnvironment:
         self.data.qacc_warmstart[:] = 0.0
         self.data.mocap_pos[self._target_mocap] = [task.target[0], task.target[1], 0.002]
         self.follower.hold(start)
+        self._setpoint = start.copy()
         self.data.ctrl[self._actuator_index] = start
         mujoco.mj_forward(self.model, self.data)
         self.task = task
@@ -162,10 +168,16 @@ class SimEnvironment:
 
     # --- stepping --------------------------------------------------------------------
     def step(self, count: int = 1) -> None:
-        """Advance the physics by ``count`` timesteps, following the current targets."""
+        """Advance the physics by ``count`` timesteps, following the current targets.
+
+        The set-point moves towards the target no faster than the robot
+        interface's velocity limits, as a real arm's drives would.
+        """
         mujoco = self._mujoco
         for _ in range(count):
-            self.data.ctrl[self._actuator_index] = self.follower.sample(self.data.time)
+            desired = self.follower.sample(self.data.time)
+            self._setpoint += np.clip(desired - self._setpoint, -self._max_step, self._max_step)
+            self.data.ctrl[self._actuator_index] = self._setpoint
             mujoco.mj_step(self.model, self.data)
             self.monitor.update(self.episode_time, self.tip_position(), self._touching_obstacle())
 
@@ -204,7 +216,8 @@ class SimEnvironment:
     def status(self) -> EpisodeStatus:
         monitor = self.monitor
         return EpisodeStatus(episode=self.episode, seed=self.task.seed, task=TASK_NAME,
-                             episode_time=self.episode_time, success=monitor.success, collided=monitor.collided,
+                             episode_time=self.episode_time, success=monitor.success,
+                             success_time=monitor.success_time, collided=monitor.collided,
                              solution=monitor.solution, distance=monitor.distance,
                              time_limit=self.task_config.time_limit)
 

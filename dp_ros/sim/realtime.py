@@ -100,10 +100,13 @@ class RealTimeSimulation:
         if not future.set_running_or_notify_cancel():
             return
         try:
-            future.set_result(function(self.env))
+            result = function(self.env)
         except BaseException as exc:  # noqa: BLE001 - handed to the caller
+            self._latest = self.env.snapshot()
             future.set_exception(exc)
-        self._latest = self.env.snapshot()
+            return
+        self._latest = self.env.snapshot()  # before the caller wakes up, so it sees the change
+        future.set_result(result)
 
     def _run_calls(self) -> None:
         while True:
@@ -126,7 +129,7 @@ class RealTimeSimulation:
         step = env.timestep
         mono_start, sim_start = time.monotonic(), env.time
         self._epoch = time.time() - env.time
-        next_state = env.time
+        next_state = env.time + step  # the first state comes with the first step
         while not self._stop.is_set():
             self._run_calls()
             due = sim_start + (time.monotonic() - mono_start)

@@ -1,0 +1,321 @@
+"""sim_node: the simulated arm with the ROS interface of a ros2_control robot.
+
+Reads the robot interface YAML and, in real time (physics in its own thread):
+
+- publishes ``sensor_msgs/JointState`` on ``joint_state_topic`` at ``joint_state_rate``
+  and each camera (``sensor_msgs/Image`` rgb8, or ``CompressedImage`` jpeg when the
+  camera's type is ``compressed``) at ``camera_rate``, stamped with the time the
+  state was taken;
+- follows commands on ``command.topic`` of ``command.type`` (JointTrajectory like
+  joint_trajectory_controller, Float64MultiArray like forward_command_controller,
+  or JointState); malformed commands are rejected with a warning;
+- ``~/reset`` (std_srvs/Trigger): a new random task instance (``seed`` makes the
+  sequence reproducible);
+- ``dp_ros_msgs/TaskStatus`` on ``task_status_topic``: episode, seed, time,
+  success, collision and the side of the pillar the arm took;
+- ``/clock`` (and stamps in simulated time) when ``publish_clock`` is true.
+"""
+from __future__ import annotations
+
+import random
+import sys
+import threading
+import time
+
+import numpy as np
+import rclpy
+from builtin_interfaces.msg import Time
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.clock import Clock, ClockType
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, QoSReliabilityPolicy
+from rosgraph_msgs.msg import Clock as ClockMsg
+from sensor_msgs.msg import CompressedImage, Image, JointState
+from std_srvs.srv import Trigger
+
+from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
+from dp_ros.conversions.images import rgb_to_compressed_msg, rgb_to_image_msg
+from dp_ros.conversions.joint_state import JointOrder
+from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
+from dp_ros_msgs.msg import TaskStatus
+
+from dp_ros.sim.environment import SimConfigurationError, SimEnvironment, SimState
+from dp_ros.sim.realtime import RealTimeSimulation
+from dp_ros.sim.rendering import CameraRenderer, RenderingUnavailable
+from dp_ros.sim.task import TaskConfig
+
+# name -> (default, description); config/sim.yaml documents the same names.
+PARAMETERS: dict[str, tuple[object, str]] = {
+    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
+    "seed": (-1, "seed of the sequence of task instances (one per reset); -1 = random"),
+    "joint_state_rate": (100.0, "JointState messages per second (simulated time)"),
+    "camera_rate": (15.0, "frames per second of each camera; 0 = no cameras"),
+    "status_rate": (10.0, "TaskStatus messages per second"),
+    "task_status_topic": ("/task_status", "topic of dp_ros_msgs/TaskStatus"),
+    "publish_clock": (False, "publish /clock and stamp everything in simulated time (for use_sim_time users)"),
+    "time_limit": (8.0, "seconds after a reset within which reaching the target counts as success"),
+    "auto_reset": (False, "start a new episode by itself after success or the time limit"),
+    "auto_reset_delay": (1.0, "seconds to wait after success or the time limit before an automatic reset"),
+    "max_lag": (0.1, "seconds the physics may fall behind the wall clock before it skips ahead"),
+}
+STARTUP_ERRORS = (RobotInterfaceError, SimConfigurationError, RenderingUnavailable, ValueError, FileNotFoundError)
+# Trajectories stamped further than this from the simulator's clock are started on receipt.
+MAX_STAMP_OFFSET = 10.0
+
+
+def _time_msg(seconds: float) -> Time:
+    nanoseconds = max(0, int(round(seconds * 1e9)))
+    return Time(sec=nanoseconds // 1_000_000_000, nanosec=nanoseconds % 1_000_000_000)
+
+
+class SimNode(Node):
+    def __init__(self, **node_kwargs):
+        super().__init__("sim_node", **node_kwargs)
+        for name, (default, description) in PARAMETERS.items():
+            self.declare_parameter(name, default, ParameterDescriptor(description=description))
+        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        for rate in ("joint_state_rate", "status_rate"):
+            if not p[rate] > 0:
+                raise ValueError(f"parameter {rate} must be positive, got {p[rate]}")
+        if p["camera_rate"] < 0:
+            raise ValueError(f"parameter camera_rate must be >= 0, got {p['camera_rate']}")
+        self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
+        self._seeds = random.Random(p["seed"] if p["seed"] >= 0 else None)
+        self.env = SimEnvironment(self.robot, TaskConfig(time_limit=float(p["time_limit"])), seed=self._next_seed())
+        self._order = JointOrder(self.robot.joint_names)
+        self._auto_reset = bool(p["auto_reset"])
+        self._auto_reset_delay = float(p["auto_reset_delay"])
+        self._publish_clock = bool(p["publish_clock"])
+        self.commands_received = 0
+        self.commands_rejected = 0
+        self._reported: dict[str, int] = {}
+
+        reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
+        self._joint_pub = self.create_publisher(JointState, self.robot.joint_state_topic, reliable)
+        self._status_pub = self.create_publisher(TaskStatus, p["task_status_topic"], reliable)
+        self._clock_pub = self.create_publisher(ClockMsg, "/clock", reliable) if self._publish_clock else None
+        self._camera_pubs = {}
+        if p["camera_rate"] > 0:
+            for cam in self.robot.cameras:
+                kind = CompressedImage if cam.type == "compressed" else Image
+                self._camera_pubs[cam.name] = self.create_publisher(kind, cam.topic, QoSProfile(
+                    depth=5, reliability=QoSReliabilityPolicy.RELIABLE))
+        self.create_subscription(command_message_class(self.robot.command.type), self.robot.command.topic,
+                                 self._on_command, reliable)
+        self.create_service(Trigger, "~/reset", self._on_reset)
+
+        self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
+                                      clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]))
+        self._stop = threading.Event()
+        self._camera_thread = None
+        if self._camera_pubs:
+            self._start_cameras(1.0 / float(p["camera_rate"]))
+        self.sim.start()
+        steady = Clock(clock_type=ClockType.STEADY_TIME)
+        self.create_timer(1.0 / float(p["status_rate"]), self._on_status_timer, clock=steady)
+        self.get_logger().info(
+            f"simulating {self.robot.name}: joints {self.robot.joint_names} on {self.robot.joint_state_topic} at "
+            f"{p['joint_state_rate']:g} Hz, cameras {[c.topic for c in self.robot.cameras] if self._camera_pubs else []} "
+            f"at {p['camera_rate']:g} Hz, commands ({self.robot.command.type}) on {self.robot.command.topic}, "
+            f"task status on {p['task_status_topic']}{', /clock' if self._publish_clock else ''}; "
+            f"episode {self.env.episode} (seed {self.env.task.seed})")
+
+    # --- helpers ---------------------------------------------------------------------
+    def _next_seed(self) -> int:
+        return self._seeds.randrange(0, 2**31 - 1)
+
+    def _stamp(self, sim_time: float) -> Time:
+        return _time_msg(self.sim.stamp(sim_time))
+
+    def _now_stamp_seconds(self) -> float:
+        return self.sim.stamp(self.sim.latest().time)
+
+    def _publish(self, publisher, msg) -> None:
+        """Publish from the physics or camera thread; quiet once ROS is shutting down (Ctrl-C)."""
+        if not self.context.ok():
+            return
+        try:
+            publisher.publish(msg)
+        except Exception:  # noqa: BLE001 - the context may close between the check and the call
+            if self.context.ok():
+                raise
+
+    # --- physics thread: joint states and /clock ---------------------------------------
+    def _on_state(self, state: SimState) -> None:
+        msg = JointState()
+        msg.header.stamp = self._stamp(state.time)
+        msg.name = list(self.robot.joint_names)
+        msg.position = state.positions.tolist()
+        msg.velocity = state.velocities.tolist()
+        self._publish(self._joint_pub, msg)
+        if self._clock_pub is not None:
+            self._publish(self._clock_pub, ClockMsg(clock=_time_msg(state.time)))
+
+    # --- camera thread -----------------------------------------------------------------
+    def _start_cameras(self, period: float) -> None:
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        self._camera_thread = threading.Thread(target=self._camera_loop, args=(period, ready, failure),
+                                               name="dp_ros_cameras", daemon=True)
+        self._camera_thread.start()
+        if not ready.wait(30.0):
+            raise RenderingUnavailable("the camera renderer did not start within 30 s")
+        if failure:
+            raise failure[0]
+
+    def _camera_loop(self, period: float, ready: threading.Event, failure: list) -> None:
+        try:
+            renderer = CameraRenderer(self.env.model, self.env.camera_sizes())
+        except BaseException as exc:  # noqa: BLE001 - reported to the constructor
+            failure.append(exc)
+            ready.set()
+            return
+        ready.set()
+        cameras = [c for c in self.robot.cameras if c.name in self._camera_pubs]
+        next_frame = time.monotonic()
+        try:
+            while not self._stop.is_set():
+                state = self.sim.latest()
+                stamp = self._stamp(state.time)
+                for cam in cameras:
+                    rgb = renderer.render(state.qpos, state.mocap_pos, cam.name)
+                    frame_id = f"{cam.name}_camera_optical_frame"
+                    msg = (rgb_to_compressed_msg(rgb, stamp, frame_id) if cam.type == "compressed"
+                           else rgb_to_image_msg(rgb, stamp, frame_id))
+                    self._publish(self._camera_pubs[cam.name], msg)
+                next_frame += period
+                now = time.monotonic()
+                if next_frame < now - period:  # rendering could not keep up: do not burst to catch up
+                    next_frame = now
+                self._stop.wait(max(0.0, next_frame - now))
+        except Exception as exc:  # noqa: BLE001 - keep the node up, say why the cameras stopped
+            if not self._stop.is_set():
+                self.get_logger().error(f"cameras stopped: {exc}")
+        finally:
+            renderer.close()
+
+    # --- commands --------------------------------------------------------------------
+    def _on_command(self, msg) -> None:
+        self.commands_received += 1
+        try:
+            command = parse_command(msg, self._order)
+        except CommandError as exc:
+            self.commands_rejected += 1
+            self.get_logger().warning(f"rejected a command on {self.robot.command.topic}: {exc} "
+                                      f"({self.commands_rejected} rejected so far)", throttle_duration_sec=2.0)
+            return
+        positions = command.positions
+        clamped = self.env.clamp(positions)
+        if not np.allclose(clamped, positions):
+            self.get_logger().warning(f"command outside the joint limits of {self.robot.joint_names}; clamped",
+                                      throttle_duration_sec=2.0)
+        timed = hasattr(msg, "points")
+        stamped_at = None
+        if command.stamp is not None:
+            offset = command.stamp - self._now_stamp_seconds()
+            if abs(offset) > MAX_STAMP_OFFSET:
+                self.get_logger().warning(
+                    f"command stamped {offset:+.1f} s from the simulator's clock; taken as sent now. "
+                    f"Do publisher and simulator use the same clock (use_sim_time / publish_clock)?",
+                    throttle_duration_sec=5.0)
+            else:
+                stamped_at = self.sim.sim_time_of(command.stamp)
+        times = command.times_from_start
+
+        def apply(env: SimEnvironment) -> None:
+            if stamped_at is not None and stamped_at < env.episode_start:
+                self.get_logger().info("ignored a command stamped before the last reset", throttle_duration_sec=2.0)
+                return
+            if not timed:
+                env.set_position_target(clamped[-1])
+                return
+            env.follow_trajectory((env.time if stamped_at is None else stamped_at) + times, clamped)
+
+        self.sim.call_soon(apply)
+
+    # --- reset and status ------------------------------------------------------------
+    def reset_episode(self) -> str:
+        seed = self._next_seed()
+        task = self.sim.call(lambda env: env.reset(seed))
+        state = self.sim.latest()
+        self._publish_status(state)
+        message = (f"episode {state.status.episode}, seed {task.seed}: target at "
+                   f"({task.target[0]:.3f}, {task.target[1]:.3f}) m")
+        self.get_logger().info(f"reset: {message}")
+        return message
+
+    def _on_reset(self, request, response):
+        try:
+            response.message = self.reset_episode()
+            response.success = True
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            response.success = False
+            response.message = f"reset failed: {exc}"
+        return response
+
+    def _publish_status(self, state: SimState) -> None:
+        status = state.status
+        msg = TaskStatus(episode=status.episode, seed=status.seed, task=status.task,
+                         episode_time=status.episode_time, success=status.success, solution=status.solution,
+                         collided=status.collided, distance=status.distance, time_limit=status.time_limit)
+        msg.header.stamp = self._stamp(state.time)
+        self._status_pub.publish(msg)
+
+    def _on_status_timer(self) -> None:
+        state = self.sim.latest()
+        self._publish_status(state)
+        self._log_outcome(state)
+
+    def _log_outcome(self, state: SimState) -> None:
+        status = state.status
+        logger = self.get_logger()
+        if status.success and self._reported.get("success") != status.episode:
+            self._reported["success"] = status.episode
+            logger.info(f"episode {status.episode} (seed {status.seed}): success after "
+                        f"{status.success_time:.2f} s, passed the pillar on the "
+                        f"{status.solution or 'top'}")
+        if status.collided and self._reported.get("collided") != status.episode:
+            self._reported["collided"] = status.episode
+            logger.warning(f"episode {status.episode}: the arm touched the pillar; this episode cannot succeed "
+                           f"(call ~/reset for a new one)")
+        over_time = status.episode_time > status.time_limit
+        if over_time and not status.success and self._reported.get("timeout") != status.episode:
+            self._reported["timeout"] = status.episode
+            logger.info(f"episode {status.episode}: time limit {status.time_limit:g} s passed without success "
+                        f"(tip {status.distance:.3f} m from the target)")
+        if self._auto_reset:
+            finished_at = (status.success_time if status.success else
+                           status.time_limit if over_time else None)
+            if finished_at is not None and status.episode_time >= finished_at + self._auto_reset_delay:
+                self.reset_episode()
+
+    def destroy_node(self):
+        self._stop.set()
+        self.sim.stop()
+        if self._camera_thread is not None:
+            self._camera_thread.join(2.0)
+        self.env.close()
+        return super().destroy_node()
+
+
+def main(args=None) -> int:
+    sys.setswitchinterval(0.0005)  # the physics and camera threads must not wait long for the GIL
+    rclpy.init(args=args)
+    try:
+        node = SimNode()
+    except STARTUP_ERRORS as exc:
+        rclpy.logging.get_logger("sim_node").fatal(f"cannot start: {exc}")
+        rclpy.try_shutdown()
+        return 1
+    try:
+        rclpy.spin(node)
+    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
+        pass
+    finally:
+        node.destroy_node()
+        rclpy.try_shutdown()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
