@@ -19,6 +19,8 @@ setup(
         (f"share/{PACKAGE}/launch", glob("launch/*.launch.py")),
         (f"share/{PACKAGE}/config", glob("config/*.yaml")),
         (f"share/{PACKAGE}/msg", glob("msg/*.msg")),
+        (f"share/{PACKAGE}/urdf", glob("urdf/*.xacro")),
+        (f"share/{PACKAGE}/worlds", glob("worlds/*.sdf")),
     ],
     install_requires=["setuptools"],
     zip_safe=False,
@@ -31,6 +33,8 @@ setup(
             "train_node = dp_ros.nodes.train_node:main",
             "recorder_node = dp_ros.nodes.recorder_node:main",
             "bag2lerobot = dp_ros.cli.bag2lerobot:main",
+            "sim_node = dp_ros.nodes.sim_node:main",
+            "expert_node = dp_ros.nodes.expert_node:main",
         ],
     },
 )

@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "bag2lerobot": ("dp_ros.cli.bag2lerobot", "convert rosbag2 bags (.db3, .mcap) into a LeRobot dataset, synchronised at the robot's fps"),
     "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
     "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),
+    "sim": ("dp_ros.cli.sim", "run the simulated arm (MuJoCo) with the ROS interface of a real one, optionally with its scripted expert"),
     "bench": ("dp_ros.cli.bench", "benchmark inference against stock LeRobot: time per chunk, action error, command jitter"),
 }
 

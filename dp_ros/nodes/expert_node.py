@@ -18,7 +18,6 @@ import sys
 
 import numpy as np
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import JointState
@@ -27,6 +26,7 @@ from std_srvs.srv import Trigger
 from dp_ros.conversions.commands import command_message_class, make_position_command
 from dp_ros.conversions.joint_state import JointOrder, JointStateError, make_joint_state
 from dp_ros.core.time_alignment import stamp_to_seconds
+from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import TaskStatus
 
@@ -53,9 +53,7 @@ STARTUP_ERRORS = (RobotInterfaceError, ValueError, FileNotFoundError)
 class ExpertNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("expert_node", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         if p["side"] not in SIDE_CHOICES:
             raise ValueError(f"parameter side must be one of {SIDE_CHOICES}, got {p['side']!r}")
         if not p["duration"] > 0 or p["start_delay"] < 0:
@@ -181,14 +179,14 @@ class ExpertNode(Node):
         if leader is None:
             return
         stamp = self.get_clock().now().to_msg()
-        self._leader_pub.publish(make_joint_state(self.robot.joint_names, leader, stamp))
+        publish_while_up(self, self._leader_pub, make_joint_state(self.robot.joint_names, leader, stamp))
         moving = self._plan is not None and now - self._plan_start <= self._plan.duration + self.period
         if self._command_pub is not None and (moving or self._plan is None):
             # like a teleoperation bridge: reach the leader's next pose by the next message. Once the
             # motion is over the arm holds its last target by itself.
-            self._command_pub.publish(make_position_command(self.robot.command.type, self.robot.joint_names,
-                                                            self._target(now + self.period), stamp=stamp,
-                                                            time_from_start=self.period))
+            command = make_position_command(self.robot.command.type, self.robot.joint_names,
+                                            self._target(now + self.period), stamp=stamp, time_from_start=self.period)
+            publish_while_up(self, self._command_pub, command)
 
 
 def main(args=None) -> int:

@@ -25,7 +25,6 @@ import time
 import numpy as np
 import rclpy
 from builtin_interfaces.msg import Time
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
@@ -36,6 +35,7 @@ from std_srvs.srv import Trigger
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import rgb_to_compressed_msg, rgb_to_image_msg
 from dp_ros.conversions.joint_state import JointOrder
+from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import TaskStatus
 
@@ -71,9 +71,7 @@ def _time_msg(seconds: float) -> Time:
 class SimNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("sim_node", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, PARAMETERS)
         for rate in ("joint_state_rate", "status_rate"):
             if not p[rate] > 0:
                 raise ValueError(f"parameter {rate} must be positive, got {p[rate]}")
@@ -105,7 +103,8 @@ class SimNode(Node):
         self.create_service(Trigger, "~/reset", self._on_reset)
 
         self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
-                                      clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]))
+                                      clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]),
+                                      logger=self.get_logger())
         self._stop = threading.Event()
         self._camera_thread = None
         if self._camera_pubs:
@@ -131,14 +130,7 @@ class SimNode(Node):
         return self.sim.stamp(self.sim.latest().time)
 
     def _publish(self, publisher, msg) -> None:
-        """Publish from the physics or camera thread; quiet once ROS is shutting down (Ctrl-C)."""
-        if not self.context.ok():
-            return
-        try:
-            publisher.publish(msg)
-        except Exception:  # noqa: BLE001 - the context may close between the check and the call
-            if self.context.ok():
-                raise
+        publish_while_up(self, publisher, msg)
 
     # --- physics thread: joint states and /clock ---------------------------------------
     def _on_state(self, state: SimState) -> None:
@@ -259,7 +251,7 @@ class SimNode(Node):
                          episode_time=status.episode_time, success=status.success, solution=status.solution,
                          collided=status.collided, distance=status.distance, time_limit=status.time_limit)
         msg.header.stamp = self._stamp(state.time)
-        self._status_pub.publish(msg)
+        self._publish(self._status_pub, msg)
 
     def _on_status_timer(self) -> None:
         state = self.sim.latest()

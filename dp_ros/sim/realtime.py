@@ -19,6 +19,7 @@ import logging
 import queue
 import threading
 import time
+import traceback
 from concurrent.futures import Future
 from typing import Any, Callable
 
@@ -32,7 +33,8 @@ class RealTimeSimulation:
 
     def __init__(self, env: SimEnvironment, state_rate: float = 100.0,
                  on_state: Callable[[SimState], None] | None = None, clock: str = "wall", max_lag: float = 0.1,
-                 logger: logging.Logger | None = None):
+                 logger=None):
+        """``logger``: anything with ``warning`` and ``error`` methods (a logging.Logger or an rclpy logger)."""
         if clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
         if state_rate <= 0:
@@ -45,6 +47,8 @@ class RealTimeSimulation:
         self.logger = logger or logging.getLogger(__name__)
         self.resyncs = 0
         """How often the physics fell more than ``max_lag`` behind and skipped ahead."""
+        self._resyncs_reported = 0
+        self._last_resync_report = -1e9
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -122,7 +126,17 @@ class RealTimeSimulation:
         try:
             self.on_state(state)
         except Exception:  # noqa: BLE001 - a listener must not stop the physics
-            self.logger.exception("state listener failed")
+            self.logger.error(f"state listener failed: {traceback.format_exc()}")
+
+    def _report_resync(self, lag: float) -> None:
+        now = time.monotonic()
+        if now - self._last_resync_report < 5.0:
+            return
+        count = self.resyncs - self._resyncs_reported
+        self._last_resync_report, self._resyncs_reported = now, self.resyncs
+        self.logger.warning(f"physics fell {lag * 1000:.0f} ms behind the wall clock and skipped ahead "
+                            f"({count} time(s) since the last report): the CPU is busy; fewer camera frames "
+                            f"(camera_rate) or other programs closed would help")
 
     def _loop(self) -> None:
         env = self.env
@@ -140,8 +154,7 @@ class RealTimeSimulation:
                 self._epoch += skipped
                 due -= skipped
                 self.resyncs += 1
-                self.logger.warning(f"physics fell {lag * 1000:.0f} ms behind the wall clock (CPU busy?); "
-                                    f"skipped ahead")
+                self._report_resync(lag)
             while env.time + 0.5 * step <= due:
                 env.step()
                 if env.time + 1e-9 >= next_state:
