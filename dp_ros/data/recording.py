@@ -72,7 +72,7 @@ class RecordingSession:
     def __init__(self, robot: RobotInterface, settings: RecorderSettings, log: Log = _print_log):
         self.robot = robot
         self.settings = settings
-        self.log = log
+        self._log = log
         self.action_source = settings.action_source or robot.action.source
         if self.action_source not in ACTION_SOURCES:
             raise ValueError(f"action_source must be one of {ACTION_SOURCES}, got {self.action_source!r}")
@@ -108,6 +108,12 @@ class RecordingSession:
         self._jobs: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="dataset-writer", daemon=True)
         self._worker.start()
+
+    def log(self, level: str, message: str) -> None:
+        try:
+            self._log(level, message)
+        except Exception:  # noqa: BLE001 - a failing logger must not stop recording or saving
+            pass
 
     # --- inputs (any thread) ------------------------------------------------------------
     def add_state(self, stamp: float, positions: np.ndarray) -> None:

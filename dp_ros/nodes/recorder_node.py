@@ -173,8 +173,13 @@ class RecorderNode(Node):
         return self._answer(response, self.session.discard_episode())
 
     def _log(self, level: str, message: str) -> None:
-        logger = self.get_logger()
-        {"info": logger.info, "warn": logger.warning, "error": logger.error}.get(level, logger.info)(message)
+        # one call site per severity: rclpy refuses a call site whose severity changes
+        if level == "error":
+            self.get_logger().error(message)
+        elif level == "warn":
+            self.get_logger().warning(message)
+        else:
+            self.get_logger().info(message)
 
     def destroy_node(self):
         session = getattr(self, "session", None)
