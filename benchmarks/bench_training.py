@@ -150,7 +150,8 @@ def summarise(runs: dict, args: argparse.Namespace) -> dict:
         "wall_seconds": {base: median(base, 1), ours: median(ours, 1)},
         "throughput_ratio": median(ours, 0) / median(base, 0),
         "wall_ratio": median(ours, 1) / median(base, 1),
-        "runs": {tool: [{"samples_per_second": s, "wall_seconds": w} for s, w in values] for tool, values in runs.items()},
+        "runs": {tool: [{"samples_per_second": s, "wall_seconds": w} for s, w in values]
+                 for tool, values in runs.items()},
     }
 
 

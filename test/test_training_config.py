@@ -211,7 +211,8 @@ def test_preflight_guards_the_output_folder(tmp_path, dataset):
     (tmp_path / "empty").mkdir()
     run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "empty")}))
     with pytest.raises(PreflightError, match="episodes: \\[5\\] do not exist"):
-        run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "o"), "dataset.episodes": [0, 5]}))
+        run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "o"),
+                                                  "dataset.episodes": [0, 5]}))
 
 
 # --- the trainer's output ------------------------------------------------------------

@@ -38,7 +38,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=None, help="samples per step = batch_size")
     parser.add_argument("--device", default=None, help="auto, cpu, cuda, cuda:N or mps = policy.device")
     parser.add_argument("--pretrained-path", default=None,
-                        help="fine-tune from this checkpoint (pretrained_model/ or run folder) = policy.pretrained_path")
+                        help="fine-tune from this checkpoint (pretrained_model/ or run folder) "
+                             "= policy.pretrained_path")
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the configuration and print the lerobot-train command, without training")

@@ -60,7 +60,8 @@ def make_plots(args: argparse.Namespace) -> list[Path]:
                                  num_inference_steps=choice.steps, seed=args.seed)
     info = dataset_info(args.dataset_root)
     fps = float(info["fps"])
-    names = (info["features"].get(ACTION_FEATURE) or {}).get("names") or [f"joint_{j}" for j in range(runtime.action_dim)]
+    names = ((info["features"].get(ACTION_FEATURE) or {}).get("names")
+             or [f"joint_{j}" for j in range(runtime.action_dim)])
     dataset = load_dataset(args.dataset_root, [args.episode], runtime.n_obs_steps, runtime.n_action_steps,
                            runtime.image_keys, repo_id=args.repo_id)
     sampler = f"{runtime.noise_scheduler.upper()} {runtime.num_inference_steps} steps"

@@ -467,7 +467,8 @@ def _check_values(config: TrainingConfig) -> list[str]:
         if p.prediction_type not in ("epsilon", "sample"):
             problems.append(f"policy.prediction_type: {p.prediction_type!r} is not epsilon or sample")
         if not p.vision_backbone.startswith("resnet"):
-            problems.append(f"policy.vision_backbone: {p.vision_backbone!r} is not a torchvision ResNet (resnet18, ...)")
+            problems.append(f"policy.vision_backbone: {p.vision_backbone!r} is not a torchvision ResNet "
+                            "(resnet18, ...)")
     if p.noise_scheduler_type not in ("DDPM", "DDIM"):
         problems.append(f"policy.noise_scheduler_type: {p.noise_scheduler_type!r} is not DDPM or DDIM")
     if p.num_inference_steps is not None and p.num_inference_steps < 1:

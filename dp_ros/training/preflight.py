@@ -97,7 +97,8 @@ def resolve_pretrained_model_dir(path: str | Path) -> Path:
         if (candidate / "config.json").is_file() and (candidate / "model.safetensors").is_file():
             return candidate.resolve()  # the step folder itself: checkpoints/last moves as training goes on
     raise PreflightError(f"no LeRobot checkpoint at {path}: expected config.json and model.safetensors in it, in "
-                         f"{path / PRETRAINED_MODEL_DIR} or in {path / CHECKPOINTS_DIR / 'last' / PRETRAINED_MODEL_DIR}")
+                         f"{path / PRETRAINED_MODEL_DIR} or in "
+                         f"{path / CHECKPOINTS_DIR / 'last' / PRETRAINED_MODEL_DIR}")
 
 
 def read_checkpoint_config(model_dir: Path) -> dict[str, Any]:
@@ -158,7 +159,8 @@ def check_robot_interface(robot_config: str, info: dict[str, Any]) -> None:
     if names and list(names) != robot.joint_names:
         problems.append(f"action joints {list(names)} in the dataset, {robot.joint_names} in the robot interface")
     if problems:
-        raise FeatureMismatchError(f"the dataset does not match the robot interface {robot_config}:\n  - " + "\n  - ".join(problems))
+        raise FeatureMismatchError(f"the dataset does not match the robot interface {robot_config}:\n  - "
+                                   + "\n  - ".join(problems))
 
 
 def check_output_dir(config: TrainingConfig) -> int:
