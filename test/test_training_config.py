@@ -139,6 +139,7 @@ def test_resume_arguments_apply_only_given_options(tmp_path):
     assert args["config_path"] == str(tmp_path / "run/checkpoints/last/pretrained_model/train_config.json")
     assert args["resume"] == "true" and args["steps"] == "900"
     assert "batch_size" not in args and "dataset.repo_id" not in args and "policy.type" not in args
+    assert "wandb.enable" not in args and args["output_dir"] == str(tmp_path / "run")
 
 
 # --- checks before training ------------------------------------------------------------

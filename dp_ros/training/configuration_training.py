@@ -263,13 +263,14 @@ class TrainingConfig:
                 options["job_name"] = self.job_name
             for name in ("steps", "batch_size", "num_workers", "save_checkpoint", "save_freq", "log_freq", "seed"):
                 options[name] = getattr(self, name)
-        options["wandb.enable"] = self.wandb.enable
-        if self.wandb.enable:
-            options["wandb.project"] = self.wandb.project
-            if self.wandb.notes:
-                options["wandb.notes"] = self.wandb.notes
-            if self.wandb.mode:
-                options["wandb.mode"] = self.wandb.mode
+        if self.mode != "resume" or any(name.startswith("wandb.") for name in self.given):
+            options["wandb.enable"] = self.wandb.enable
+            if self.wandb.enable:
+                options["wandb.project"] = self.wandb.project
+                if self.wandb.notes:
+                    options["wandb.notes"] = self.wandb.notes
+                if self.wandb.mode:
+                    options["wandb.mode"] = self.wandb.mode
         options.update(flatten(self.extra))
         return options
 
