@@ -61,11 +61,15 @@ class BagSpec:
     """(from, to) seconds after start during which nothing at all is published."""
     encoding_override: str | None = None
     """Write this encoding string into Image messages (to test unsupported encodings)."""
+    command_rate: float = 0.0
+    """Rate of JointTrajectory commands on the robot's command topic (positions leader_value, zero
+    header stamp, joints reversed); 0 = none."""
 
 
 @dataclass
 class Published:
-    """What was written on one topic: header stamps, receive times (seconds), message indices."""
+    """What was written on one topic: header stamps and receive times in seconds (as a reader computes
+    them from the stored nanoseconds; 0.0 for no header or a zero stamp), image levels."""
 
     header: list[float] = field(default_factory=list)
     receive: list[float] = field(default_factory=list)
@@ -122,11 +126,16 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
                                         frame_id="base")
 
     def add(topic: str, msgtype: str, stamp: float, receive: float, msg: object, level: int = -1) -> None:
+        # record the times exactly as a reader computes them from the stored nanoseconds
+        receive_ns = int(round(receive * 1e9))
+        stamp_ns = 0
+        if getattr(msg, "header", None) is not None:
+            stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
         published.setdefault(topic, Published())
-        published[topic].header.append(stamp)
-        published[topic].receive.append(receive)
+        published[topic].header.append(float(stamp_ns // 10**9) + float(stamp_ns % 10**9) * 1e-9)
+        published[topic].receive.append(receive_ns / 1e9)
         published[topic].levels.append(level)
-        records.append((int(round(receive * 1e9)), topic, msgtype, msg))
+        records.append((receive_ns, topic, msgtype, msg))
 
     def joint_state(topic: str, stamp: float, fn) -> object:
         positions = {name: fn(stamp, k) for k, name in enumerate(robot.joint_names)}
@@ -167,6 +176,17 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
                     step=width * (pixels.shape[2] if pixels.ndim == 3 else 1), data=pixels.reshape(-1))
                 add(cam.topic, "sensor_msgs/msg/Image", stamp, receive, msg, level)
 
+    if spec.command_rate and robot.command.topic not in spec.omit_topics:
+        for _, stamp in _times(spec, spec.command_rate, 0.005):
+            names = list(reversed(robot.joint_names))
+            point = T["trajectory_msgs/msg/JointTrajectoryPoint"](
+                positions=np.array([leader_value(stamp, robot.joint_names.index(n)) for n in names]),
+                velocities=np.zeros(0), accelerations=np.zeros(0), effort=np.zeros(0),
+                time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=100_000_000))
+            zero = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="")
+            msg = T["trajectory_msgs/msg/JointTrajectory"](header=zero, joint_names=names, points=[point])
+            add(robot.command.topic, "trajectory_msgs/msg/JointTrajectory", stamp, stamp + spec.receive_delay, msg)
+
     for offset, value in spec.markers:
         stamp = spec.start + offset
         add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value))
@@ -189,3 +209,52 @@ def expected_pick(stamps: Sequence[float], t: float) -> int | None:
         if s <= t and (best is None or s >= stamps[best]):
             best = i
     return best
+
+
+def write_split_bag(path: Path, robot: RobotInterface, storage: str, spec: BagSpec, parts: int = 2,
+                    with_metadata: bool = True) -> dict[str, Published]:
+    """A bag split into ``parts`` storage files by time, as ``ros2 bag record --max-bag-duration`` leaves it;
+    without metadata.yaml when ``with_metadata`` is False (a recording that was killed)."""
+    import shutil
+
+    import yaml
+
+    path = Path(path)
+    path.mkdir(parents=True)
+    suffix = ".db3" if storage == "sqlite3" else ".mcap"
+    combined: dict[str, Published] = {}
+    metadata = None
+    names = []
+    for part in range(parts):
+        lo, hi = spec.seconds * part / parts, spec.seconds * (part + 1) / parts
+        part_spec = BagSpec(**{**spec.__dict__, "pauses": list(spec.pauses) + [(-1e9, lo), (hi, 1e9)]})
+        scratch = path.parent / f".{path.name}_part{part}"
+        published = write_bag(scratch, robot, storage, part_spec)
+        for topic, pub in published.items():
+            target = combined.setdefault(topic, Published())
+            target.header += pub.header
+            target.receive += pub.receive
+            target.levels += pub.levels
+        name = f"{path.name}_{part}{suffix}"
+        shutil.move(str(scratch / f"{scratch.name}{suffix}"), str(path / name))
+        names.append(name)
+        part_meta = yaml.safe_load((scratch / "metadata.yaml").read_text())["rosbag2_bagfile_information"]
+        if metadata is None:
+            metadata = part_meta
+        else:
+            counts = {t["topic_metadata"]["name"]: t for t in metadata["topics_with_message_count"]}
+            for topic in part_meta["topics_with_message_count"]:
+                name_ = topic["topic_metadata"]["name"]
+                if name_ in counts:
+                    counts[name_]["message_count"] += topic["message_count"]
+                else:
+                    metadata["topics_with_message_count"].append(topic)
+            metadata["message_count"] += part_meta["message_count"]
+            end = part_meta["starting_time"]["nanoseconds_since_epoch"] + part_meta["duration"]["nanoseconds"]
+            metadata["duration"]["nanoseconds"] = end - metadata["starting_time"]["nanoseconds_since_epoch"]
+        shutil.rmtree(scratch)
+    metadata["relative_file_paths"] = names
+    metadata["files"] = []
+    if with_metadata:
+        (path / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": metadata}))
+    return combined

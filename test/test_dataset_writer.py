@@ -108,8 +108,11 @@ def test_sigkill_inside_a_save_rolls_that_episode_back(tmp_path):
     assert int(dataset[23]["episode_index"]) == 2 and int(dataset[23]["frame_index"]) == 3
 
 
-def test_folders_that_are_not_datasets_and_empty_episodes(tmp_path):
+def test_folders_that_are_not_datasets_empty_episodes_and_tiny_cameras(tmp_path):
     robot = tiny_robot(size=32)
+    with pytest.raises(DatasetWriterError, match=r"front \(24x24\) are smaller than 32x32"):
+        EpisodeWriter(tmp_path / "tiny", tiny_robot(size=24))
+    assert not (tmp_path / "tiny").exists()
     (tmp_path / "busy").mkdir()
     (tmp_path / "busy" / "notes.txt").write_text("mine")
     with pytest.raises(DatasetWriterError, match="not a LeRobot dataset"):

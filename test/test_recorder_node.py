@@ -28,7 +28,7 @@ def _robot_yaml(tmp_path) -> tuple[str, str]:
         "name": "tiny_recorded_arm", "control_rate": 10, "command_rate": 10,
         "joint_state_topic": f"{prefix}/joint_states",
         "joints": [{"name": j, "position_limits": [-2.0, 2.0], "velocity_limit": 3.0} for j in ("j1", "j2", "j3")],
-        "cameras": [{**cam, "topic": f"{prefix}/camera/{cam['name']}", "width": 32, "height": 24} for cam in CAMERAS],
+        "cameras": [{**cam, "topic": f"{prefix}/camera/{cam['name']}", "width": 40, "height": 32} for cam in CAMERAS],
         "command": {"topic": f"{prefix}/command", "type": "joint_trajectory"},
         "action": {"source": "leader", "topic": f"{prefix}/leader/joint_states"},
     }
@@ -131,8 +131,8 @@ def test_records_live_topics_keeps_saved_episodes_after_sigkill_and_resumes(tmp_
         assert 12 <= lengths[0] <= 17 and 9 <= lengths[1] <= 14, lengths
         assert dataset.features["observation.state"]["names"] == ["j1", "j2", "j3"]
         item = dataset[0]
-        assert item["observation.images.front"].shape == (3, 24, 32)
-        assert item["observation.images.wrist"].shape == (3, 24, 32)
+        assert item["observation.images.front"].shape == (3, 32, 40)
+        assert item["observation.images.wrist"].shape == (3, 32, 40)
         assert item["task"] == "wave hello"
         states = np.stack([dataset[i]["observation.state"].numpy() for i in range(len(dataset))])
         actions = np.stack([dataset[i]["action"].numpy() for i in range(len(dataset))])

@@ -34,6 +34,8 @@ EPISODE_LOG = "meta/dp_ros_episodes.jsonl"
 """One JSON line per saved episode with what dp_ros knows about it (dropped frames, source, sync)."""
 _REWRITTEN_FILES = ("meta/info.json", "meta/stats.json", "meta/tasks.parquet", EPISODE_LOG)
 _APPEND_ONLY_DIRS = ("data", "videos", "meta/episodes")
+MIN_VIDEO_SIZE = 32
+"""Smallest width and height LeRobot's default video encoder (libsvtav1) encodes; smaller frames make it hang."""
 _DEFAULT_FEATURE_NAMES = ("timestamp", "frame_index", "episode_index", "index", "task_index")
 
 
@@ -194,6 +196,14 @@ class EpisodeWriter:
     # -- opening ------------------------------------------------------------------
     def _open(self):
         from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+        small = [f"{c.name} ({c.width}x{c.height})" for c in self.robot.cameras
+                 if min(c.width, c.height) < MIN_VIDEO_SIZE]
+        if small:
+            raise DatasetWriterError(
+                f"cameras {', '.join(small)} are smaller than {MIN_VIDEO_SIZE}x{MIN_VIDEO_SIZE} pixels: LeRobot's AV1 "
+                "video encoder (libsvtav1) stalls on such frames. Give them at least that width and height in the "
+                "robot interface")
 
         if is_dataset(self.root):
             self.recovered_episode = recover_interrupted_save(self.root)

@@ -1,0 +1,316 @@
+"""rosbag2 -> LeRobot: real bags written with rosbags (sqlite3 and MCAP) converted and loaded with LeRobotDataset.
+
+Every frame's expected content is computed here by brute force from what the
+bag fixture published (the latest message at or before the frame time, within
+the tolerance), then compared with the dataset.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from bag_fixtures import BagSpec, expected_pick, image_level, leader_value, state_value, write_bag, write_split_bag
+from lerobot_fixtures import tiny_robot
+from ros_testing import REPO_ROOT
+
+from dp_ros.data.bag_conversion import ConversionError, ConversionOptions, convert_bags
+from dp_ros.data.bag_reader import BagError, BagReader
+from dp_ros.robot_interface import save_robot_interface
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def robot():
+    return tiny_robot(cameras=("front", "wrist"), size=32)
+
+
+def _load(root):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset("local/test", root=root)
+
+
+def expected_frames(streams: dict[str, list[float]], fps: int, tolerance: float, leads: dict[str, float] | None = None,
+                    start: float = -math.inf, end: float | None = None):
+    """Frame times and, per kept frame, the index each stream takes; plus the number of dropped frames."""
+    leads = leads or {}
+    period = 1.0 / fps
+    firsts = []
+    for name, stamps in streams.items():
+        if name in leads:
+            continue
+        fresh = [s for s in stamps if s >= start - tolerance]
+        firsts.append(max(fresh[0], start))
+    t0 = max(firsts)
+    watermark = max(max(s for s in stamps if s >= start) for stamps in streams.values())
+    end = watermark if end is None else end
+    max_lead = max(leads.values(), default=0.0)
+    kept, dropped, k = [], 0, 0
+    while True:
+        t = t0 + k * period
+        if t > end - max_lead + 1e-9:
+            break
+        k += 1
+        picks = {}
+        for name, stamps in streams.items():
+            target = t + leads.get(name, 0.0)
+            index = expected_pick(stamps, target)
+            if index is not None and target - stamps[index] <= tolerance:
+                picks[name] = index
+        if len(picks) == len(streams):
+            kept.append((t, picks))
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def _check_frames(dataset, robot, published, kept, first_index=0, state_source="header"):
+    state_topic, leader_topic = robot.joint_state_topic, robot.action.topic
+    for offset, (t, picks) in enumerate(kept):
+        item = dataset[first_index + offset]
+        state_stamp = published[state_topic].header[picks["state"]]
+        np.testing.assert_allclose(item["observation.state"].numpy(),
+                                   [state_value(state_stamp, j) for j in range(robot.num_joints)], atol=1e-6)
+        if "action" in picks:
+            leader_stamp = published[leader_topic].header[picks["action"]]
+            np.testing.assert_allclose(item["action"].numpy(),
+                                       [leader_value(leader_stamp, j) for j in range(robot.num_joints)], atol=1e-6)
+        for cam in robot.cameras:
+            level = published[cam.topic].levels[picks[cam.name]]
+            rgb = item[cam.feature].numpy() * 255
+            assert abs(rgb[0].mean() - level) < 8 and abs(rgb[1].mean() - (255 - level)) < 8, (offset, cam.name)
+
+
+def _streams(robot, published, source="header"):
+    pick = (lambda p: p.header) if source == "header" else (lambda p: p.receive)
+    streams = {"state": pick(published[robot.joint_state_topic])}
+    for cam in robot.cameras:
+        streams[cam.name] = pick(published[cam.topic])
+    streams["action"] = pick(published[robot.action.topic])
+    return streams
+
+
+@pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
+def test_image_compressed_and_reordered_joint_states_convert_to_a_loadable_dataset(tmp_path, robot, storage):
+    published = write_bag(tmp_path / "bag", robot, storage, BagSpec(camera_formats={"wrist": "jpeg"}))
+    report = convert_bags([tmp_path / "bag"], tmp_path / "out", robot, progress=False)
+    kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
+    assert dropped == 0 and len(kept) == report.frames == 20
+
+    dataset = _load(tmp_path / "out")
+    assert dataset.num_episodes == 1 and len(dataset) == len(kept) and dataset.fps == robot.fps
+    for key, feature in robot.lerobot_features().items():
+        assert dataset.features[key]["dtype"] == feature["dtype"]
+        assert tuple(dataset.features[key]["shape"]) == tuple(feature["shape"])
+    assert dataset[0]["observation.images.front"].shape == (3, 32, 32)
+    assert dataset[0]["task"] == "demonstration"
+    _check_frames(dataset, robot, published, kept)
+    assert not list(tmp_path.glob(".out.*"))  # no staging folder left behind
+
+
+def test_every_raw_encoding_and_png_give_rgb(tmp_path):
+    formats = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "png")
+    robot = tiny_robot(cameras=formats, size=32)
+    published = write_bag(tmp_path / "bag", robot, "sqlite3", BagSpec(seconds=1.0, camera_formats={f: f for f in formats}))
+    convert_bags([tmp_path / "bag"], tmp_path / "out", robot, progress=False)
+    dataset = _load(tmp_path / "out")
+    kept, _ = expected_frames(_streams(robot, published), robot.fps, 0.1)
+    for offset, (_, picks) in enumerate(kept):
+        item = dataset[offset]
+        for name in formats:
+            level = published[robot.camera(name).topic].levels[picks[name]]
+            rgb = item[f"observation.images.{name}"].numpy() * 255
+            want = (level, level, level) if name == "mono8" else (level, 255 - level, 60)
+            assert np.all(np.abs(rgb.reshape(3, -1).mean(axis=1) - want) < 8), (name, offset)
+
+
+def test_header_and_receive_time_pick_different_messages_causally(tmp_path, robot):
+    spec = BagSpec(seconds=2.0, camera_receive_delay=0.05)  # cameras arrive 50 ms after capture
+    published = write_bag(tmp_path / "bag", robot, "mcap", spec)
+    picked_levels = {}
+    for source in ("header", "receive"):
+        convert_bags([tmp_path / "bag"], tmp_path / source, robot, ConversionOptions(time_source=source),
+                     progress=False)
+        kept, dropped = expected_frames(_streams(robot, published, source), robot.fps, 0.1)
+        dataset = _load(tmp_path / source)
+        assert len(dataset) == len(kept)
+        camera_times = _streams(robot, published, source)["front"]
+        picked_levels[source] = []
+        for offset, (t, picks) in enumerate(kept):
+            assert camera_times[picks["front"]] <= t  # never a later message
+            level = published[robot.camera("front").topic].levels[picks["front"]]
+            picked_levels[source].append(level)
+            assert abs(dataset[offset]["observation.images.front"][0].mean().item() * 255 - level) < 8
+    # receive times trail the capture by 50 ms, so some frames see an older image than with header stamps
+    assert picked_levels["header"] != picked_levels["receive"]
+
+
+def test_tolerance_drops_stale_frames_or_fails_leaving_nothing(tmp_path, robot):
+    spec = BagSpec(seconds=3.0, camera_gaps=[(1.0, 1.6)])
+    published = write_bag(tmp_path / "bag", robot, "sqlite3", spec)
+    report = convert_bags([tmp_path / "bag"], tmp_path / "drop", robot, ConversionOptions(tolerance=0.1),
+                          progress=False)
+    kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
+    assert dropped >= 4 and report.dropped == dropped and report.frames == len(kept)
+    stats = report.stream_totals()
+    assert stats["observation.images.front"].stale == dropped and stats["observation.state"].stale == 0
+    assert stats["observation.images.front"].age_max <= 0.1
+    assert "frames dropped as stale or missing: %d" % dropped in report.summary()
+    _check_frames(_load(tmp_path / "drop"), robot, published, kept)
+
+    with pytest.raises(ConversionError, match=r"observation.images.front is \d+ ms old.*--on-stale drop"):
+        convert_bags([tmp_path / "bag"], tmp_path / "fail", robot, ConversionOptions(on_stale="fail"),
+                     progress=False)
+    assert not (tmp_path / "fail").exists() and not list(tmp_path.glob(".fail.*"))
+
+
+def test_marker_and_gap_splits_and_one_episode_per_bag(tmp_path, robot):
+    spec = BagSpec(seconds=4.0, markers=[(0.5, True), (1.5, False), (2.2, True), (3.6, False)])
+    published = write_bag(tmp_path / "marked", robot, "mcap", spec)
+    options = ConversionOptions(split="marker", split_topic="/episode_marker")
+    report = convert_bags([tmp_path / "marked"], tmp_path / "by_marker", robot, options, progress=False)
+    marks = published["/episode_marker"].receive
+    dataset = _load(tmp_path / "by_marker")
+    assert dataset.num_episodes == 2
+    first = 0
+    for episode, (a, b) in enumerate([(marks[0], marks[1]), (marks[2], marks[3])]):
+        kept, _ = expected_frames(_streams(robot, published), robot.fps, 0.1, start=a, end=b)
+        assert int(dataset.meta.episodes[episode]["length"]) == len(kept)
+        assert kept[0][0] >= a and kept[-1][0] <= b
+        _check_frames(dataset, robot, published, kept, first_index=first)
+        first += len(kept)
+    assert report.as_dict()["episodes_saved"] == 2
+
+    write_bag(tmp_path / "paused", robot, "sqlite3", BagSpec(seconds=3.0, pauses=[(1.2, 2.0)]))
+    write_bag(tmp_path / "second.mcap_bag", robot, "mcap", BagSpec(seconds=1.0))
+    report = convert_bags([tmp_path / "paused", tmp_path / "second.mcap_bag"], tmp_path / "by_gap", robot,
+                          ConversionOptions(split="gap", split_gap=0.5), progress=False)
+    assert [(e.bag.split("/")[-1], e.index_in_bag) for e in report.saved] == [
+        ("paused", 0), ("paused", 1), ("second.mcap_bag", 0)]
+    dataset = _load(tmp_path / "by_gap")
+    assert dataset.num_episodes == 3
+    lengths = [int(dataset.meta.episodes[i]["length"]) for i in range(3)]
+    assert 10 <= lengths[0] <= 12 and 8 <= lengths[1] <= 10 and 8 <= lengths[2] <= 10, lengths
+
+
+@pytest.mark.parametrize("storage,with_metadata", [("sqlite3", True), ("mcap", False)])
+def test_split_bags_with_or_without_metadata_read_as_one(tmp_path, robot, storage, with_metadata):
+    spec = BagSpec(seconds=2.0)
+    published = write_split_bag(tmp_path / "split", robot, storage, spec, parts=2, with_metadata=with_metadata)
+    assert (tmp_path / "split" / "metadata.yaml").exists() == with_metadata
+    with BagReader(tmp_path / "split") as bag:
+        assert bag.message_count == sum(len(p.header) for p in published.values())
+    convert_bags([tmp_path / "split"], tmp_path / "out", robot, progress=False)
+    kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
+    dataset = _load(tmp_path / "out")
+    assert dataset.num_episodes == 1 and len(dataset) == len(kept) == 20 and dropped == 0
+    _check_frames(dataset, robot, published, kept)
+
+
+def test_next_state_and_command_action_sources(tmp_path, robot):
+    published = write_bag(tmp_path / "bag", robot, "sqlite3", BagSpec(seconds=2.0, command_rate=25.0))
+    convert_bags([tmp_path / "bag"], tmp_path / "next", robot, ConversionOptions(action_source="next_state"),
+                 progress=False)
+    dataset = _load(tmp_path / "next")
+    states = np.stack([dataset[i]["observation.state"].numpy() for i in range(len(dataset))])
+    actions = np.stack([dataset[i]["action"].numpy() for i in range(len(dataset))])
+    np.testing.assert_allclose(actions[:-1], states[1:], atol=1e-6)
+    streams = _streams(robot, published)
+    streams["action"] = streams["state"]  # read one frame period ahead
+    kept, _ = expected_frames(streams, robot.fps, 0.1, leads={"action": 0.1})
+    assert len(dataset) == len(kept) == 19  # the last frame of the bag has no next state
+
+    convert_bags([tmp_path / "bag"], tmp_path / "command", robot, ConversionOptions(action_source="command"),
+                 progress=False)
+    dataset = _load(tmp_path / "command")
+    command_times = published[robot.command.topic].receive  # zero header stamps: receive times
+    streams = _streams(robot, published)
+    streams["action"] = command_times
+    kept, _ = expected_frames(streams, robot.fps, 0.1)
+    assert len(dataset) == len(kept)
+    for offset, (_, picks) in enumerate(kept):
+        stamp = published[robot.command.topic].receive[picks["action"]] - 0.004  # the command's own time
+        np.testing.assert_allclose(dataset[offset]["action"].numpy(),
+                                   [leader_value(stamp, j) for j in range(3)], atol=1e-5)
+
+
+def test_bad_bags_give_clear_errors_and_leave_nothing(tmp_path, robot):
+    out = tmp_path / "out"
+    write_bag(tmp_path / "no_camera", robot, "sqlite3", BagSpec(seconds=1.0, omit_topics=[robot.camera("wrist").topic]))
+    with pytest.raises(BagError, match=r"no_camera.*no topic /camera/wrist/image_raw \(camera 'wrist'\).*--camera-topic"):
+        convert_bags([tmp_path / "no_camera"], out, robot, progress=False)
+
+    with pytest.raises(BagError, match=r"/joint_states \(camera 'wrist'\) has type sensor_msgs/msg/JointState"):
+        convert_bags([tmp_path / "no_camera"], out, robot,
+                     ConversionOptions(camera_topics={"wrist": robot.joint_state_topic}), progress=False)
+
+    write_bag(tmp_path / "float_image", robot, "mcap", BagSpec(seconds=1.0, encoding_override="32FC1"))
+    with pytest.raises(ConversionError, match=r"float_image: topic /camera/\w+/image_raw.*unsupported image encoding '32FC1'"):
+        convert_bags([tmp_path / "float_image"], out, robot, progress=False)
+
+    write_bag(tmp_path / "skewed", robot, "sqlite3", BagSpec(seconds=1.0, header_offsets={"/camera/front/image_raw": 3e5}))
+    with pytest.raises(ConversionError, match="clocks disagree.*--time-source receive"):
+        convert_bags([tmp_path / "skewed"], out, robot, progress=False)
+    convert_bags([tmp_path / "skewed"], tmp_path / "skewed_ok", robot, ConversionOptions(time_source="receive"),
+                 progress=False)
+
+    (tmp_path / "garbage").mkdir()
+    (tmp_path / "garbage" / "garbage.db3").write_bytes(os.urandom(4096))
+    with pytest.raises(BagError, match="garbage.*cannot open bag"):
+        convert_bags([tmp_path / "garbage"], out, robot, progress=False)
+
+    for storage, name in (("mcap", "cut_mcap"), ("sqlite3", "cut_db3")):
+        write_bag(tmp_path / name, robot, storage, BagSpec(seconds=2.0))
+        (storage_file,) = [p for p in (tmp_path / name).iterdir() if p.suffix in (".mcap", ".db3")]
+        data = storage_file.read_bytes()
+        storage_file.write_bytes(data[: len(data) // 2])
+        with pytest.raises(BagError, match=f"{name}.*(truncated|corrupt)"):
+            convert_bags([tmp_path / name], out, robot, progress=False)
+
+    with pytest.raises(BagError, match="no such bag"):
+        convert_bags([tmp_path / "absent"], out, robot, progress=False)
+
+    # a good bag first, then a bad one: still nothing at the output
+    write_bag(tmp_path / "good", robot, "sqlite3", BagSpec(seconds=1.0))
+    with pytest.raises(ConversionError):
+        convert_bags([tmp_path / "good", tmp_path / "float_image"], out, robot, progress=False)
+    assert not out.exists() and not [p for p in tmp_path.iterdir() if p.name.startswith(".out")]
+
+    convert_bags([tmp_path / "good"], out, robot, progress=False)
+    with pytest.raises(ConversionError, match="exists.*--overwrite"):
+        convert_bags([tmp_path / "good"], out, robot, progress=False)
+
+
+def test_command_line_summary_json_and_exit_codes(tmp_path, robot):
+    robot_yaml = save_robot_interface(robot, tmp_path / "robot.yaml")
+    write_bag(tmp_path / "bag", robot, "mcap", BagSpec(seconds=1.0))
+    write_bag(tmp_path / "bad", robot, "mcap", BagSpec(seconds=1.0, omit_topics=[robot.joint_state_topic]))
+    script = shutil.which("bag2lerobot", path=os.path.dirname(sys.executable))
+    assert script, "console script bag2lerobot is not installed"
+    ok = subprocess.run([script, str(tmp_path / "bag"), "-o", str(tmp_path / "out"), "--robot-config", str(robot_yaml),
+                         "--task", "reach", "--json", str(tmp_path / "stats.json"), "--no-progress"],
+                        capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert ok.returncode == 0, ok.stderr
+    assert "1 episodes, 10 frames at 10 fps" in ok.stdout and "observation.images.front" in ok.stdout
+    import json
+
+    stats = json.loads((tmp_path / "stats.json").read_text())
+    assert stats["frames"] == 10 and stats["episodes"][0]["saved_as"] == 0
+    assert _load(tmp_path / "out")[0]["task"] == "reach"
+
+    failed = subprocess.run([sys.executable, "-m", "dp_ros.cli.main", "bag2lerobot", str(tmp_path / "bad"), "-o",
+                             str(tmp_path / "out2"), "--robot-config", str(robot_yaml)],
+                            capture_output=True, text=True, timeout=300, cwd=REPO_ROOT)
+    assert failed.returncode == 1
+    assert "no topic /joint_states (joint states)" in failed.stderr and "nothing was written" in failed.stderr
+    assert not (tmp_path / "out2").exists()
+    usage = subprocess.run([script, str(tmp_path / "bag"), "-o", str(tmp_path / "out3"), "--tolerance", "-1",
+                            "--robot-config", str(robot_yaml)], capture_output=True, text=True, timeout=120)
+    assert usage.returncode == 2 and "tolerance must be a positive number" in usage.stderr
