@@ -63,7 +63,6 @@ def test_node_trains_publishes_progress_and_leaves_a_runnable_checkpoint(dataset
     assert math.isfinite(final.loss) and final.learning_rate > 0 and final.samples_per_second > 0
     assert final.eta_seconds == 0.0
     assert Path(final.checkpoint_path) == (out / "checkpoints" / "000003" / "pretrained_model")
-    assert any(math.isfinite(s.loss) and s.state_name == "training" for s in statuses)
     check_policy_runs(out / "checkpoints" / "last" / "pretrained_model")
 
 

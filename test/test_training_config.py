@@ -238,8 +238,9 @@ def test_bar_and_metrics_lines_are_parsed():
     assert parse_bar(REAL_LINES[6]) == (4, 6, pytest.approx(0.2))
     assert parse_bar(REAL_LINES[0]) is None
     metrics = parse_metrics(REAL_LINES[3])
-    assert metrics == {"loss": 1.205, "grad_norm": 7.566, "lr": 3.0e-07, "update_s": 0.602, "data_s": 0.041,
-                       "samples_per_s": 6.0}
+    assert metrics == {"step": 2, "loss": 1.205, "grad_norm": 7.566, "lr": 3.0e-07, "update_s": 0.602,
+                       "data_s": 0.041, "samples_per_s": 6.0}
+    assert "step" not in parse_metrics("step:12K smpl:96K ep:3K epch:4.1 loss:0.051 grdn:0.4 lr:9.9e-05")
     assert is_bar_only(REAL_LINES[2]) and not is_bar_only(REAL_LINES[3])
 
 
@@ -257,6 +258,14 @@ def test_tracker_follows_a_run():
     assert seen[5].checkpoint_path == "/runs/a/checkpoints/000003/pretrained_model" and seen[5].checkpoint_step == 3
     assert seen[6].step == 4 and seen[6].eta_seconds == pytest.approx(10.0)
     assert tracker.finish("finished", "done").eta_seconds == 0.0
+
+
+def test_tracker_takes_the_exact_step_of_a_metrics_line_when_the_bar_lags():
+    tracker = ProgressTracker(total_steps=6, batch_size=4)
+    tracker.feed(REAL_LINES[2])  # bar at 1
+    tracker.feed("INFO 2026-11-25 18:47:50 ot_train.py:641 step:3 smpl:12 ep:0 epch:0.2 loss:1.1 grdn:7.0 lr:5.0e-07 "
+                 "updt_s:0.3 data_s:0.02 smp/s:12")
+    assert tracker.progress.step == 3 and tracker.progress.loss == 1.1
 
 
 def test_tracker_counts_from_the_resumed_step():

@@ -73,14 +73,19 @@ def parse_bar(line: str) -> tuple[int, int, float | None] | None:
 
 
 def parse_metrics(line: str) -> dict[str, float] | None:
-    """LeRobot's metrics line as numbers: loss, grad_norm, lr, update_s, data_s, samples_per_s."""
+    """LeRobot's metrics line as numbers: step, loss, grad_norm, lr, update_s, data_s, samples_per_s.
+
+    ``step`` is left out from 1000 on, where LeRobot abbreviates it (1K).
+    """
     if "loss:" not in line or "step:" not in line:
         return None
-    names = {"loss": "loss", "grdn": "grad_norm", "lr": "lr", "updt_s": "update_s", "data_s": "data_s",
-             "smp/s": "samples_per_s"}
+    names = {"step": "step", "loss": "loss", "grdn": "grad_norm", "lr": "lr", "updt_s": "update_s",
+             "data_s": "data_s", "smp/s": "samples_per_s"}
     metrics = {}
     for key, value in _METRIC.findall(line):
         if key in names:
+            if key == "step" and not value.isdigit():
+                continue
             try:
                 metrics[names[key]] = float(value)
             except ValueError:
@@ -130,7 +135,10 @@ class ProgressTracker:
                 speed = self.batch_size / step_time
             elif "samples_per_s" in metrics:
                 speed = metrics["samples_per_s"]
-            p = replace(p, state="training", loss=metrics["loss"], grad_norm=metrics.get("grad_norm", p.grad_norm),
+            # The bar may lag (tqdm redraws at most every 0.1 s); the metrics line has the exact step.
+            step = max(p.step, int(metrics.get("step", 0)))
+            p = replace(p, state="training", step=step, loss=metrics["loss"],
+                        grad_norm=metrics.get("grad_norm", p.grad_norm),
                         learning_rate=metrics.get("lr", p.learning_rate), samples_per_second=speed)
         saved = _CHECKPOINT_SAVED.search(line)
         if saved:
