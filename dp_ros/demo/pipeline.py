@@ -1,0 +1,345 @@
+"""The end-to-end demo, stage by stage, over real ROS topics and services.
+
+1. record: the simulator and its scripted expert run in one process, the
+   recorder node in another; this process resets the task, starts an episode,
+   waits for the expert's success and saves it (or discards a failure).
+2. train: LeRobot's trainer, through dp_ros's training launcher, on that dataset.
+3. evaluate: the simulator (without the expert) and the policy node run as
+   processes; each episode resets the task and the policy, starts the policy
+   and waits for success, a collision or the time limit.
+Stages whose outputs exist are reused unless asked to redo them.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from dp_ros.demo.client import POLICY, RECORDER, SIM_RESET, DemoClient, DemoClientError
+from dp_ros.demo.processes import ProcessGroup
+from dp_ros.robot_interface import RobotInterface
+
+TASK_DESCRIPTION = "reach the red target, going around the blue pillar"
+
+
+@dataclass
+class DemoSettings:
+    """Everything the demo can be told (the options of `dp-ros demo`)."""
+
+    output: Path = Path("outputs/demo")
+    """Folder of the dataset, training run, logs and report."""
+    robot_config: str = ""
+    """Robot interface YAML; empty = dp_ros's config/robot.yaml (the simulated arm)."""
+    episodes: int = 50
+    """Demonstrations to record."""
+    eval_episodes: int = 20
+    """Closed-loop episodes of the trained policy."""
+    train_steps: int = 3000
+    """Optimisation steps of the training."""
+    batch_size: int = 32
+    """Samples per optimisation step."""
+    down_dims: tuple[int, ...] = (64, 128, 256)
+    """U-Net channels per stage (small enough for a CPU)."""
+    learning_rate: float = 3e-4
+    """AdamW learning rate."""
+    warmup_steps: int = 200
+    """Learning-rate warm-up steps."""
+    sampler: str = "dpmsolver++:10"
+    """Sampler and steps of the policy node in closed loop."""
+    seed: int = 1
+    """Seed of the recorded task instances and of the training; evaluation uses other seeds."""
+    redo: tuple[str, ...] = ()
+    """Stages to redo even when their outputs exist: record, train, evaluate."""
+    device: str = "cpu"
+    """Training and inference device: cpu, cuda or auto."""
+
+    @property
+    def dataset(self) -> Path:
+        return self.output / "dataset"
+
+    @property
+    def train_dir(self) -> Path:
+        return self.output / "train"
+
+    @property
+    def checkpoint(self) -> Path:
+        return self.train_dir / "checkpoints" / "last" / "pretrained_model"
+
+    @property
+    def logs(self) -> Path:
+        return self.output / "logs"
+
+
+@dataclass
+class RecordingResult:
+    episodes: int
+    attempts: int
+    solutions: list[str] = field(default_factory=list)
+    """The expert's side in each recorded episode."""
+    seconds: float = 0.0
+    reused: bool = False
+
+
+@dataclass
+class EpisodeResult:
+    index: int
+    seed: int
+    success: bool
+    collided: bool
+    solution: str
+    episode_time: float
+    """Seconds to success, or until the episode ended."""
+    final_distance: float
+    chunks: int
+    actions_dropped_late: int
+    inference_times: list[float]
+    command_rate: float
+    tip_path: list[list[float]] = field(default_factory=list)
+    joint_times: list[float] = field(default_factory=list)
+    joint_positions: list[list[float]] = field(default_factory=list)
+    target: list[float] = field(default_factory=list)
+
+
+Progress = Callable[[str], None]
+
+
+def dataset_episodes(root: Path) -> int:
+    info = root / "meta" / "info.json"
+    if not info.is_file():
+        return 0
+    return int(json.loads(info.read_text()).get("total_episodes", 0))
+
+
+def _robot_args(settings: DemoSettings) -> list[str]:
+    return ["--robot-config", settings.robot_config] if settings.robot_config else []
+
+
+def _wait_episode_end(client: DemoClient, episode: int, slack: float, check) -> object:
+    """Wait until the task episode ``episode`` succeeds, collides or runs out of time; returns its last status."""
+    def ended() -> bool:
+        status = client.task_status
+        return status is not None and status.episode == episode and (
+            status.success or status.collided or status.episode_time > status.time_limit)
+
+    status = client.task_status
+    client.wait_for(ended, timeout=(status.time_limit if status else 10.0) + slack,
+                    what=f"the end of task episode {episode}", check=check)
+    return client.task_status
+
+
+def _reset_task(client: DemoClient, check) -> int:
+    before = client.task_status.episode if client.task_status else 0
+    client.call(SIM_RESET)
+    client.wait_for(lambda: client.task_status is not None and client.task_status.episode > before
+                    and client.task_status.episode_time < 0.5, 10.0, "the task to reset", check=check)
+    return client.task_status.episode
+
+
+# --- 1. record ---------------------------------------------------------------------------------
+def record(settings: DemoSettings, robot: RobotInterface, bar_factory) -> RecordingResult:
+    summary_path = settings.output / "recording.json"
+    if "record" in settings.redo and settings.dataset.exists():
+        shutil.rmtree(settings.dataset)
+        summary_path.unlink(missing_ok=True)
+    existing = dataset_episodes(settings.dataset)
+    previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
+    if existing >= settings.episodes and previous:
+        return RecordingResult(existing, previous.get("attempts", existing), previous.get("solutions", []),
+                               previous.get("seconds", 0.0), reused=True)
+    started = time.monotonic()
+    solutions: list[str] = list(previous.get("solutions", []))[:existing]
+    attempts = int(previous.get("attempts", existing))
+    with ProcessGroup(settings.logs) as processes:
+        processes.start("record_sim", ["sim", "--expert", "--seed", str(settings.seed), *_robot_args(settings)])
+        processes.start("recorder", ["record", "--root", str(settings.dataset), "--task", TASK_DESCRIPTION,
+                                     "--repo-id", "local/dp_ros_demo", "--no-keyboard",
+                                     "--max-episode-seconds", "30", *_robot_args(settings)])
+        client = DemoClient(robot)
+        try:
+            client.wait_for(lambda: client.task_status is not None and client.recorder_status is not None, 180,
+                            "the simulator and the recorder to start", check=processes.check_alive)
+            saved = existing
+            with bar_factory(total=settings.episodes, initial=saved, desc="1/3 recording", unit="episode") as bar:
+                while saved < settings.episodes:
+                    attempts += 1
+                    episode = _reset_task(client, processes.check_alive)
+                    _call_when_ready(client, f"{RECORDER}/start_episode", processes.check_alive)
+                    status = _wait_episode_end(client, episode, 5.0, processes.check_alive)
+                    if status.success:
+                        time.sleep(0.6)  # a few frames holding at the target end the demonstration
+                        client.call(f"{RECORDER}/stop_episode", timeout=120)
+                        saved += 1
+                        solutions.append(status.solution)
+                        bar.update(1)
+                        bar.set_postfix(left=solutions.count("left"), right=solutions.count("right"),
+                                        failed=attempts - saved)
+                    else:
+                        client.call(f"{RECORDER}/discard_episode", timeout=60)
+                _wait_recorder_idle(client, processes.check_alive)
+        finally:
+            client.close()
+    seconds = time.monotonic() - started + float(previous.get("seconds", 0.0))
+    summary_path.parent.mkdir(parents=True, exist_ok=True)
+    summary_path.write_text(json.dumps({"episodes": saved, "attempts": attempts, "solutions": solutions,
+                                        "seconds": seconds}, indent=2))
+    return RecordingResult(saved, attempts, solutions, seconds)
+
+
+def _call_when_ready(client: DemoClient, service: str, check, timeout: float = 120.0) -> None:
+    """Call a recorder service, retrying while the recorder is still saving the previous episode."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.call(service)
+            return
+        except DemoClientError as exc:
+            if time.monotonic() > deadline or "refused" not in str(exc):
+                raise
+            check()
+            time.sleep(0.1)
+
+
+def _wait_recorder_idle(client: DemoClient, check) -> None:
+    from dp_ros_msgs.msg import RecorderStatus
+
+    client.wait_for(lambda: client.recorder_status is not None
+                    and client.recorder_status.state == RecorderStatus.STATE_IDLE, 300,
+                    "the recorder to finish saving", check=check)
+
+
+# --- 2. train ----------------------------------------------------------------------------------
+def training_overrides(settings: DemoSettings, robot_config: str) -> dict:
+    """The CPU-sized training configuration of the demo, as dotted training-config overrides."""
+    return {
+        "dataset.root": str(settings.dataset.resolve()),
+        "dataset.repo_id": "local/dp_ros_demo",
+        "output_dir": str(settings.train_dir.resolve()),
+        "job_name": "dp_ros_demo",
+        "steps": settings.train_steps,
+        "batch_size": settings.batch_size,
+        "num_workers": 1,
+        "save_freq": max(1, settings.train_steps // 2),
+        "log_freq": max(1, min(50, settings.train_steps // 10)),
+        "seed": settings.seed,
+        "robot_config": robot_config,
+        "policy.device": settings.device,
+        "policy.down_dims": list(settings.down_dims),
+        "policy.horizon": 16,
+        "policy.n_action_steps": 8,
+        "policy.n_obs_steps": 2,
+        "policy.optimizer_lr": settings.learning_rate,
+        "policy.scheduler_warmup_steps": settings.warmup_steps,
+    }
+
+
+def train(settings: DemoSettings, robot_config: str, bar_factory) -> tuple[Path, bool]:
+    """Train (or reuse) the demo's policy; returns the checkpoint and whether it was reused."""
+    from dp_ros.training.launcher import run_training
+
+    if "train" in settings.redo and settings.train_dir.exists():
+        shutil.rmtree(settings.train_dir)
+    if (settings.checkpoint / "model.safetensors").is_file():
+        return settings.checkpoint, True
+    if settings.train_dir.exists():
+        shutil.rmtree(settings.train_dir)  # an unfinished earlier run: start over
+    with bar_factory(total=settings.train_steps, desc="2/3 training", unit="step") as bar:
+        def on_progress(progress) -> None:
+            if progress.step > bar.n:
+                bar.update(progress.step - bar.n)
+            if progress.loss == progress.loss:  # not NaN
+                bar.set_postfix(loss=f"{progress.loss:.4f}", lr=f"{progress.learning_rate:.1e}")
+
+        checkpoint = run_training(_default_train_config(), overrides=training_overrides(settings, robot_config),
+                                  on_progress=on_progress)
+    return Path(checkpoint), False
+
+
+def _default_train_config() -> str:
+    from dp_ros.robot_interface import default_robot_config_path
+
+    return str(default_robot_config_path().parent / "train.yaml")
+
+
+# --- 3. evaluate -------------------------------------------------------------------------------
+def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, bar_factory) -> list[EpisodeResult]:
+    from dp_ros.sim.kinematics import SceneGeometry, load_model
+    from dp_ros.sim.task import TaskConfig, TaskInstance
+
+    sampler, _, steps = settings.sampler.partition(":")
+    geometry = SceneGeometry.from_model(load_model())
+    to_arm = [robot.joint_names.index(n) for n in _arm_joints()]
+    results: list[EpisodeResult] = []
+    eval_seed = settings.seed + 10_000  # task instances never seen in training
+    with ProcessGroup(settings.logs) as processes:
+        processes.start("eval_sim", ["sim", "--seed", str(eval_seed), *_robot_args(settings)])
+        processes.start("policy", ["run-policy", "--checkpoint", str(checkpoint), "--no-autostart",
+                                   "--noise-scheduler", sampler, "--num-inference-steps", steps or "10",
+                                   "--device", settings.device, "--param", "status_rate=20.0",
+                                   *_robot_args(settings)])
+        client = DemoClient(robot)
+        try:
+            client.wait_for(lambda: client.task_status is not None and client.policy_status is not None
+                            and client.policy_status.state_name == "idle", 300,
+                            "the simulator and the policy node to start", check=processes.check_alive)
+            with bar_factory(total=settings.eval_episodes, desc="3/3 closed loop", unit="episode") as bar:
+                for index in range(settings.eval_episodes):
+                    episode = _reset_task(client, processes.check_alive)
+                    seed = client.task_status.seed
+                    client.call(f"{POLICY}/reset")
+                    before = client.policy_status
+                    first_status = len(client.policy_statuses)
+                    client.joint_trace = []
+                    client.trace_joints = True
+                    client.call(f"{POLICY}/start")
+                    status = _wait_episode_end(client, episode, 5.0, processes.check_alive)
+                    client.call(f"{POLICY}/stop")
+                    client.trace_joints = False
+                    after = client.policy_status
+                    statuses = client.policy_statuses[first_status:]
+                    result = _episode_result(index, seed, status, before, after, statuses, client.joint_trace,
+                                             geometry, to_arm, TaskInstance.sample(seed, geometry, TaskConfig()))
+                    results.append(result)
+                    bar.update(1)
+                    done = sum(r.success for r in results)
+                    bar.set_postfix(success=f"{done}/{len(results)}",
+                                    left=sum(r.solution == "left" for r in results if r.success),
+                                    right=sum(r.solution == "right" for r in results if r.success))
+        finally:
+            client.close()
+    return results
+
+
+def _arm_joints():
+    from dp_ros.sim.kinematics import ARM_JOINTS
+
+    return ARM_JOINTS
+
+
+def _episode_result(index, seed, status, before, after, statuses, trace, geometry, to_arm, task) -> EpisodeResult:
+    import numpy as np
+
+    inference = []
+    previous = before.chunks_produced
+    for s in statuses:
+        if s.chunks_produced > previous:
+            inference.append(float(s.last_inference_time))
+            previous = s.chunks_produced
+    rates = [s.command_rate for s in statuses if s.state_name == "running"]
+    start = trace[0][0] if trace else 0.0
+    joints = [p.tolist() for _, p in trace]
+    tips = [geometry.forward(np.asarray(p)[to_arm]).tolist() for _, p in trace[::5]]
+    return EpisodeResult(
+        index=index, seed=seed, success=bool(status.success), collided=bool(status.collided),
+        solution=status.solution, episode_time=float(status.episode_time), final_distance=float(status.distance),
+        chunks=int(after.chunks_produced - before.chunks_produced),
+        actions_dropped_late=int(after.actions_dropped_late - before.actions_dropped_late),
+        inference_times=inference, command_rate=float(np.median(rates)) if rates else 0.0,
+        tip_path=tips, joint_times=[t - start for t, _ in trace], joint_positions=joints,
+        target=list(task.target))
+
+
+def results_to_json(results: list[EpisodeResult]) -> list[dict]:
+    return [asdict(r) for r in results]
