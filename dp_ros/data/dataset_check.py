@@ -465,6 +465,7 @@ def plot_report(report: DatasetReport, path: str | Path, episodes_shown: int = 1
     ax.bar(np.array(episodes) - 0.2, [dropped.get(e, 0) for e in episodes], width=0.4, label="frames dropped")
     ax.bar(np.array(episodes) + 0.2, [frozen.get(e, 0) for e in episodes], width=0.4, label="frozen camera runs")
     ax.set(title="Data problems per episode", xlabel="episode", ylabel="count")
+    ax.set_ylim(0, max([1, *dropped.values(), *frozen.values()]) * 1.1)
     ax.legend()
 
     fig.tight_layout()
