@@ -241,3 +241,24 @@ def test_real_time_simulation_paces_steps_and_takes_commands():
     assert moved, "the position target set from another thread was not reached"
     assert task.seed == 22 and sim.latest().status.episode == 2
     assert not sim.running
+
+
+def test_dp_ros_sim_evaluates_the_expert_offline(capsys):
+    from dp_ros.cli.main import main
+
+    assert main(["sim", "--evaluate-expert", "4", "--side", "alternate", "--seed", "10"]) == 0
+    output = capsys.readouterr().out
+    assert "seed    10:  left, success" in output and "seed    11: right, success" in output
+    assert "4/4 successful (100%), left 2, right 2" in output
+
+
+def test_dp_ros_sim_help_explains_every_option():
+    import argparse
+
+    from dp_ros.cli import sim
+
+    parser = argparse.ArgumentParser()
+    sim.add_arguments(parser)
+    for action in parser._actions:
+        assert action.help, action.dest
+    assert sim.__doc__ and "--expert" in sim.__doc__

@@ -33,7 +33,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--side", choices=SIDES, default=None,
                         help="expert: which way around the pillar (default random, per episode)")
     parser.add_argument("--start-delay", type=float, default=None,
-                        help="expert: seconds between a reset and the start of its motion (default 0.5)")
+                        help="expert: seconds between a reset and the start of its motion (default 0.3)")
     parser.add_argument("--no-forward", action="store_true",
                         help="expert: publish the leader JointState only, do not command the arm")
     parser.add_argument("--auto-reset", action="store_true",
@@ -85,10 +85,10 @@ def node_parameters(args: argparse.Namespace) -> tuple[dict, dict]:
         expert["start_delay"] = args.start_delay
     if args.no_forward:
         expert["forward_commands"] = False
-    if "task_status_topic" in sim and "task_status_topic" not in expert:
-        expert["task_status_topic"] = sim["task_status_topic"]
     sim.update(parse_assignments(args.param))
     expert.update(parse_assignments(args.expert_param))
+    if "task_status_topic" in sim and "task_status_topic" not in parse_assignments(args.expert_param):
+        expert["task_status_topic"] = sim["task_status_topic"]   # the expert listens where the simulator speaks
     return sim, expert
 
 
@@ -112,12 +112,20 @@ def evaluate(args: argparse.Namespace) -> int:
 
 
 def _stop_after(seconds: float):
-    """A node whose one-shot timer ends the run after ``seconds`` of wall-clock time."""
+    """A node whose one-shot timer ends the run after ``seconds``, the way Ctrl-C does."""
+    import os
+    import signal
+
     import rclpy
     from rclpy.clock import Clock, ClockType
 
     node = rclpy.create_node("dp_ros_sim_duration")
-    node.create_timer(seconds, rclpy.try_shutdown, clock=Clock(clock_type=ClockType.STEADY_TIME))
+
+    def stop():
+        timer.cancel()
+        os.kill(os.getpid(), signal.SIGINT)
+
+    timer = node.create_timer(seconds, stop, clock=Clock(clock_type=ClockType.STEADY_TIME))
     return node
 
 

@@ -7,7 +7,8 @@ around the pillar, on the left or the right (parameter ``side``; random by
 default), publishing the joint targets as ``sensor_msgs/JointState`` on the
 robot interface's ``action.topic`` at the command rate, and (``forward_commands``)
 sending the same targets as commands on ``command.topic`` like a teleoperation
-bridge, so the simulated arm follows.
+bridge, so the simulated arm follows (a JointTrajectory carries the next 0.3 s
+of the motion, so the arm keeps to its path when a command is late).
 
 A demonstration starts ``start_delay`` seconds after each reset
 (``start_on_reset``) or when ``~/start`` (std_srvs/Trigger) is called.
@@ -23,7 +24,7 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
-from dp_ros.conversions.commands import command_message_class, make_position_command
+from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
 from dp_ros.conversions.joint_state import JointOrder, JointStateError, make_joint_state
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
@@ -40,7 +41,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "seed": (-1, "seed of the random left/right choices; -1 = random"),
     "side": ("random", "which way around the pillar: random (per episode), alternate, left or right"),
     "start_on_reset": (True, "start a demonstration by itself after each reset of the simulator"),
-    "start_delay": (0.5, "seconds between the reset and the start of the motion"),
+    "start_delay": (0.3, "seconds between the reset and the start of the motion"),
     "duration": (2.5, "seconds the motion from the start pose to the target takes"),
     "forward_commands": (True, "also send the targets as commands on the robot's command topic (teleop bridge)"),
     "publish_rate": (0.0, "leader JointState messages per second; 0 = the robot interface's command_rate"),
@@ -48,6 +49,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "task_status_topic": ("/task_status", "the simulator's dp_ros_msgs/TaskStatus topic"),
 }
 STARTUP_ERRORS = (RobotInterfaceError, ValueError, FileNotFoundError)
+COMMAND_HORIZON = 0.3  # seconds of the motion each forwarded trajectory carries
+JOIN_MARGIN = 2.0  # an episode first seen later than start_delay + this after its reset is not demonstrated
 
 
 class ExpertNode(Node):
@@ -113,7 +116,7 @@ class ExpertNode(Node):
         self._plan = None
         self._start_at = None
         if self._start_on_reset:
-            if msg.episode_time <= self._start_delay + 1.0:
+            if msg.episode_time <= self._start_delay + JOIN_MARGIN:
                 self._start_at = self._now() + max(0.0, self._start_delay - msg.episode_time)
             else:
                 self.get_logger().info(f"joined episode {msg.episode} {msg.episode_time:.1f} s after its reset; "
@@ -182,11 +185,20 @@ class ExpertNode(Node):
         publish_while_up(self, self._leader_pub, make_joint_state(self.robot.joint_names, leader, stamp))
         moving = self._plan is not None and now - self._plan_start <= self._plan.duration + self.period
         if self._command_pub is not None and (moving or self._plan is None):
-            # like a teleoperation bridge: reach the leader's next pose by the next message. Once the
-            # motion is over the arm holds its last target by itself.
-            command = make_position_command(self.robot.command.type, self.robot.joint_names,
-                                            self._target(now + self.period), stamp=stamp, time_from_start=self.period)
-            publish_while_up(self, self._command_pub, command)
+            publish_while_up(self, self._command_pub, self._command(now, stamp))
+
+    def _command(self, now: float, stamp):
+        """The command that makes the arm follow the leader. A trajectory carries the next
+        COMMAND_HORIZON seconds of the motion, so the arm keeps to its path even when a command
+        comes late (a busy CPU); other command types carry the leader's next pose. Once the
+        motion is over no commands are sent: the arm holds its last target by itself."""
+        if self.robot.command.type != "joint_trajectory":
+            return make_position_command(self.robot.command.type, self.robot.joint_names,
+                                         self._target(now + self.period), stamp=stamp, time_from_start=self.period)
+        count = max(1, int(round(COMMAND_HORIZON / self.period)))
+        times = [self.period * (k + 1) for k in range(count)]
+        positions = np.stack([self._target(now + t) for t in times])
+        return make_trajectory(self.robot.joint_names, times, positions, stamp=stamp)
 
 
 def main(args=None) -> int:

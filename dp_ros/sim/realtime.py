@@ -9,9 +9,12 @@ which run a function in the physics thread between two steps, so nothing
 there waits on a lock held by ROS callbacks.
 
 Stamps: with ``clock="wall"`` a state taken at simulated time ``t`` is stamped
-``epoch + t`` (the wall-clock time it was taken; when the physics falls more
-than ``max_lag`` behind, the lost time is skipped and the epoch moves on);
-with ``clock="sim"`` it is stamped ``t`` (for ``/clock`` and use_sim_time).
+``epoch + t``, the wall-clock time it was taken. When the physics falls more
+than ``max_lag`` behind (a starved CPU), it does not race to catch up: the
+lost time is skipped, the epoch moves on and commanded trajectories keep their
+wall-clock schedule. With ``clock="sim"`` a state is stamped ``t`` (for
+``/clock`` and use_sim_time users); falling behind then just slows simulated
+time down, as Gazebo does with a real-time factor below one.
 """
 from __future__ import annotations
 
@@ -151,8 +154,11 @@ class RealTimeSimulation:
             if lag > self.max_lag:
                 skipped = lag - step
                 sim_start -= skipped
-                self._epoch += skipped
                 due -= skipped
+                if self.clock == "wall":
+                    # stamps jump ahead with the wall clock; trajectories keep their wall-clock schedule
+                    self._epoch += skipped
+                    env.follower.shift(-skipped)
                 self.resyncs += 1
                 self._report_resync(lag)
             while env.time + 0.5 * step <= due:

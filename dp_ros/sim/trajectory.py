@@ -43,6 +43,10 @@ class TrajectoryFollower:
             positions = np.concatenate([self.sample(now)[None, :], positions])
         self._times, self._points = times, positions.copy()
 
+    def shift(self, seconds: float) -> None:
+        """Move every point ``seconds`` later (earlier when negative)."""
+        self._times = self._times + seconds
+
     def sample(self, t: float) -> np.ndarray:
         """The set-point at time ``t``."""
         times, points = self._times, self._points
