@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 import os
 import shutil
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -28,8 +29,7 @@ import numpy as np
 from dp_ros.conversions.commands import CommandError, parse_command
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
-from dp_ros.core.time_alignment import stamp_to_seconds
-from dp_ros.data.bag_reader import BagError, BagMessage, BagReader
+from dp_ros.data.bag_reader import HEADER_FIRST_TYPES, BagError, BagMessage, BagReader, header_stamp
 from dp_ros.data.dataset_writer import EpisodeWriter, is_dataset
 from dp_ros.data.frame_sync import FrameSync, StreamStats
 from dp_ros.robot_interface import ACTION_FEATURE, ACTION_SOURCES, STATE_FEATURE, RobotInterface
@@ -283,12 +283,15 @@ class BagSynchronizer:
         self.active = False
 
     # -- time stamps ------------------------------------------------------------------
-    def _stamp(self, msg: Any, message: BagMessage, is_command: bool) -> float:
+    def _stamp(self, message: BagMessage, is_command: bool) -> float:
         receive = message.receive_ns / 1e9
-        header = getattr(msg, "header", None)
-        if self.options.time_source == "receive" or header is None:
+        if self.options.time_source == "receive" or message.msgtype not in HEADER_FIRST_TYPES:
             return receive
-        stamp = stamp_to_seconds(header.stamp)
+        try:
+            stamp = header_stamp(message.raw)
+        except (struct.error, IndexError):
+            raise BagError(f"{self.bag.path}: a message on {message.topic} at {receive:.3f} s is too short to "
+                           "hold a header; the bag is corrupt") from None
         if stamp == 0.0:
             if is_command:
                 return receive
@@ -364,11 +367,11 @@ class BagSynchronizer:
             yield Frame(t, {name: self._decode(name, sample.stamp, sample.value) for name, sample in pick.samples.items()})
 
     # -- decoding -------------------------------------------------------------------
-    def _decode(self, name: str, stamp: float, item: tuple[BagMessage, Any]) -> np.ndarray:
+    def _decode(self, name: str, stamp: float, message: BagMessage) -> np.ndarray:
         cached = self._decoded.get(name)
         if cached is not None and cached[0] == stamp:
             return cached[1]
-        message, msg = item
+        msg = self.bag.deserialize(message)
         try:
             if name in self._cameras:
                 cam = self._cameras[name]
@@ -406,19 +409,19 @@ class BagSynchronizer:
             if progress is not None and message.receive_ns - position > 50_000_000:
                 progress((message.receive_ns - position) / 1e9)
                 position = message.receive_ns
-            msg = self.bag.deserialize(message)
             if message.topic == self.plan.split_topic:
-                yield from self._on_marker(msg, self._stamp(msg, message, is_command=True))
+                marker = self.bag.deserialize(message)
+                yield from self._on_marker(marker, self._stamp(message, is_command=True))
                 if message.topic not in self._roles:
                     continue
             for stream in self._roles[message.topic]:
-                stamp = self._stamp(msg, message, is_command=stream.accepted_types == COMMAND_TYPES)
+                stamp = self._stamp(message, is_command=stream.accepted_types == COMMAND_TYPES)
                 if stream.name == STATE_FEATURE and self.options.split == "gap":
                     if last_state is not None and stamp - last_state > self.options.split_gap and self.active:
                         yield from self._end(last_state)
                         self._begin(stamp)
                     last_state = stamp if last_state is None else max(last_state, stamp)
-                self.sync.add(stream.name, stamp, (message, msg))
+                self.sync.add(stream.name, stamp, message)
                 if self.active:
                     self._on_sample(stream.name, stamp)
             if self.active:

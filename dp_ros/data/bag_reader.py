@@ -7,12 +7,20 @@ file. Messages come one at a time in time order; a bag is never loaded whole.
 """
 from __future__ import annotations
 
+import queue
 import re
+import struct
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 STORAGE_SUFFIXES = (".db3", ".mcap")
+HEADER_FIRST_TYPES = frozenset({
+    "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/JointState",
+    "trajectory_msgs/msg/JointTrajectory", "std_msgs/msg/Header"})
+"""Message types whose serialized form starts with a std_msgs/Header (so its stamp can be read without decoding)."""
+_END = object()
 
 
 class BagError(ValueError):
@@ -58,6 +66,17 @@ def storage_paths(path: Path) -> list[Path]:
     if path.suffix not in STORAGE_SUFFIXES:
         raise BagError(f"{path}: not a rosbag2 file (expected a bag folder, a .db3 or an .mcap file)")
     return [path]
+
+
+def header_stamp(raw: bytes) -> float:
+    """Seconds of the header stamp of a CDR-serialized message that starts with a std_msgs/Header.
+
+    Reads 8 bytes after the 4-byte CDR encapsulation header instead of decoding
+    the message (an image is decoded only when a frame uses it).
+    """
+    little_endian = raw[1] & 1
+    sec, nanosec = struct.unpack_from("<iI" if little_endian else ">iI", raw, 4)
+    return float(sec) + float(nanosec) * 1e-9
 
 
 def _describe(exc: BaseException) -> str:
@@ -110,12 +129,57 @@ class BagReader:
             except Exception:  # noqa: BLE001 - closing a damaged bag must not hide the original error
                 pass
 
-    def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
-        """Messages of ``topics`` in receive-time order, one at a time."""
+    def messages(self, topics: Iterable[str], prefetch: int = 32) -> Iterator[BagMessage]:
+        """Messages of ``topics`` in receive-time order, one at a time.
+
+        With ``prefetch`` > 0 a thread reads ahead (up to that many messages), so
+        storage reads overlap with the caller's work (both release the GIL in C).
+        """
         wanted = set(topics)
         connections = [c for c in self._reader.connections if c.topic in wanted]
         if not connections:
             return
+        if prefetch <= 0:
+            yield from self._read(connections)
+            return
+        ahead: queue.Queue = queue.Queue(maxsize=prefetch)
+        stop = threading.Event()
+
+        def read_ahead() -> None:
+            try:
+                for message in self._read(connections):
+                    while not stop.is_set():
+                        try:
+                            ahead.put(message, timeout=0.1)
+                            break
+                        except queue.Full:
+                            continue
+                    if stop.is_set():
+                        return
+                ahead.put(_END)
+            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+                ahead.put(exc)
+
+        reader = threading.Thread(target=read_ahead, name=f"bag-reader {self.path.name}", daemon=True)
+        reader.start()
+        try:
+            while True:
+                item = ahead.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                yield item
+        finally:
+            stop.set()
+            while reader.is_alive():
+                try:
+                    ahead.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+            reader.join()
+
+    def _read(self, connections) -> Iterator[BagMessage]:
         current_topic = ""
         try:
             for connection, timestamp, raw in self._reader.messages(connections=connections):
