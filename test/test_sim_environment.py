@@ -8,7 +8,7 @@ import yaml
 from dp_ros.robot_interface import load_robot_interface, default_robot_config_path, parse_robot_interface
 from dp_ros.sim import rendering
 from dp_ros.sim.environment import SimConfigurationError, SimEnvironment
-from dp_ros.sim.expert import ExpertConfig, ScriptedExpert, evaluate_expert, minimum_jerk, plan_demonstration
+from dp_ros.sim.expert import ScriptedExpert, evaluate_expert, minimum_jerk, plan_demonstration
 from dp_ros.sim.kinematics import ARM_JOINTS, UnreachableError, scene_geometry
 from dp_ros.sim.realtime import RealTimeSimulation
 from dp_ros.sim.task import LEFT, RIGHT, TaskConfig, TaskInstance
