@@ -231,7 +231,6 @@ def test_reset_starts_a_new_random_episode(ros, trajectory_sim):
     assert seeds == expected[-2:]   # parameter seed makes the sequence of instances reproducible
 
 
-@pytest.mark.slow
 def test_expert_demonstrations_succeed_on_both_sides(ros, trajectory_sim, tmp_path):
     proc, listener = trajectory_sim
     expert = start_node("expert_node", tmp_path / "expert.log", side="alternate", start_delay=0.3)
@@ -357,7 +356,6 @@ def test_bad_parameters_stop_the_node_with_a_clear_error(tmp_path):
     assert "cannot start" in log and "waist" in log and "shoulder_pan" in log
 
 
-@pytest.mark.slow
 def test_dp_ros_sim_runs_simulator_and_expert_in_one_process(ros, tmp_path):
     robot = write_robot(tmp_path, prefix="/cli")
     log = tmp_path / "cli.log"
