@@ -3,7 +3,6 @@ YAML files and ``name=value`` pairs, several nodes in one process, clean exit
 on Ctrl-C or SIGTERM."""
 from __future__ import annotations
 
-import signal
 from pathlib import Path
 from typing import Any, Callable, Iterable, Sequence
 
@@ -46,7 +45,10 @@ def parameter_overrides(values: dict[str, Any]) -> list:
 
 def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[type[BaseException], ...] = (),
                args: list[str] | None = None) -> int:
-    """Create the nodes (in order) and spin them together until Ctrl-C / SIGTERM; returns an exit code."""
+    """Create the nodes (in order) and spin them together until Ctrl-C / SIGTERM; returns an exit code.
+
+    rclpy's own signal handlers (SIGINT and SIGTERM) end the spin.
+    """
     import rclpy
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
 
@@ -64,7 +66,6 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
     executor = MultiThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
-    signal.signal(signal.SIGTERM, lambda *_: rclpy.try_shutdown())
     try:
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):

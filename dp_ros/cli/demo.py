@@ -34,6 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=d.batch_size, help=f"samples per step (default {d.batch_size})")
     parser.add_argument("--down-dims", type=int, nargs="+", default=list(d.down_dims),
                         help=f"U-Net channels per stage (default {' '.join(map(str, d.down_dims))})")
+    parser.add_argument("--backbone-size", type=int, default=d.backbone_size,
+                        help=f"frames are resized to this size for the policy's ResNet (default {d.backbone_size})")
     parser.add_argument("--lr", type=float, default=d.learning_rate, help=f"learning rate (default {d.learning_rate})")
     parser.add_argument("--sampler", default=d.sampler,
                         help=f"sampler:steps of the policy node in closed loop (default {d.sampler})")
@@ -47,7 +49,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
     redo = STAGES if "all" in args.redo else tuple(args.redo)
     return DemoSettings(output=Path(args.output), robot_config=args.robot_config, episodes=args.episodes,
                         eval_episodes=args.eval_episodes, train_steps=args.train_steps, batch_size=args.batch_size,
-                        down_dims=tuple(args.down_dims), learning_rate=args.lr, sampler=args.sampler, seed=args.seed,
+                        down_dims=tuple(args.down_dims), backbone_size=args.backbone_size, learning_rate=args.lr, sampler=args.sampler, seed=args.seed,
                         redo=redo, device=args.device)
 
 

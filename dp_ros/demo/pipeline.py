@@ -37,12 +37,15 @@ class DemoSettings:
     """Demonstrations to record."""
     eval_episodes: int = 20
     """Closed-loop episodes of the trained policy."""
-    train_steps: int = 3000
+    train_steps: int = 1500
     """Optimisation steps of the training."""
     batch_size: int = 32
     """Samples per optimisation step."""
     down_dims: tuple[int, ...] = (64, 128, 256)
     """U-Net channels per stage (small enough for a CPU)."""
+    backbone_size: int = 64
+    """The policy resizes camera frames to this size for its ResNet (then crops 7/8 of it): the
+    encoder is most of a training step's cost on a CPU."""
     learning_rate: float = 3e-4
     """AdamW learning rate."""
     warmup_steps: int = 200
@@ -232,6 +235,8 @@ def training_overrides(settings: DemoSettings, robot_config: str) -> dict:
         "policy.n_obs_steps": 2,
         "policy.optimizer_lr": settings.learning_rate,
         "policy.scheduler_warmup_steps": settings.warmup_steps,
+        "policy.resize_shape": [settings.backbone_size, settings.backbone_size],
+        "policy.crop_ratio": 0.875,
     }
 
 
