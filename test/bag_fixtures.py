@@ -125,17 +125,30 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
         return T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=ns // 10**9, nanosec=ns % 10**9),
                                         frame_id="base")
 
-    def add(topic: str, msgtype: str, stamp: float, receive: float, msg: object, level: int = -1) -> None:
+    def add(topic: str, msgtype: str, stamp: float, receive: float, msg: object, level: int = -1,
+            stamped: bool = True) -> None:
+        """``msg`` may be a function making the message when it is written (images: bounded memory)."""
         # record the times exactly as a reader computes them from the stored nanoseconds
         receive_ns = int(round(receive * 1e9))
-        stamp_ns = 0
-        if getattr(msg, "header", None) is not None:
-            stamp_ns = msg.header.stamp.sec * 10**9 + msg.header.stamp.nanosec
+        stamp_ns = int(round((stamp + spec.header_offsets.get(topic, 0.0)) * 1e9)) if stamped else 0
         published.setdefault(topic, Published())
         published[topic].header.append(float(stamp_ns // 10**9) + float(stamp_ns % 10**9) * 1e-9)
         published[topic].receive.append(receive_ns / 1e9)
         published[topic].levels.append(level)
         records.append((receive_ns, topic, msgtype, msg))
+
+    def image_msg(topic: str, stamp: float, level: int, fmt: str) -> object:
+        width, height = spec.image_size
+        if fmt in ("jpeg", "png"):
+            _, rgb = _image_pixels("rgb8", level, width, height)
+            ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[..., ::-1],
+                                       [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpeg" else [])
+            assert ok
+            return T["sensor_msgs/msg/CompressedImage"](header=header(topic, stamp), format=fmt, data=encoded.reshape(-1))
+        encoding, pixels = _image_pixels(fmt, level, width, height)
+        return T["sensor_msgs/msg/Image"](
+            header=header(topic, stamp), height=height, width=width, encoding=spec.encoding_override or encoding,
+            is_bigendian=0, step=width * (pixels.shape[2] if pixels.ndim == 3 else 1), data=pixels.reshape(-1))
 
     def joint_state(topic: str, stamp: float, fn) -> object:
         positions = {name: fn(stamp, k) for k, name in enumerate(robot.joint_names)}
@@ -152,7 +165,6 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
         for _, stamp in _times(spec, rate, phase):
             add(topic, "sensor_msgs/msg/JointState", stamp, stamp + spec.receive_delay, joint_state(topic, stamp, fn))
 
-    width, height = spec.image_size
     for cam in robot.cameras:
         if cam.topic in spec.omit_topics:
             continue
@@ -160,21 +172,9 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
         for index, stamp in _times(spec, spec.camera_rate, 0.011, spec.camera_gaps):
             level = image_level(index)
             receive = stamp + spec.camera_receive_delay
-            if fmt in ("jpeg", "png"):
-                _, rgb = _image_pixels("rgb8", level, width, height)
-                ok, encoded = cv2.imencode(".jpg" if fmt == "jpeg" else ".png", rgb[..., ::-1],
-                                           [cv2.IMWRITE_JPEG_QUALITY, 95] if fmt == "jpeg" else [])
-                assert ok
-                msg = T["sensor_msgs/msg/CompressedImage"](header=header(cam.topic, stamp), format=fmt,
-                                                           data=encoded.reshape(-1))
-                add(cam.topic, "sensor_msgs/msg/CompressedImage", stamp, receive, msg, level)
-            else:
-                encoding, pixels = _image_pixels(fmt, level, width, height)
-                msg = T["sensor_msgs/msg/Image"](
-                    header=header(cam.topic, stamp), height=height, width=width,
-                    encoding=spec.encoding_override or encoding, is_bigendian=0,
-                    step=width * (pixels.shape[2] if pixels.ndim == 3 else 1), data=pixels.reshape(-1))
-                add(cam.topic, "sensor_msgs/msg/Image", stamp, receive, msg, level)
+            msgtype = "sensor_msgs/msg/CompressedImage" if fmt in ("jpeg", "png") else "sensor_msgs/msg/Image"
+            add(cam.topic, msgtype, stamp, receive, lambda topic=cam.topic, stamp=stamp, level=level, fmt=fmt:
+                image_msg(topic, stamp, level, fmt), level)
 
     if spec.command_rate and robot.command.topic not in spec.omit_topics:
         for _, stamp in _times(spec, spec.command_rate, 0.005):
@@ -185,20 +185,21 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
                 time_from_start=T["builtin_interfaces/msg/Duration"](sec=0, nanosec=100_000_000))
             zero = T["std_msgs/msg/Header"](stamp=T["builtin_interfaces/msg/Time"](sec=0, nanosec=0), frame_id="")
             msg = T["trajectory_msgs/msg/JointTrajectory"](header=zero, joint_names=names, points=[point])
-            add(robot.command.topic, "trajectory_msgs/msg/JointTrajectory", stamp, stamp + spec.receive_delay, msg)
+            add(robot.command.topic, "trajectory_msgs/msg/JointTrajectory", stamp, stamp + spec.receive_delay, msg,
+                stamped=False)
 
     for offset, value in spec.markers:
         stamp = spec.start + offset
-        add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value))
+        add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value), stamped=False)
 
-    records.sort(key=lambda r: r[0])
+    records.sort(key=lambda r: (r[0], r[1]))
     with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
         connections = {}
         for _, topic, msgtype, _ in records:
             if topic not in connections:
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=ts)
         for receive_ns, topic, msgtype, msg in records:
-            writer.write(connections[topic], receive_ns, ts.serialize_cdr(msg, msgtype))
+            writer.write(connections[topic], receive_ns, ts.serialize_cdr(msg() if callable(msg) else msg, msgtype))
     return published
 
 

@@ -190,6 +190,9 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> int:
+    # The dataset writer thread runs long Python stretches (LeRobot's metadata); a
+    # short switch interval keeps the subscription callbacks and the frame timer prompt.
+    sys.setswitchinterval(0.001)
     rclpy.init(args=args)
     try:
         node = RecorderNode()
