@@ -22,6 +22,15 @@ from dp_ros.demo.pipeline import DemoSettings
 STAGES = ("record", "train", "evaluate")
 
 
+def _demo_errors() -> tuple[type[BaseException], ...]:
+    from dp_ros.demo.client import DemoClientError
+    from dp_ros.demo.processes import DemoProcessError
+    from dp_ros.training.configuration_training import TrainingConfigError
+    from dp_ros.training.launcher import TrainingError
+
+    return (DemoClientError, DemoProcessError, TrainingConfigError, TrainingError)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     d = DemoSettings()
     parser.add_argument("--output", default=str(d.output), help=f"output folder (default {d.output})")
@@ -58,8 +67,6 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from dp_ros.demo import pipeline
-    from dp_ros.demo.report import format_summary, summarize, write_report
     from dp_ros.robot_interface import default_robot_config_path, load_robot_interface
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -69,8 +76,22 @@ def run(args: argparse.Namespace) -> int:
     robot = load_robot_interface(robot_config)
     settings.output.mkdir(parents=True, exist_ok=True)
     print(f"dp_ros demo -> {settings.output} (logs of the nodes in {settings.logs})")
-    timings: dict[str, float] = {}
 
+    try:
+        return _run_stages(settings, robot, robot_config, tqdm)
+    except KeyboardInterrupt:
+        print("\ndp-ros demo: interrupted; finished stages are kept and reused by the next run")
+        return 130
+    except _demo_errors() as exc:
+        print(f"\ndp-ros demo: {exc}\n(the logs of the nodes are in {settings.logs})")
+        return 1
+
+
+def _run_stages(settings, robot, robot_config, tqdm) -> int:
+    from dp_ros.demo import pipeline
+    from dp_ros.demo.report import format_summary, summarize, write_report
+
+    timings: dict[str, float] = {}
     started = time.monotonic()
     recording = pipeline.record(settings, robot, tqdm)
     timings["record"] = recording.seconds if recording.reused else time.monotonic() - started
