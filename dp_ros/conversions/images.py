@@ -36,8 +36,11 @@ def _as_bytes(data: Any) -> np.ndarray:
     return np.frombuffer(memoryview(data), dtype=np.uint8)
 
 
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image -> (height, width, 3) uint8 RGB (a copy, safe to keep)."""
+def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
+    """sensor_msgs/Image -> (height, width, 3) uint8 RGB (a copy, safe to keep).
+
+    With ``copy=False`` an rgb8 image may come back as a view of the message's
+    buffer (for a caller that makes a new array anyway, e.g. by resizing)."""
     encoding = str(msg.encoding)
     if encoding not in _RAW_ENCODINGS:
         raise ImageConversionError(
@@ -55,7 +58,7 @@ def image_to_rgb(msg: Any) -> np.ndarray:
             f"image data has {data.size} bytes but {width}x{height} {encoding} with step {step} needs {step * height}")
     pixels = data[: step * height].reshape(height, step)[:, :row_bytes].reshape(height, width, channels)
     if conversion is None:
-        return np.ascontiguousarray(pixels).copy()
+        return np.ascontiguousarray(pixels).copy() if copy else pixels
     return cv2.cvtColor(np.ascontiguousarray(pixels), conversion)
 
 
@@ -86,7 +89,11 @@ def resize_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
 
 def message_to_rgb(msg: Any, width: int | None = None, height: int | None = None) -> np.ndarray:
     """Image or CompressedImage -> RGB, resized to width x height when given."""
-    rgb = compressed_to_rgb(msg) if hasattr(msg, "format") and not hasattr(msg, "encoding") else image_to_rgb(msg)
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        rgb = compressed_to_rgb(msg)
+    else:
+        resizing = width is not None and height is not None and (int(msg.width), int(msg.height)) != (width, height)
+        rgb = image_to_rgb(msg, copy=not resizing)  # resizing makes the new array
     if width is not None and height is not None:
         rgb = resize_rgb(rgb, width, height)
     return rgb
