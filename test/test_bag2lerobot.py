@@ -314,3 +314,17 @@ def test_command_line_summary_json_and_exit_codes(tmp_path, robot):
     usage = subprocess.run([script, str(tmp_path / "bag"), "-o", str(tmp_path / "out3"), "--tolerance", "-1",
                             "--robot-config", str(robot_yaml)], capture_output=True, text=True, timeout=120)
     assert usage.returncode == 2 and "tolerance must be a positive number" in usage.stderr
+
+
+def test_an_episode_without_some_input_is_skipped_and_says_why(tmp_path, robot):
+    spec = BagSpec(seconds=2.0, markers=[(0.2, True), (0.8, False), (1.2, True), (1.8, False)],
+                   camera_gaps=[(0.0, 0.9)])
+    write_bag(tmp_path / "bag", robot, "sqlite3", spec)
+    report = convert_bags([tmp_path / "bag"], tmp_path / "out", robot,
+                          ConversionOptions(split="marker", split_topic="/episode_marker"), progress=False)
+    first, second = report.episodes
+    assert first.saved_as is None and first.frames == 0
+    assert first.silent == ["observation.images.front", "observation.images.wrist"]
+    assert "bag#0 (0 frames; no messages from observation.images.front, observation.images.wrist)" in report.summary()
+    assert second.saved_as == 0 and second.frames == 7  # 1.2 s .. 1.8 s, both ends included
+    assert _load(tmp_path / "out").num_episodes == 1

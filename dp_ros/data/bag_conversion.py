@@ -186,6 +186,8 @@ class EpisodeResult:
     streams: dict[str, StreamStats]
     saved_as: int | None = None
     """Dataset episode index, None when skipped (too short)."""
+    silent: list[str] = field(default_factory=list)
+    """Streams that had no message at all during the episode (so it has no frames)."""
 
     def record(self) -> dict[str, Any]:
         return {"source": self.bag, "index_in_bag": self.index_in_bag, "start_time": round(self.start, 6),
@@ -230,8 +232,9 @@ class ConversionReport:
                  f"from {self.bag_seconds:.1f} s of bags -> {self.output}"]
         skipped = [e for e in self.episodes if e.saved_as is None]
         if skipped:
-            lines.append(f"skipped {len(skipped)} episodes with too few frames: "
-                         + ", ".join(f"{Path(e.bag).name}#{e.index_in_bag} ({e.frames} frames)" for e in skipped))
+            lines.append(f"skipped {len(skipped)} episodes with too few frames: " + ", ".join(
+                f"{Path(e.bag).name}#{e.index_in_bag} ({e.frames} frames"
+                + (f"; no messages from {', '.join(e.silent)}" if e.silent else "") + ")" for e in skipped))
         total = self.frames + self.dropped
         lines.append(f"frames dropped as stale or missing: {self.dropped} of {total}"
                      + (f" ({100 * self.dropped / total:.1f} %)" if total else ""))
@@ -327,7 +330,7 @@ class BagSynchronizer:
         yield from self._frames(final_end=end)
         result = EpisodeResult(self.bag.path.as_posix(), self._episode_count,
                                self.t0 if self.t0 is not None else self.start, self.frames, self.dropped,
-                               self.sync.reset_stats())
+                               self.sync.reset_stats(), silent=[n for n, v in self._first.items() if v is None])
         self._episode_count += 1
         self.active = False
         yield EpisodeEnd(result)
