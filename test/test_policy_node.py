@@ -100,9 +100,9 @@ def test_commands_at_the_command_rate_in_each_type(tmp_path, checkpoint, command
         first = len(commands)
         spin_for(node, 2.0)
         received = commands[first:]
-    stamps = np.array([t for t, _ in received])
-    rate = (len(stamps) - 1) / (stamps[-1] - stamps[0])
-    assert 35 < rate < 65, f"expected about 50 commands/s, got {rate:.1f}"
+    gaps = np.diff([t for t, _ in received])
+    # the median is robust to the scheduling hiccups of a loaded 2-core machine
+    assert 0.015 < np.median(gaps) < 0.03, f"expected a command every 20 ms, median gap {np.median(gaps) * 1000:.1f} ms"
     for _, msg in received:
         for positions in command_positions(msg, robot):
             assert positions.shape == (3,) and np.all(np.isfinite(positions))
