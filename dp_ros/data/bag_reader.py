@@ -7,10 +7,8 @@ file. Messages come one at a time in time order; a bag is never loaded whole.
 """
 from __future__ import annotations
 
-import queue
 import re
 import struct
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
@@ -20,7 +18,6 @@ HEADER_FIRST_TYPES = frozenset({
     "sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage", "sensor_msgs/msg/JointState",
     "trajectory_msgs/msg/JointTrajectory", "std_msgs/msg/Header"})
 """Message types whose serialized form starts with a std_msgs/Header (so its stamp can be read without decoding)."""
-_END = object()
 
 
 class BagError(ValueError):
@@ -129,55 +126,12 @@ class BagReader:
             except Exception:  # noqa: BLE001 - closing a damaged bag must not hide the original error
                 pass
 
-    def messages(self, topics: Iterable[str], prefetch: int = 32) -> Iterator[BagMessage]:
-        """Messages of ``topics`` in receive-time order, one at a time.
-
-        With ``prefetch`` > 0 a thread reads ahead (up to that many messages), so
-        storage reads overlap with the caller's work (both release the GIL in C).
-        """
+    def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
+        """Messages of ``topics`` in receive-time order, one at a time."""
         wanted = set(topics)
         connections = [c for c in self._reader.connections if c.topic in wanted]
-        if not connections:
-            return
-        if prefetch <= 0:
+        if connections:
             yield from self._read(connections)
-            return
-        ahead: queue.Queue = queue.Queue(maxsize=prefetch)
-        stop = threading.Event()
-
-        def read_ahead() -> None:
-            try:
-                for message in self._read(connections):
-                    while not stop.is_set():
-                        try:
-                            ahead.put(message, timeout=0.1)
-                            break
-                        except queue.Full:
-                            continue
-                    if stop.is_set():
-                        return
-                ahead.put(_END)
-            except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-                ahead.put(exc)
-
-        reader = threading.Thread(target=read_ahead, name=f"bag-reader {self.path.name}", daemon=True)
-        reader.start()
-        try:
-            while True:
-                item = ahead.get()
-                if item is _END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            stop.set()
-            while reader.is_alive():
-                try:
-                    ahead.get(timeout=0.05)
-                except queue.Empty:
-                    pass
-            reader.join()
 
     def _read(self, connections) -> Iterator[BagMessage]:
         current_topic = ""

@@ -192,6 +192,8 @@ class EpisodeWriter:
         self.resumed = is_dataset(self.root)
         _quiet_encoders()
         self._dataset = self._open()
+        self._episodes_saved = int(self._dataset.meta.total_episodes)
+        self._frames_saved = int(self._dataset.meta.total_frames)
 
     # -- opening ------------------------------------------------------------------
     def _open(self):
@@ -239,22 +241,31 @@ class EpisodeWriter:
     # -- state ---------------------------------------------------------------------
     @property
     def episodes_saved(self) -> int:
-        return int(self._dataset.meta.total_episodes)
+        return self._episodes_saved
 
     @property
     def frames_saved(self) -> int:
-        return int(self._dataset.meta.total_frames)
+        return self._frames_saved
 
     @property
     def frames_in_episode(self) -> int:
-        buffer = self._dataset.writer.episode_buffer if self._dataset.writer is not None else None
+        if self._dataset is None or self._dataset.writer is None:
+            return 0
+        buffer = self._dataset.writer.episode_buffer
         return int(buffer["size"]) if buffer else 0
+
+    def _writable(self):
+        """The dataset, continued for the next episode (after a save it is reopened on first use)."""
+        if self._dataset is None:
+            self._dataset = self._resume()
+        return self._dataset
 
     # -- writing -------------------------------------------------------------------
     def add_frame(self, frame: dict[str, np.ndarray], task: str) -> None:
         """One frame: ``observation.state``, ``action`` (float32 (J,)), ``observation.images.<cam>`` (uint8 HxWx3)."""
+        dataset = self._writable()
         self._wait_for_encoders()
-        self._dataset.add_frame({**frame, "task": task})
+        dataset.add_frame({**frame, "task": task})
 
     def _wait_for_encoders(self, patience: float = 30.0) -> None:
         """Block while a video encoder's queue is full.
@@ -271,7 +282,7 @@ class EpisodeWriter:
             time.sleep(0.002)
 
     def discard_episode(self) -> None:
-        if self._dataset.has_pending_frames():
+        if self._dataset is not None and self._dataset.has_pending_frames():
             self._dataset.clear_episode_buffer(delete_images=True)
 
     def save_episode(self, record: dict[str, Any] | None = None) -> SavedEpisode:
@@ -291,13 +302,15 @@ class EpisodeWriter:
         except BaseException as exc:
             self._abandon()
             recover_interrupted_save(self.root)
-            self._dataset = self._resume()
+            self._dataset = None
             if isinstance(exc, Exception):
                 raise DatasetWriterError(f"saving episode {index} to {self.root} failed and was rolled back "
                                          f"(episodes 0..{index - 1} are intact): {type(exc).__name__}: {exc}") from exc
             raise
         _end_save(self.root)
-        self._dataset = self._resume()
+        self._dataset = None  # LeRobot writes the next episode into new files once it is reopened
+        self._episodes_saved += 1
+        self._frames_saved += frames
         return SavedEpisode(index=index, frames=frames)
 
     def _abandon(self) -> None:
@@ -314,9 +327,9 @@ class EpisodeWriter:
 
     def close(self) -> None:
         """Drop an unsaved episode and release the dataset (saved episodes are already complete)."""
-        if self._dataset is None:
-            return
-        self.discard_episode()
-        self._dataset.finalize()
-        self._dataset = None
-        _remove_scratch(self.root)
+        if self._dataset is not None:
+            self.discard_episode()
+            self._dataset.finalize()
+            self._dataset = None
+        if self.root.is_dir():
+            _remove_scratch(self.root)
