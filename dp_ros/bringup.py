@@ -43,8 +43,14 @@ def parameter_overrides(values: dict[str, Any]) -> list:
     return [Parameter(name, value=value) for name, value in values.items() if value is not None]
 
 
+def run_node(factory: Callable[[], Any], name: str, startup_errors: tuple[type[BaseException], ...] = (),
+             args: list[str] | None = None) -> int:
+    """The ``main()`` of a node executable: start it, spin until Ctrl-C / SIGTERM, exit code 1 if it cannot start."""
+    return spin_nodes([factory], startup_errors, args, logger_name=name)
+
+
 def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[type[BaseException], ...] = (),
-               args: list[str] | None = None) -> int:
+               args: list[str] | None = None, logger_name: str = "dp_ros") -> int:
     """Create the nodes (in order) and spin them together until Ctrl-C / SIGTERM; returns an exit code.
 
     rclpy's own signal handlers (SIGINT and SIGTERM) end the spin.
@@ -58,7 +64,7 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
         for factory in factories:
             nodes.append(factory())
     except startup_errors as exc:
-        rclpy.logging.get_logger("dp_ros").fatal(f"cannot start: {exc}")
+        rclpy.logging.get_logger(logger_name).fatal(f"cannot start: {exc}")
         for node in nodes:
             node.destroy_node()
         rclpy.try_shutdown()

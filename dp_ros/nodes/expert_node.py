@@ -18,12 +18,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-import rclpy
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy
 from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
+from dp_ros.bringup import run_node
 from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
 from dp_ros.conversions.joint_state import JointOrder, JointStateError, make_joint_state
 from dp_ros.core.time_alignment import stamp_to_seconds
@@ -202,21 +202,7 @@ class ExpertNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    try:
-        node = ExpertNode()
-    except STARTUP_ERRORS as exc:
-        rclpy.logging.get_logger("expert_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(ExpertNode, "expert_node", STARTUP_ERRORS, args)
 
 
 if __name__ == "__main__":

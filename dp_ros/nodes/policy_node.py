@@ -14,12 +14,12 @@ from collections import deque
 from dataclasses import dataclass
 
 import numpy as np
-import rclpy
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
 
+from dp_ros.bringup import run_node
 from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb, resize_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
@@ -298,21 +298,7 @@ def main(args=None) -> int:
     # A thread waiting for the GIL waits up to the switch interval (5 ms by
     # default); the command loop must not wait that long behind inference.
     sys.setswitchinterval(0.0005)
-    rclpy.init(args=args)
-    try:
-        node = PolicyNode()
-    except STARTUP_ERRORS as exc:
-        rclpy.logging.get_logger("policy_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(PolicyNode, "policy_node", STARTUP_ERRORS, args)
 
 
 if __name__ == "__main__":

@@ -23,7 +23,6 @@ import threading
 import time
 
 import numpy as np
-import rclpy
 from builtin_interfaces.msg import Time
 from rclpy.clock import Clock, ClockType
 from rclpy.node import Node
@@ -32,6 +31,7 @@ from rosgraph_msgs.msg import Clock as ClockMsg
 from sensor_msgs.msg import CompressedImage, Image, JointState
 from std_srvs.srv import Trigger
 
+from dp_ros.bringup import run_node
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import rgb_to_compressed_msg, rgb_to_image_msg
 from dp_ros.conversions.joint_state import JointOrder
@@ -292,21 +292,7 @@ class SimNode(Node):
 
 def main(args=None) -> int:
     sys.setswitchinterval(0.0005)  # the physics and camera threads must not wait long for the GIL
-    rclpy.init(args=args)
-    try:
-        node = SimNode()
-    except STARTUP_ERRORS as exc:
-        rclpy.logging.get_logger("sim_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(SimNode, "sim_node", STARTUP_ERRORS, args)
 
 
 if __name__ == "__main__":

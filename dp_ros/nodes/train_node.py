@@ -25,6 +25,7 @@ from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
+from dp_ros.bringup import run_node
 from dp_ros.conversions.training_status import training_status_msg
 from dp_ros.training.configuration_training import TrainingConfigError, load_training_config
 from dp_ros.training.launcher import TrainingLauncher
@@ -166,16 +167,7 @@ class TrainNode(Node):
 
 
 def main(args=None) -> int:
-    rclpy.init(args=args)
-    node = TrainNode()
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(TrainNode, "train_node", (), args)
 
 
 if __name__ == "__main__":
