@@ -23,7 +23,6 @@ from dp_ros.data.bag_conversion import ConversionError, ConversionOptions, conve
 from dp_ros.data.bag_reader import BagError, BagReader
 from dp_ros.robot_interface import save_robot_interface
 
-pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,6 @@ import yaml
 
 from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
 
-pytestmark = pytest.mark.slow
 
 CAMERAS = [{"name": "front", "type": "image"}, {"name": "wrist", "type": "compressed"}]
 
