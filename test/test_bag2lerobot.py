@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from bag_fixtures import BagSpec, expected_pick, image_level, leader_value, state_value, write_bag, write_split_bag
+from bag_fixtures import BagSpec, expected_pick, leader_value, state_value, write_bag, write_split_bag
 from lerobot_fixtures import tiny_robot
 from ros_testing import REPO_ROOT
 

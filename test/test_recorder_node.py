@@ -8,11 +8,9 @@ is loaded with LeRobotDataset.
 from __future__ import annotations
 
 import signal
-import time
 import uuid
 
 import numpy as np
-import pytest
 import yaml
 
 from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
