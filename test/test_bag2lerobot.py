@@ -276,6 +276,10 @@ def test_bad_bags_give_clear_errors_and_leave_nothing(tmp_path, robot):
     with pytest.raises(BagError, match="no such bag"):
         convert_bags([tmp_path / "absent"], out, robot, progress=False)
 
+    write_bag(tmp_path / "empty", robot, "mcap", BagSpec(seconds=0.0))
+    with pytest.raises(BagError, match="empty.*holds no messages"):
+        convert_bags([tmp_path / "empty"], out, robot, progress=False)
+
     # a good bag first, then a bad one: still nothing at the output
     write_bag(tmp_path / "good", robot, "sqlite3", BagSpec(seconds=1.0))
     with pytest.raises(ConversionError):
