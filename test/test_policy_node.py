@@ -134,17 +134,22 @@ def adversarial_checkpoint(directory, nan=False):
 
 
 def test_limits_and_velocity_limits_hold_for_adversarial_outputs(tmp_path):
-    robot, robot_yaml = robot_for(tmp_path, command_type="float64_multi_array")
+    robot, robot_yaml = robot_for(tmp_path, command_type="joint_state")
     checkpoint = adversarial_checkpoint(tmp_path / "wild")
-    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+    with running_system(robot_yaml, checkpoint, "--param", "watchdog_timeout=0.5") as (drivers, node_proc, log), \
+            ros_node("listener") as node:
         commands, statuses = listen(node, robot)
         assert spin_until(node, lambda: len(commands) >= 100, 90), log
         spin_until(node, lambda: statuses and statuses[-1].position_clamps > 0, 5)
-    positions = np.array([np.array(m.data) for _, m in commands])
+    positions = np.array([np.array(m.position) for _, m in commands])
+    stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in commands])
     assert np.all(np.abs(positions) <= LIMIT + 1e-9)
-    steps = np.abs(np.diff(positions, axis=0))
-    # consecutive commands are at least one command period apart (20 ms)
-    assert np.all(steps <= VELOCITY * 0.02 * 1.5 + 1e-9), steps.max()
+    # each command moves no further from the previous one than the velocity limits allow in the time
+    # between them (after a watchdog stop the first command starts from the measured joint state instead)
+    steps, dt = np.abs(np.diff(positions, axis=0)), np.diff(stamps)
+    consecutive = dt < 0.1
+    assert consecutive.sum() > 50
+    assert np.all(steps[consecutive] <= VELOCITY * dt[consecutive, None] + 1e-6), steps.max()
     assert statuses[-1].position_clamps > 0 and statuses[-1].velocity_clamps > 0
 
 
@@ -175,7 +180,7 @@ def test_watchdog_stops_within_two_control_periods_and_resumes(tmp_path, checkpo
             count = len(commands)
             tell(drivers, f"resume {stream}")
             assert spin_until(node, lambda: len(commands) > count + 20, 30), f"no commands after {stream} resumed"
-        assert statuses[-1].watchdog_trips == 2
+        assert statuses[-1].watchdog_trips >= 2
 
 
 def test_start_stop_reset_services(tmp_path, checkpoint):

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
+from rclpy.time import Time
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
 
@@ -238,7 +239,8 @@ class PolicyNode(Node):
         names = self.robot.joint_names
         lead = 1.0 / self.robot.command_rate
         if self.command_type != "joint_trajectory":
-            return make_position_command(self.command_type, names, command.positions, stamp=self.get_clock().now().to_msg())
+            stamp = Time(nanoseconds=int(round(command.stamp * 1e9)), clock_type=self.get_clock().clock_type).to_msg()
+            return make_position_command(self.command_type, names, command.positions, stamp=stamp)
         if self.trajectory_mode == "single_point" or command.path_times.size == 0:
             return make_trajectory(names, [lead], command.positions[None, :])
         later = command.path_times > lead + 1e-6
