@@ -18,7 +18,6 @@ import time
 from pathlib import Path
 
 import rclpy
-import rclpy.executors
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -190,24 +189,12 @@ class RecorderNode(Node):
 
 
 def main(args=None) -> int:
+    from dp_ros.bringup import run_node
+
     # The dataset writer thread runs long Python stretches (LeRobot's metadata); a
     # short switch interval keeps the subscription callbacks and the frame timer prompt.
     sys.setswitchinterval(0.001)
-    rclpy.init(args=args)
-    try:
-        node = RecorderNode()
-    except STARTUP_ERRORS as exc:
-        rclpy.logging.get_logger("recorder_node").fatal(f"cannot start: {exc}")
-        rclpy.try_shutdown()
-        return 1
-    try:
-        rclpy.spin(node)
-    except (KeyboardInterrupt, rclpy.executors.ExternalShutdownException):
-        pass
-    finally:
-        node.destroy_node()
-        rclpy.try_shutdown()
-    return 0
+    return run_node(RecorderNode, "recorder_node", STARTUP_ERRORS, args)
 
 
 if __name__ == "__main__":
