@@ -18,8 +18,11 @@ test: setup  ## run the whole test suite
 demo: setup  ## the main job: the simulated end-to-end demo (record, train, run in closed loop, report)
 	$(VENV)/bin/dp-ros demo
 
-bench: setup  ## benchmarks: inference speed against stock LeRobot, control-loop jitter, bag conversion
+bench: setup  ## benchmarks: inference vs stock LeRobot and command jitter (needs `make demo` first), bags, training, sim
 	$(VENV)/bin/dp-ros bench
+	$(PY) benchmarks/bench_bag2lerobot.py
+	$(PY) benchmarks/bench_training.py
+	$(PY) benchmarks/bench_sim.py
 
 doctor: setup  ## check the installation
 	$(VENV)/bin/dp-ros doctor
