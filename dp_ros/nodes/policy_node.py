@@ -269,7 +269,7 @@ class PolicyNode(Node):
         now = self._now()
         age, _ = self.controller.history.newest_age(now)
         wall = time.monotonic()
-        recent = [t for t in self._status_window if wall - t <= 1.0]
+        recent = [t for t in tuple(self._status_window) if wall - t <= 1.0]  # tuple(): one step under the GIL
         stats, safety = self.controller.stats, self.controller.safety.counters
         return PolicySnapshot(
             state=self.controller.state, reason=self.controller.reason,
