@@ -75,3 +75,14 @@ def test_rejects_bad_configuration():
         ActionSchedule(0.1, transition="teleport")
     with pytest.raises(ValueError):
         ActionSchedule(0.1).add_chunk(0.0, np.zeros(3), now=0.0)
+
+
+def test_blend_does_not_average_chunks_that_chose_another_solution():
+    schedule = ActionSchedule(period=0.1, transition="blend", blend_steps=3, blend_max_deviation=0.2)
+    schedule.add_chunk(0.0, chunk([0.0] * 8), now=0.0)  # going one way
+    schedule.add_chunk(0.3, chunk([1.0] * 8), now=0.35)  # the other way: far from the plan
+    assert schedule.divergent_chunks == 1
+    assert schedule.at(0.4)[0] == pytest.approx(1.0), "the new solution is taken whole, not averaged"
+    schedule.add_chunk(0.5, chunk([1.1] * 8), now=0.55)  # close to the plan: blended
+    assert schedule.divergent_chunks == 1
+    assert 1.0 < schedule.at(0.6)[0] < 1.1

@@ -184,3 +184,24 @@ def test_inference_failure_is_a_fault_not_a_crash():
     assert "CUDA out of memory" in controller.reason
     assert controller.step(clock.t) is None
     controller.close()
+
+
+def test_rate_loop_keeps_its_period_and_survives_errors():
+    from dp_ros.core.rate_loop import RateLoop
+
+    calls = []
+
+    def body():
+        calls.append(time.monotonic())
+        if len(calls) == 3:
+            raise RuntimeError("one bad tick")
+
+    errors = []
+    loop = RateLoop(100.0, body, on_error=errors.append, realtime_priority=0)
+    loop.start()
+    time.sleep(0.5)
+    loop.stop()
+    assert len(errors) == 1 and loop.errors == 1
+    assert len(calls) > 20, "the loop went on after the error"
+    assert abs(np.median(np.diff(calls)) - 0.01) < 0.003
+    assert loop.jitter()["count"] == len(calls) - 1

@@ -17,7 +17,8 @@ def checkpoint(tmp_path_factory):
     return make_checkpoint(tmp_path_factory.mktemp("ckpt") / "pretrained_model", ROBOT)
 
 
-@pytest.mark.parametrize("sampler,steps", [(None, None), ("ddim", 10), ("dpmsolver++", 6), ("unipc", 6)])
+@pytest.mark.parametrize("sampler,steps", [(None, None), ("ddim", 10), ("dpmsolver++", 6), ("unipc", 6),
+                                           ("sde-dpmsolver++", 5)])
 def test_every_sampler_gives_a_chunk_of_the_right_shape(checkpoint, sampler, steps):
     runtime = PolicyRuntime.load(checkpoint, device="cpu", noise_scheduler=sampler, num_inference_steps=steps, seed=0)
     history = [runtime.neutral_observation() for _ in range(runtime.n_obs_steps)]

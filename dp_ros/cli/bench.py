@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trained LeRobot checkpoint (default: the demo's)")
     parser.add_argument("--dataset", default=str(DEMO_DIR / "dataset"),
                         help="LeRobot dataset with recorded actions for the offline error (default: the demo's)")
-    parser.add_argument("--fast", default="dpmsolver++:10",
-                        help="the fast configuration, sampler:steps (default dpmsolver++:10)")
+    parser.add_argument("--fast", default="sde-dpmsolver++:5",
+                        help="the fast configuration, sampler:steps (default sde-dpmsolver++:5)")
     parser.add_argument("--chunks", type=int, default=10, help="chunks timed per configuration (default 10)")
     parser.add_argument("--frames", type=int, default=48, help="dataset frames for the offline error (default 48)")
     parser.add_argument("--jitter-seconds", type=float, default=20.0,
@@ -116,11 +116,12 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
     from rclpy.executors import MultiThreadedExecutor
 
     from dp_ros.bringup import parameter_overrides
+    from dp_ros.core.rate_loop import prefer_short_gil_waits
     from dp_ros.nodes.policy_node import PolicyNode
 
     sim_args = [sys.executable, "-m", "dp_ros.cli.main", "sim"] + (["--robot-config", robot_config] if robot_config else [])
     sim = subprocess.Popen(sim_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    sys.setswitchinterval(0.0005)
+    prefer_short_gil_waits()
     rclpy.init()
     try:
         node = PolicyNode(parameter_overrides=parameter_overrides({

@@ -50,6 +50,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"sampler:steps of the policy node in closed loop (default {d.sampler})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of the recorded tasks and training (default {d.seed})")
     parser.add_argument("--device", default=d.device, help=f"cpu, cuda or auto (default {d.device})")
+    parser.add_argument("--policy-param", action="append", default=None, metavar="NAME=VALUE",
+                        help="a policy_node parameter for the closed loop, e.g. transition=ensemble (repeatable; "
+                             f"default: {' '.join(d.policy_params)})")
     parser.add_argument("--redo", nargs="+", default=[], choices=[*STAGES, "all"],
                         help="stages to redo although their outputs exist")
 
@@ -59,7 +62,8 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(output=Path(args.output), robot_config=args.robot_config, episodes=args.episodes,
                         eval_episodes=args.eval_episodes, train_steps=args.train_steps, batch_size=args.batch_size,
                         down_dims=tuple(args.down_dims), backbone_size=args.backbone_size, learning_rate=args.lr, sampler=args.sampler, seed=args.seed,
-                        redo=redo, device=args.device)
+                        redo=redo, device=args.device, policy_params=tuple(args.policy_param) if args.policy_param is not None
+                        else DemoSettings().policy_params)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -30,7 +30,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--episodes", type=int, nargs="+", default=None,
                         help="episode indices to evaluate on (default: held-out episodes, see above)")
     parser.add_argument("--sampler", action="append", default=[], metavar="NAME[:STEPS]",
-                        help="sampler and denoising steps: ddpm, ddim, dpmsolver++ or unipc, e.g. ddim:10; "
+                        help="sampler and denoising steps: ddpm, ddim, dpmsolver++, unipc or sde-dpmsolver++, e.g. ddim:10; "
                              "repeat to compare (default: the checkpoint's own)")
     parser.add_argument("--max-frames", type=int, default=None,
                         help="evaluate at most this many frames, evenly spread (default: every frame)")

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from dp_ros.core.samplers import SAMPLERS
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", required=True,
@@ -20,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot-config", default="", help="robot interface YAML (default: dp_ros's config/robot.yaml)")
     parser.add_argument("--params-file", default="", help="ROS 2 parameters YAML for policy_node (e.g. config/policy.yaml)")
     parser.add_argument("--device", default=None, help="auto (CUDA when present), cpu or cuda")
-    parser.add_argument("--noise-scheduler", default=None, choices=["ddpm", "ddim", "dpmsolver++", "unipc"],
+    parser.add_argument("--noise-scheduler", default=None, choices=list(SAMPLERS),
                         help="sampler (default: the checkpoint's)")
     parser.add_argument("--num-inference-steps", type=int, default=None, help="denoising steps per chunk")
     parser.add_argument("--n-action-steps", type=int, default=None, help="actions used from each chunk")
@@ -48,11 +50,10 @@ def node_parameters(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
-
     from dp_ros.bringup import parameter_overrides, spin_nodes
+    from dp_ros.core.rate_loop import prefer_short_gil_waits
     from dp_ros.nodes.policy_node import STARTUP_ERRORS, PolicyNode
 
-    sys.setswitchinterval(0.0005)
+    prefer_short_gil_waits()
     overrides = parameter_overrides(node_parameters(args))
     return spin_nodes([lambda: PolicyNode(parameter_overrides=overrides)], startup_errors=STARTUP_ERRORS)

@@ -6,7 +6,11 @@ the chunk arrives are dropped and counted. A new chunk is merged into what is
 left of the previous one:
 
 - ``blend``: over the first ``blend_steps`` overlapping actions the command
-  moves linearly from the old plan to the new one (no jump at the boundary);
+  moves linearly from the old plan to the new one (no jump at the boundary).
+  When the two plans differ by more than ``blend_max_deviation`` somewhere in
+  the overlap they are taken for different solutions (a multimodal policy
+  going left, then right): averaging them would aim between the two, so the
+  new chunk replaces the old one instead (counted in ``divergent_chunks``);
 - ``ensemble``: every time step averages all chunks that predicted it, the
   older predictions weighted ``exp(-ensemble_decay * age)`` (ACT's temporal
   ensembling);
@@ -35,7 +39,7 @@ class ActionSchedule:
     """The plan: sorted action times and the action for each."""
 
     def __init__(self, period: float, transition: str = "blend", blend_steps: int = 4, ensemble_decay: float = 0.1,
-                 late_margin: float = 0.0):
+                 late_margin: float = 0.0, blend_max_deviation: float = float("inf")):
         if transition not in TRANSITIONS:
             raise ValueError(f"transition must be one of {', '.join(TRANSITIONS)}; got {transition!r}")
         if period <= 0:
@@ -45,6 +49,8 @@ class ActionSchedule:
         self.blend_steps = max(0, int(blend_steps))
         self.ensemble_decay = float(ensemble_decay)
         self.late_margin = float(late_margin)
+        self.blend_max_deviation = float(blend_max_deviation)
+        self.divergent_chunks = 0
         self._times = np.empty(0)
         self._actions = np.empty((0, 0))
         # for ensembling: the weighted sum and total weight behind each planned action
@@ -87,6 +93,10 @@ class ActionSchedule:
 
     def _blend(self, times: np.ndarray, actions: np.ndarray) -> None:
         old_values, inside = self._old_plan_at(times)
+        if inside.any() and np.max(np.abs(old_values[inside] - actions[inside])) > self.blend_max_deviation:
+            self.divergent_chunks += 1
+            self._set(times, actions, np.ones(times.size))
+            return
         merged = actions.copy()
         overlap = np.flatnonzero(inside)[: self.blend_steps]
         for rank, index in enumerate(overlap):

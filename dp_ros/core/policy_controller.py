@@ -51,6 +51,9 @@ class ControllerConfig:
     """How a new chunk joins the old plan: blend, ensemble or replace."""
     blend_steps: int = 4
     """Actions over which blend moves from the old plan to the new one."""
+    blend_max_deviation: float = 0.15
+    """blend: plans differing by more than this (rad or m) anywhere in the overlap are different
+    solutions; the new chunk then replaces the old instead of being averaged with it."""
     ensemble_decay: float = 0.1
     """ensemble: weight exp(-decay * age) of older predictions."""
     watchdog_timeout: float = 0.5
@@ -99,7 +102,7 @@ class PolicyController:
         period = robot.control_period
         self.history = ObservationHistory(robot, predictor.n_obs_steps, period, config.watchdog_timeout)
         self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
-                                       config.late_margin)
+                                       config.late_margin, config.blend_max_deviation)
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
         self.stats = Stats()
         self.state = State.IDLE

@@ -6,6 +6,7 @@ bursting. The real intervals between calls are kept for jitter statistics.
 """
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections import deque
@@ -14,15 +15,33 @@ from typing import Callable
 import numpy as np
 
 
+GIL_SWITCH_INTERVAL = 1e-4
+"""Seconds a thread may hold the GIL while another waits for it (Python's default is 5 ms).
+
+A command loop sharing its process with inference waits up to this long for the GIL at
+every tick; at 0.1 ms the command period's p99 stayed within about 2 ms of nominal at
+50 Hz while inference ran continuously (dp-ros bench), against 48 ms at the default."""
+
+
+def prefer_short_gil_waits() -> None:
+    """Make every thread of this process give up the GIL quickly when another needs it."""
+    import sys
+
+    sys.setswitchinterval(GIL_SWITCH_INTERVAL)
+
+
 class RateLoop:
     def __init__(self, rate: float, body: Callable[[], None], name: str = "rate_loop", keep: int = 5000,
-                 on_error: Callable[[BaseException], None] | None = None):
+                 on_error: Callable[[BaseException], None] | None = None, realtime_priority: int = 0):
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.period = 1.0 / rate
         self.body = body
         self.on_error = on_error
         self.errors = 0
+        self.realtime_priority = realtime_priority
+        self.scheduling = "normal"
+        """How the loop's thread is scheduled: "normal", or "SCHED_FIFO <priority>" once running."""
         self.name = name
         self.intervals: deque[float] = deque(maxlen=keep)
         self.overruns = 0
@@ -42,7 +61,22 @@ class RateLoop:
             self._thread.join(timeout=2.0)
             self._thread = None
 
+    def _request_realtime(self) -> None:
+        """Ask Linux to run this thread first (SCHED_FIFO) so other work cannot delay its ticks.
+
+        Needs root or CAP_SYS_NICE (as ros2_control's realtime loops do); without it the
+        loop runs with normal scheduling and ``scheduling`` says why.
+        """
+        if self.realtime_priority <= 0 or not hasattr(os, "sched_setscheduler"):
+            return
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(self.realtime_priority))
+            self.scheduling = f"SCHED_FIFO {self.realtime_priority}"
+        except OSError as exc:
+            self.scheduling = f"normal (SCHED_FIFO refused: {exc.strerror}; needs root or CAP_SYS_NICE)"
+
     def _run(self) -> None:
+        self._request_realtime()
         start = time.monotonic()
         tick = 0
         last_call = None

@@ -7,6 +7,8 @@ A checkpoint is trained with one noise schedule (``num_train_timesteps``,
 - ``ddim``: deterministic, good with 10-20 steps (the original real-robot setting).
 - ``dpmsolver++``: second-order multistep DPM-Solver++, good with 5-10 steps.
 - ``unipc``: UniPC multistep predictor-corrector, good with 5-10 steps.
+- ``sde-dpmsolver++``: the stochastic variant of DPM-Solver++ (fresh noise at
+  every step, like DDPM), for policies whose deterministic samples cut between modes.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from typing import Callable
 
 import torch
 
-SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc")
+SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ def make_scheduler(name: str, schedule: NoiseSchedule):
                              timestep_spacing="trailing", **common)
     if name in ("dpmsolver++", "dpm-solver++", "dpmsolver"):
         return DPMSolverMultistepScheduler(algorithm_type="dpmsolver++", solver_order=2,
+                                           timestep_spacing="trailing", **threshold, **common)
+    if name == "sde-dpmsolver++":
+        return DPMSolverMultistepScheduler(algorithm_type="sde-dpmsolver++", solver_order=2,
                                            timestep_spacing="trailing", **threshold, **common)
     if name == "unipc":
         return UniPCMultistepScheduler(solver_order=2, timestep_spacing="trailing", **threshold, **common)

@@ -7,6 +7,7 @@ thread and publishes safe joint commands at the command rate. Services
 """
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import time
@@ -27,7 +28,7 @@ from dp_ros.conversions.joint_state import JointOrder, JointStateError
 from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg, policy_status_msg
 from dp_ros.core.policy_controller import Command, ControllerConfig, PolicyController, State
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
-from dp_ros.core.rate_loop import RateLoop
+from dp_ros.core.rate_loop import RateLoop, prefer_short_gil_waits
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
@@ -37,13 +38,15 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "checkpoint": ("", "LeRobot checkpoint folder (pretrained_model/ with config.json, model.safetensors, processors)"),
     "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
     "device": ("auto", "auto (CUDA when present), cpu or cuda"),
-    "noise_scheduler": ("", "sampler: ddpm, ddim, dpmsolver++ or unipc; empty = the checkpoint's"),
+    "noise_scheduler": ("", "sampler: ddpm, ddim, dpmsolver++, unipc or sde-dpmsolver++; empty = the checkpoint's"),
     "num_inference_steps": (0, "denoising steps per chunk; 0 = the checkpoint's"),
     "n_action_steps": (0, "actions used from each chunk; 0 = the checkpoint's"),
     "seed": (-1, "seed of the sampler's noise; -1 = random"),
     "replan_steps": (-1, "request the next chunk when this many planned actions remain; -1 = n_action_steps // 2"),
     "transition": ("blend", "how a new chunk joins the old plan: blend, ensemble or replace"),
     "blend_steps": (4, "blend: actions over which the plan moves from the old chunk to the new one"),
+    "blend_max_deviation": (0.15, "blend: chunks differing from the plan by more than this (rad) are another solution "
+                                  "of a multimodal task and replace it instead of being averaged with it"),
     "ensemble_decay": (0.1, "ensemble: older predictions weigh exp(-decay * age)"),
     "watchdog_timeout": (0.5, "seconds after which a silent camera or joint state stops commanding"),
     "velocity_scale": (1.0, "fraction (0, 1] of the robot interface's velocity limits commands may use"),
@@ -53,6 +56,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
     "status_rate": (5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)"),
     "inference_threads": (0, "torch CPU threads for inference; 0 = all cores but one"),
+    "command_priority": (50, "SCHED_FIFO priority of the command loop thread (needs root or CAP_SYS_NICE); 0 = normal"),
     "sensor_qos": ("sensor_data", "QoS of camera and joint-state subscriptions: sensor_data (best effort) or reliable"),
     "command_qos_depth": (10, "queue depth of the command publisher (reliable)"),
     "command_type": ("", "override the robot interface's command.type: joint_trajectory, float64_multi_array, joint_state"),
@@ -101,6 +105,7 @@ class PolicyNode(Node):
         replan = p["replan_steps"] if p["replan_steps"] >= 0 else max(1, self.runtime.n_action_steps // 2)
         config = ControllerConfig(replan_steps=replan, transition=p["transition"], blend_steps=p["blend_steps"],
                                   ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
+                                  blend_max_deviation=p["blend_max_deviation"],
                                   velocity_scale=p["velocity_scale"], late_margin=p["late_margin"])
         self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log)
         self.joint_order = JointOrder(self.robot.joint_names)
@@ -139,13 +144,19 @@ class PolicyNode(Node):
         warm = self.runtime.warm_up(runs=p["warmup_runs"]) if p["warmup_runs"] > 0 else 0.0
         self.get_logger().info(f"warm-up done: one chunk takes {warm * 1000:.1f} ms "
                                f"({self.robot.control_period * 1000:.0f} ms per policy step)")
+        # Everything loaded so far lives as long as the node: keep it out of the garbage
+        # collector's full passes, which hold the GIL long enough to delay commands.
+        gc.collect()
+        gc.freeze()
         if p["autostart"]:
             self.controller.start()
         else:
             self.controller._set_state(State.IDLE, "ready; call ~/start to command the robot")
         self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
-                                     on_error=self._command_loop_error)
+                                     on_error=self._command_loop_error, realtime_priority=p["command_priority"])
         self.command_loop.start()
+        time.sleep(0.05)
+        self.get_logger().info(f"command loop scheduling: {self.command_loop.scheduling}")
         self.get_logger().info(
             f"commanding {self.robot.command.topic} ({self.command_type}"
             f"{', ' + self.trajectory_mode if self.command_type == 'joint_trajectory' else ''}) at "
@@ -297,9 +308,7 @@ STARTUP_ERRORS = (CheckpointError, RobotInterfaceError, ValueError, FileNotFound
 
 
 def main(args=None) -> int:
-    # A thread waiting for the GIL waits up to the switch interval (5 ms by
-    # default); the command loop must not wait that long behind inference.
-    sys.setswitchinterval(0.0005)
+    prefer_short_gil_waits()
     return run_node(PolicyNode, "policy_node", STARTUP_ERRORS, args)
 
 
