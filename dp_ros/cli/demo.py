@@ -103,9 +103,7 @@ def _run_stages(settings, robot, robot_config, tqdm) -> int:
     print(f"1/3 dataset: {settings.dataset}: {recording.episodes} demonstrations{note}, "
           f"left {recording.solutions.count('left')}, right {recording.solutions.count('right')}")
 
-    started = time.monotonic()
-    checkpoint, reused = pipeline.train(settings, robot_config, tqdm)
-    timings["train"] = time.monotonic() - started
+    checkpoint, timings["train"], reused = pipeline.train(settings, robot_config, tqdm)
     print(f"2/3 checkpoint: {checkpoint}{' (reused)' if reused else ''}")
 
     started = time.monotonic()

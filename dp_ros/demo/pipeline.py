@@ -245,14 +245,17 @@ def training_overrides(settings: DemoSettings, robot_config: str) -> dict:
     }
 
 
-def train(settings: DemoSettings, robot_config: str, bar_factory) -> tuple[Path, bool]:
-    """Train (or reuse) the demo's policy; returns the checkpoint and whether it was reused."""
+def train(settings: DemoSettings, robot_config: str, bar_factory) -> tuple[Path, float, bool]:
+    """Train (or reuse) the demo's policy; returns the checkpoint, the training's seconds and whether it was reused."""
     from dp_ros.training.launcher import run_training
 
+    summary = settings.train_dir / "dp_ros_demo_training.json"
     if "train" in settings.redo and settings.train_dir.exists():
         shutil.rmtree(settings.train_dir)
     if (settings.checkpoint / "model.safetensors").is_file():
-        return settings.checkpoint, True
+        seconds = json.loads(summary.read_text()).get("seconds", 0.0) if summary.is_file() else 0.0
+        return settings.checkpoint, seconds, True
+    started = time.monotonic()
     if settings.train_dir.exists():
         shutil.rmtree(settings.train_dir)  # an unfinished earlier run: start over
     with bar_factory(total=settings.train_steps, desc="2/3 training", unit="step") as bar:
@@ -264,7 +267,10 @@ def train(settings: DemoSettings, robot_config: str, bar_factory) -> tuple[Path,
 
         checkpoint = run_training(_default_train_config(), overrides=training_overrides(settings, robot_config),
                                   on_progress=on_progress)
-    return Path(checkpoint), False
+    seconds = time.monotonic() - started
+    summary.write_text(json.dumps({"seconds": seconds, "steps": settings.train_steps,
+                                   "batch_size": settings.batch_size}, indent=2))
+    return Path(checkpoint), seconds, False
 
 
 def _default_train_config() -> str:

@@ -67,8 +67,11 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult) -> 
         lines.append(f"inference latency per chunk: p50 {latency['p50']:.1f} ms, p95 {latency['p95']:.1f} ms "
                      f"({latency['chunks']} chunks seen)")
     lines.append(f"command rate achieved: {summary['command_rate_hz']:.1f} Hz (median over episodes)")
-    lines.append(f"actions dropped as late: {summary['actions_dropped_late']} of {summary['chunks']} chunks' actions")
-    lines.append("stage times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items()))
+    per_chunk = summary["actions_dropped_late"] / max(1, summary["chunks"])
+    lines.append(f"actions dropped as late: {summary['actions_dropped_late']} over {summary['chunks']} chunks "
+                 f"({per_chunk:.1f} per chunk: their time had passed when the chunk was ready)")
+    lines.append("stage times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
+                 + " (reused stages: the time they took when they ran)")
     return "\n".join(lines)
 
 
