@@ -33,7 +33,7 @@ class DemoSettings:
     """Folder of the dataset, training run, logs and report."""
     robot_config: str = ""
     """Robot interface YAML; empty = dp_ros's config/robot.yaml (the simulated arm)."""
-    episodes: int = 50
+    episodes: int = 60
     """Demonstrations to record."""
     eval_episodes: int = 20
     """Closed-loop episodes of the trained policy."""
