@@ -56,7 +56,7 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
     rclpy's own signal handlers (SIGINT and SIGTERM) end the spin.
     """
     import rclpy
-    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
     rclpy.init(args=args)
     nodes = []
@@ -69,7 +69,9 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
             node.destroy_node()
         rclpy.try_shutdown()
         return 1
-    executor = MultiThreadedExecutor()
+    # One thread: rclpy's MultiThreadedExecutor spins a core while any callback runs; the nodes do
+    # their heavy work (inference, physics, dataset writing) in threads of their own.
+    executor = SingleThreadedExecutor()
     for node in nodes:
         executor.add_node(node)
     try:

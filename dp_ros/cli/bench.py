@@ -113,7 +113,7 @@ def offline_errors(checkpoint: Path, dataset_root: Path, runtime, stock, frames:
 def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps: int, seconds: float) -> dict:
     """Run the simulator in another process and the policy node here with inference never idle."""
     import rclpy
-    from rclpy.executors import MultiThreadedExecutor
+    from rclpy.executors import SingleThreadedExecutor
 
     from dp_ros.bringup import parameter_overrides
     from dp_ros.core.rate_loop import prefer_short_gil_waits
@@ -127,7 +127,7 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
         node = PolicyNode(parameter_overrides=parameter_overrides({
             "checkpoint": str(checkpoint), "robot_config": robot_config, "noise_scheduler": sampler,
             "num_inference_steps": steps, "replan_steps": 1000, "watchdog_timeout": 1.0}))
-        executor = MultiThreadedExecutor()
+        executor = SingleThreadedExecutor()
         executor.add_node(node)
         deadline = time.monotonic() + 60
         while node.controller.stats.commands_published < 10 and time.monotonic() < deadline:

@@ -23,7 +23,7 @@ class DemoClient:
     def __init__(self, robot: RobotInterface):
         import rclpy
         from rclpy.context import Context
-        from rclpy.executors import MultiThreadedExecutor
+        from rclpy.executors import SingleThreadedExecutor
         from sensor_msgs.msg import JointState
 
         from dp_ros.conversions.joint_state import JointOrder
@@ -58,7 +58,7 @@ class DemoClient:
         self.node.create_subscription(PolicyStatus, f"{POLICY}/status", on_policy, 10)
         self.node.create_subscription(RecorderStatus, f"{RECORDER}/status", lambda m: setattr(self, "recorder_status", m), 10)
         self.node.create_subscription(JointState, robot.joint_state_topic, on_joints, qos_profile_sensor_data)
-        self.executor = MultiThreadedExecutor(context=self.context)
+        self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
         self._spinner = threading.Thread(target=self._spin, daemon=True)
         self._spinner.start()
