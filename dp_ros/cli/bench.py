@@ -37,7 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", default="sde-dpmsolver++:5",
                         help="the fast configuration, sampler:steps (default sde-dpmsolver++:5)")
     parser.add_argument("--chunks", type=int, default=10, help="chunks timed per configuration (default 10)")
-    parser.add_argument("--frames", type=int, default=48, help="dataset frames for the offline error (default 48)")
+    parser.add_argument("--frames", type=int, default=64, help="dataset frames for the offline error (default 64)")
+    parser.add_argument("--repeats", type=int, default=4,
+                        help="noise draws averaged for the offline error of each sampler (default 4)")
     parser.add_argument("--jitter-seconds", type=float, default=20.0,
                         help="seconds of closed-loop commanding for the jitter figures (default 20; 0 skips)")
     parser.add_argument("--robot-config", default="", help="robot interface YAML of the simulator (default: dp_ros's)")
@@ -82,8 +84,12 @@ def time_runtime_chunks(runtime, history: list[dict], chunks: int) -> list[float
     return times
 
 
-def offline_errors(checkpoint: Path, dataset_root: Path, runtime, stock, frames: int) -> dict:
-    """MSE of stock LeRobot and of the fast runtime against the dataset's recorded action chunks."""
+def offline_errors(checkpoint: Path, dataset_root: Path, runtime, stock, frames: int, repeats: int) -> dict:
+    """MSE of stock LeRobot and of the fast runtime against the dataset's recorded action chunks.
+
+    Both samplers are stochastic and the task is multimodal (a sample may choose the other side than
+    the demonstration), so each is averaged over ``repeats`` draws of the noise, with their spread.
+    """
     import torch
 
     from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE
@@ -92,22 +98,27 @@ def offline_errors(checkpoint: Path, dataset_root: Path, runtime, stock, frames:
     policy, pre, post = stock
     dataset = load_dataset(dataset_root, None, runtime.n_obs_steps, runtime.n_action_steps, runtime.image_keys)
     keys = [STATE_FEATURE, *runtime.image_keys]
-    fast, base, demonstrated, valid = [], [], [], []
     indices = frame_indices(len(dataset), frames)
-    for start in range(0, len(indices), 16):
-        items = [dataset[i] for i in indices[start:start + 16]]
-        batch = policy_batch(items, keys)
-        fast.append(runtime.predict_from_batch(batch))
-        policy.reset()
-        with torch.inference_mode():
-            stock_actions = policy.predict_action_chunk(pre(dict(batch)))
-        base.append(post(stock_actions).numpy())
-        demonstrated.append(np.stack([item[ACTION_FEATURE].numpy() for item in items]))
-        valid.append(np.stack([~item[ACTION_FEATURE + PAD_SUFFIX].numpy() for item in items]))
-    demo, mask = np.concatenate(demonstrated), np.concatenate(valid)
-    return {"frames": len(indices),
-            "stock_mse": action_errors(np.concatenate(base), demo, mask).mse,
-            "fast_mse": action_errors(np.concatenate(fast), demo, mask).mse}
+    batches = [[dataset[i] for i in indices[start:start + 16]] for start in range(0, len(indices), 16)]
+    demonstrated = np.concatenate([np.stack([item[ACTION_FEATURE].numpy() for item in items]) for items in batches])
+    valid = np.concatenate([np.stack([~item[ACTION_FEATURE + PAD_SUFFIX].numpy() for item in items])
+                            for items in batches])
+    stock_mse, fast_mse = [], []
+    for repeat in range(repeats):
+        torch.manual_seed(repeat)
+        runtime.generator.manual_seed(repeat)
+        fast, base = [], []
+        for items in batches:
+            batch = policy_batch(items, keys)
+            fast.append(runtime.predict_from_batch(batch))
+            policy.reset()
+            with torch.inference_mode():
+                base.append(post(policy.predict_action_chunk(pre(dict(batch)))).numpy())
+        stock_mse.append(action_errors(np.concatenate(base), demonstrated, valid).mse)
+        fast_mse.append(action_errors(np.concatenate(fast), demonstrated, valid).mse)
+    return {"frames": len(indices), "repeats": repeats,
+            "stock_mse": float(np.mean(stock_mse)), "stock_mse_std": float(np.std(stock_mse)),
+            "fast_mse": float(np.mean(fast_mse)), "fast_mse_std": float(np.std(fast_mse))}
 
 
 def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps: int, seconds: float) -> dict:
@@ -206,11 +217,12 @@ def run(args: argparse.Namespace) -> int:
     print(f"   speed-up: {stock_ms / fast_ms:.1f}x")
 
     if Path(args.dataset).exists() and args.frames > 0:
-        print(f"\n2. offline action error on {args.dataset} ({args.frames} frames)")
-        errors = offline_errors(checkpoint, Path(args.dataset), runtime, stock, args.frames)
+        print(f"\n2. offline action error on {args.dataset} ({args.frames} frames, {args.repeats} noise draws each)")
+        errors = offline_errors(checkpoint, Path(args.dataset), runtime, stock, args.frames, args.repeats)
         errors["fast_relative_to_stock"] = errors["fast_mse"] / errors["stock_mse"]
         report["offline_error"] = errors
-        print(f"   MSE stock {stock_label}: {errors['stock_mse']:.5f}   MSE {args.fast}: {errors['fast_mse']:.5f}   "
+        print(f"   MSE stock {stock_label}: {errors['stock_mse']:.5f} ± {errors['stock_mse_std']:.5f}   "
+              f"MSE {args.fast}: {errors['fast_mse']:.5f} ± {errors['fast_mse_std']:.5f}   "
               f"ratio {errors['fast_relative_to_stock']:.2f}")
     else:
         print(f"\n2. offline action error skipped: no dataset at {args.dataset}")
