@@ -46,19 +46,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=str(DEMO_DIR / "bench.json"), help="where to write the JSON report")
 
 
-def _stock_policy(checkpoint: Path):
-    from lerobot.configs.policies import PreTrainedConfig
-    from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
-    from lerobot.policies.factory import make_pre_post_processors
-
-    config = PreTrainedConfig.from_pretrained(checkpoint, local_files_only=True)
-    config.device = "cpu"
-    config.pretrained_backbone_weights = None
-    policy = DiffusionPolicy.from_pretrained(checkpoint, config=config)
-    pre, post = make_pre_post_processors(config, pretrained_path=str(checkpoint))
-    return policy, pre, post
-
-
 def time_stock_chunks(policy, pre, observation: dict, chunks: int) -> list[float]:
     """Seconds per chunk of LeRobot's select_action: each call after reset() computes a full chunk."""
     import torch
@@ -197,10 +184,13 @@ def run(args: argparse.Namespace) -> int:
     report: dict = {"machine": machine(), "checkpoint": str(checkpoint), "fast_configuration": args.fast}
     print(f"machine: {report['machine']}\ncheckpoint: {checkpoint}")
 
-    stock = _stock_policy(checkpoint)
-    config = stock[0].config
     runtime = PolicyRuntime.load(checkpoint, device="cpu", noise_scheduler=fast.name, num_inference_steps=fast.steps,
                                  seed=0)
+    # Stock LeRobot is the same loaded DiffusionPolicy and processors, driven through LeRobot's own
+    # select_action / predict_action_chunk with the scheduler it was saved with (the runtime never
+    # touches policy.diffusion.noise_scheduler).
+    stock = (runtime.policy, runtime.preprocessor, runtime.postprocessor)
+    config = runtime.config
     history = [runtime.neutral_observation() for _ in range(runtime.n_obs_steps)]
     single = {k: v for k, v in history[-1].items()}
     stock_observation = {k: (v.astype(np.float32) if k == "observation.state"

@@ -84,7 +84,6 @@ class Stats:
     queue_underruns: int = 0
     last_inference_time: float = 0.0
     total_inference_time: float = 0.0
-    inference_times: list[float] = field(default_factory=list)
 
     @property
     def mean_inference_time(self) -> float:
@@ -262,8 +261,6 @@ class PolicyController:
                     continue  # stopped, reset or watchdog while computing: this chunk is obsolete
                 self.stats.last_inference_time = elapsed
                 self.stats.total_inference_time += elapsed
-                self.stats.inference_times.append(elapsed)
-                del self.stats.inference_times[:-1000]
                 if not np.all(np.isfinite(actions)):
                     self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
                     self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")

@@ -36,36 +36,46 @@ class SafetyFilter:
         return cls(np.array(robot.lower_limits), np.array(robot.upper_limits), np.array(robot.velocity_limits),
                    velocity_scale)
 
+    def _limit(self, target: np.ndarray, previous: np.ndarray | None, dt: float) -> tuple[np.ndarray, bool, bool]:
+        """``target`` clamped to the limits and to the reach from ``previous``; and whether each limit acted."""
+        command = np.clip(target, self.lower, self.upper)
+        position_clamped = bool(np.any(command != target))
+        velocity_clamped = False
+        if previous is not None and np.all(np.isfinite(previous)):
+            step = self.max_velocity * self.velocity_scale * max(dt, 0.0)
+            limited = np.clip(command, previous - step, previous + step)
+            velocity_clamped = bool(np.any(np.abs(limited - command) > 1e-12))
+            # clipping around a previous command outside the limits must not leave them
+            command = np.clip(limited, self.lower, self.upper)
+        return command, position_clamped, velocity_clamped
+
     def filter(self, target: np.ndarray, previous: np.ndarray | None, dt: float) -> np.ndarray | None:
         """The safe command for ``target`` after ``previous`` (``dt`` seconds before), or None to send nothing."""
         target = np.asarray(target, dtype=np.float64)
         if target.shape != self.lower.shape or not np.all(np.isfinite(target)):
             self.counters.nonfinite_rejections += 1
             return None
-        command = np.clip(target, self.lower, self.upper)
-        if np.any(command != target):
-            self.counters.position_clamps += 1
-        if previous is not None and np.all(np.isfinite(previous)):
-            step = self.max_velocity * self.velocity_scale * max(dt, 0.0)
-            limited = np.clip(command, previous - step, previous + step)
-            if np.any(np.abs(limited - command) > 1e-12):
-                self.counters.velocity_clamps += 1
-            # clipping around a previous command outside the limits must not leave them
-            command = np.clip(limited, self.lower, self.upper)
+        command, position_clamped, velocity_clamped = self._limit(target, previous, dt)
+        self.counters.position_clamps += position_clamped
+        self.counters.velocity_clamps += velocity_clamped
         return command
 
     def filter_path(self, start: np.ndarray, times: np.ndarray, targets: np.ndarray) -> np.ndarray | None:
-        """A safe version of a planned path after ``start`` (at time 0); None if any point is not finite."""
+        """A safe version of a planned path after ``start`` (at time 0); None if any point is not finite.
+
+        Planned points are previews: each kind of intervention counts once per path.
+        """
+        targets = np.asarray(targets, dtype=np.float64)
         if targets.size and not np.all(np.isfinite(targets)):
             self.counters.nonfinite_rejections += 1
             return None
-        safe = np.empty_like(np.asarray(targets, dtype=np.float64))
+        safe = np.empty_like(targets)
         previous, previous_time = np.asarray(start, dtype=np.float64), 0.0
-        counters = SafetyCounters(**vars(self.counters))
+        any_position = any_velocity = False
         for i, (t, target) in enumerate(zip(times, targets)):
-            safe[i] = self.filter(target, previous, t - previous_time)
+            safe[i], position_clamped, velocity_clamped = self._limit(target, previous, t - previous_time)
+            any_position, any_velocity = any_position or position_clamped, any_velocity or velocity_clamped
             previous, previous_time = safe[i], t
-        # Planned points are previews: count each kind of intervention once per path.
-        self.counters.position_clamps = counters.position_clamps + int(self.counters.position_clamps > counters.position_clamps)
-        self.counters.velocity_clamps = counters.velocity_clamps + int(self.counters.velocity_clamps > counters.velocity_clamps)
+        self.counters.position_clamps += any_position
+        self.counters.velocity_clamps += any_velocity
         return safe
