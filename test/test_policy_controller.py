@@ -29,13 +29,16 @@ class ScriptedPredictor:
 
     n_obs_steps = 2
     n_action_steps = 8
+    future_steps = 8
 
     def __init__(self, clock, latency=0.25, nan=False):
         self.clock, self.latency, self.nan = clock, latency, nan
         self.calls = []
+        self.guides = []
 
-    def predict_chunk(self, history):
+    def predict_chunk(self, history, guide=None):
         self.calls.append([obs["observation.state"].copy() for obs in history])
+        self.guides.append(guide)
         self.clock.t += self.latency
         k = len(self.calls)
         chunk = np.array([[10.0 * k + i] * 3 for i in range(self.n_action_steps)]) / 100.0
@@ -176,7 +179,7 @@ def test_nonfinite_chunks_are_rejected():
 
 def test_inference_failure_is_a_fault_not_a_crash():
     controller, clock, predictor = make(latency=0.0)
-    predictor.predict_chunk = lambda history: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
+    predictor.predict_chunk = lambda history, guide=None: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
     feed(controller, 99.7, 100.0)
     controller.start()
     controller.step(clock.t)

@@ -5,8 +5,10 @@ it answers with the next safe command (or nothing). Inference runs in a worker
 thread so commands keep flowing while the next chunk is computed: when few
 planned actions remain, the worker samples the observation history at that
 moment, runs the policy, and merges the new chunk into the plan, stamped from
-the observation time. A watchdog stops commanding while any input is stale and
-resumes when fresh data and a full history return.
+the observation time. With ``transition: guided`` the worker hands the policy
+the current plan and the chunk's expected delay, so the chunk continues the plan
+(dp_ros.core.chunk_guidance). A watchdog stops commanding while any input is
+stale and resumes when fresh data and a full history return.
 """
 from __future__ import annotations
 
@@ -14,12 +16,14 @@ import enum
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from dp_ros.core.action_schedule import ActionSchedule
+from dp_ros.core.chunk_guidance import ChunkGuide
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
@@ -37,8 +41,14 @@ class State(enum.IntEnum):
 class ChunkPredictor(Protocol):
     n_obs_steps: int
     n_action_steps: int
+    future_steps: int
+    """Actions a guided chunk holds (from the newest observation's time to the end of the horizon)."""
 
-    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]]) -> np.ndarray: ...
+    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], guide: ChunkGuide | None = None) -> np.ndarray: ...
+
+
+DELAY_WINDOW = 10
+"""Chunks whose measured delay (observation to merge) sets the expected delay of the next one."""
 
 
 @dataclass
@@ -46,9 +56,12 @@ class ControllerConfig:
     """Behaviour of the policy controller (the policy node's parameters of the same names)."""
 
     replan_steps: int = 4
-    """Request the next chunk when this many planned actions or fewer remain."""
+    """Request the next chunk when this many planned actions or fewer remain (guided: this many of the
+    chunk's first n_action_steps; the actions after those are a reserve that runs while the next chunk
+    is late)."""
     transition: str = "blend"
-    """How a new chunk joins the old plan: blend, ensemble or replace."""
+    """How a new chunk joins the old plan: blend, ensemble, replace or guided (the chunk is sampled as a
+    continuation of the plan, see dp_ros.core.chunk_guidance)."""
     blend_steps: int = 4
     """Actions over which blend moves from the old plan to the new one."""
     blend_max_deviation: float = 0.15
@@ -62,6 +75,14 @@ class ControllerConfig:
     """Fraction of the velocity limits the commands may use."""
     late_margin: float = 0.0
     """Actions due within this many seconds after a chunk arrives count as late too."""
+    delay_margin: float = 0.05
+    """guided: seconds added to the expected delay of a chunk (the longest of the last few, from observation to
+    merge); the plan's actions due before then are pinned in the new chunk."""
+    guidance: str = "inpaint"
+    guidance_max_weight: float = 5.0
+    chunk_delivery_delay: float = 0.0
+    """Benchmark only: hold every computed chunk this many seconds before merging it, as a slower model or
+    computer would. 0 in use."""
 
 
 @dataclass
@@ -102,6 +123,12 @@ class PolicyController:
         self.history = ObservationHistory(robot, predictor.n_obs_steps, period, config.watchdog_timeout)
         self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
                                        config.late_margin, config.blend_max_deviation)
+        self._guided = config.transition == "guided"
+        # guided: the next chunk is requested when replan_steps of the committed actions remain; the
+        # reserve after them keeps the plan going while it is computed
+        reserve = predictor.future_steps - predictor.n_action_steps if self._guided else 0
+        self._replan_threshold = config.replan_steps + reserve
+        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
         self.stats = Stats()
         self.state = State.IDLE
@@ -196,7 +223,7 @@ class PolicyController:
                     return None
                 if self._stale:
                     self._stale = False
-            if self.schedule.remaining(now) <= self.config.replan_steps and not self._inflight:
+            if self.schedule.remaining(now) <= self._replan_threshold and not self._inflight:
                 self._inflight = True
                 self._request.set()
             target = self.schedule.at(now)
@@ -246,7 +273,11 @@ class PolicyController:
                 continue
             started = time.perf_counter()
             try:
-                actions = np.asarray(self.predictor.predict_chunk(history.observations), dtype=np.float64)
+                if self._guided:
+                    prediction = self.predictor.predict_chunk(history.observations, guide=self._guide(obs_time))
+                else:
+                    prediction = self.predictor.predict_chunk(history.observations)
+                actions = np.asarray(prediction, dtype=np.float64)
             except Exception as exc:  # noqa: BLE001 - any inference failure must stop commanding, not crash
                 self.stats.inference_errors += 1
                 self.log("error", traceback.format_exc())
@@ -255,6 +286,8 @@ class PolicyController:
                     self._inflight = False
                 continue
             elapsed = time.perf_counter() - started
+            if self.config.chunk_delivery_delay > 0:
+                time.sleep(self.config.chunk_delivery_delay)
             with self._lock:
                 self._inflight = False
                 if generation != self._generation or not self._enabled:
@@ -265,9 +298,22 @@ class PolicyController:
                     self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
                     self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")
                     continue
-                result = self.schedule.add_chunk(history.times[-1], actions, now=self.clock())
+                merged_at = self.clock()
+                result = self.schedule.add_chunk(history.times[-1], actions, now=merged_at)
+                self._delays.append(merged_at - history.times[-1])
                 self.stats.chunks_produced += 1
                 self.stats.actions_dropped_late += result.dropped_late
+
+    def expected_delay(self) -> float:
+        """Seconds from a chunk's observation to its merge, as the next chunk should expect them."""
+        return (max(self._delays) if self._delays else 0.0) + self.config.delay_margin
+
+    def _guide(self, obs_time: float) -> ChunkGuide:
+        """The plan as the chunk for an observation at ``obs_time`` should continue it."""
+        times, actions = self.schedule.plan()
+        period = self.robot.control_period
+        return ChunkGuide(steps=(times - obs_time) / period, actions=actions, delay=self.expected_delay() / period,
+                          method=self.config.guidance, max_weight=self.config.guidance_max_weight)
 
     def queue_depth(self, now: float) -> int:
         return self.schedule.remaining(now)

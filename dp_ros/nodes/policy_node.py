@@ -43,7 +43,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "n_action_steps": (0, "actions used from each chunk; 0 = the checkpoint's"),
     "seed": (-1, "seed of the sampler's noise; -1 = random"),
     "replan_steps": (-1, "request the next chunk when this many planned actions remain; -1 = n_action_steps // 2"),
-    "transition": ("blend", "how a new chunk joins the old plan: blend, ensemble or replace"),
+    "transition": ("blend", "how a new chunk joins the old plan: blend, ensemble, replace or guided (sampled as a "
+                            "continuation of the plan)"),
     "blend_steps": (4, "blend: actions over which the plan moves from the old chunk to the new one"),
     "blend_max_deviation": (0.15, "blend: chunks differing from the plan by more than this (rad) are another solution "
                                   "of a multimodal task and replace it instead of being averaged with it"),
@@ -51,6 +52,12 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "watchdog_timeout": (0.5, "seconds after which a silent camera or joint state stops commanding"),
     "velocity_scale": (1.0, "fraction (0, 1] of the robot interface's velocity limits commands may use"),
     "late_margin": (0.0, "actions due within this many seconds of a chunk's arrival are dropped as late too"),
+    "delay_margin": (0.05, "guided: seconds added to the measured chunk delay; the plan's actions due before then "
+                           "are pinned in the new chunk"),
+    "guidance": ("inpaint", "guided: inpaint or gradient"),
+    "guidance_max_weight": (5.0, "guided, gradient: largest guidance weight"),
+    "chunk_delivery_delay": (0.0, "benchmark only: hold every chunk this many seconds before merging it, as a "
+                                  "slower model would; 0 in use"),
     "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
     "warmup_runs": (2, "inference runs before reporting ready, so the first real chunk is not slow"),
     "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
@@ -106,7 +113,10 @@ class PolicyNode(Node):
         config = ControllerConfig(replan_steps=replan, transition=p["transition"], blend_steps=p["blend_steps"],
                                   ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
                                   blend_max_deviation=p["blend_max_deviation"],
-                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"])
+                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"],
+                                  delay_margin=p["delay_margin"], guidance=p["guidance"],
+                                  guidance_max_weight=p["guidance_max_weight"],
+                                  chunk_delivery_delay=p["chunk_delivery_delay"])
         self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log)
         self.joint_order = JointOrder(self.robot.joint_names)
         self.use_header_stamps = p["stamp_source"] == "header"
