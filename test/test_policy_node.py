@@ -114,6 +114,29 @@ def test_commands_at_the_command_rate_in_each_type(tmp_path, checkpoint, command
     assert statuses[-1].chunks_produced > 0
 
 
+def test_guided_transition_commands_at_rate_without_jumps_at_chunk_boundaries(tmp_path, checkpoint):
+    robot, robot_yaml = robot_for(tmp_path, command_type="joint_state")
+    # chunks held 0.15 s more than they take: the expected delay and the pinned prefix grow with it
+    with running_system(robot_yaml, checkpoint, "--param", "transition=guided", "--param",
+                        "chunk_delivery_delay=0.15") as (drivers, node_proc, log), ros_node("listener") as node:
+        commands, statuses = listen(node, robot)
+        assert spin_until(node, lambda: statuses and statuses[-1].chunks_produced >= 8, 90), log
+        first = len(commands)
+        spin_for(node, 2.0)
+    received = commands[first:]
+    gaps = np.diff([t for t, _ in received])
+    assert 0.015 < np.median(gaps) < 0.03, f"expected a command every 20 ms, median gap {np.median(gaps) * 1000:.1f} ms"
+    positions = np.array([np.array(m.position) for _, m in received])
+    stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in received])
+    assert np.all(np.isfinite(positions)) and np.all(np.abs(positions) <= LIMIT + 1e-9)
+    # chunks arrived while these were sent; no step between commands, at a boundary or not, exceeds the
+    # velocity limits over the time between them
+    steps, dt = np.abs(np.diff(positions, axis=0)), np.diff(stamps)
+    assert np.all(steps <= VELOCITY * dt[:, None] + 1e-6), steps.max()
+    assert statuses[-1].state_name == "running" and statuses[-1].chunks_produced >= 10
+    assert statuses[-1].actions_dropped_late > 0
+
+
 def adversarial_checkpoint(directory, nan=False):
     """A real checkpoint whose outputs are far outside the limits (or NaN)."""
     import torch
