@@ -16,9 +16,12 @@ possibly different one merged after the fact:
 Conditioning is by inpainting: before every call of the denoising network, the
 known part of the noisy sample is replaced by the plan noised to the current
 step (softly, by the mask's weight); after the last step the pinned actions are
-set to the plan exactly. A chunk's horizon index ``i`` is the action for
-``(i - (n_obs_steps - 1))`` policy steps after the newest observation (Diffusion
-Policy's horizon starts with the observation steps). ROS-free.
+set to the plan exactly. Optionally, the first denoising steps also get RTC's
+guidance on the predicted clean sample (``gradient_steps``).
+
+A chunk's horizon index ``i`` is the action for ``i - (n_obs_steps - 1)``
+policy steps after the newest observation (Diffusion Policy's horizon starts
+with the observation steps). ROS-free.
 """
 from __future__ import annotations
 
@@ -41,8 +44,10 @@ class ChunkGuide:
     delay: float = 0.0
     """Policy steps after the newest observation at which the chunk is expected to arrive: the plan's actions
     before that are pinned."""
-    method: str = "inpaint"
+    gradient_steps: int = 0
+    """Denoising steps (after the first) that also get RTC's clean-sample guidance (see PlanConditioning)."""
     max_weight: float = 5.0
+    """Largest weight of that guidance (RTC's beta)."""
 
     @property
     def is_empty(self) -> bool:
@@ -71,20 +76,28 @@ def soft_mask(count: int) -> np.ndarray:
     return c * np.expm1(c) / (math.e - 1.0)
 
 
-class Inpainting:
+class PlanConditioning:
     """Conditions a denoising loop on normalised targets with per-index weights (see the module docstring).
 
     ``targets`` (1, horizon, action_dim) and ``weights`` (horizon,) are in the sampler's (normalised) space;
     ``noise`` is the loop's initial sample, reused to noise the targets so that an index with weight 1
-    follows the same noise draw at every step.
+    follows the same noise draw at every step. On denoising steps 1 .. ``gradient_steps`` the network's
+    noise estimate also gets RTC's correction (guidance on the predicted clean sample, a vector-Jacobian
+    product through the network): it carries the plan to the rest of the chunk more strongly than
+    inpainting alone, for about the cost of two more network calls per step. Step 0 never gets it: at the
+    first, pure-noise step the clean-sample estimate says nothing yet.
     """
 
-    def __init__(self, targets: torch.Tensor, weights: np.ndarray, noise: torch.Tensor, alphas_cumprod: torch.Tensor):
+    def __init__(self, targets: torch.Tensor, weights: np.ndarray, noise: torch.Tensor, alphas_cumprod: torch.Tensor,
+                 gradient_steps: int = 0, max_weight: float = 5.0, clip_range: float | None = None):
         self.targets = targets.to(noise.dtype)
         self.weights = torch.as_tensor(weights, dtype=noise.dtype, device=noise.device).view(1, -1, 1)
         self.pinned = (self.weights >= 1.0).to(noise.dtype)
         self.noise = noise
         self.alphas_cumprod = alphas_cumprod.to(device=noise.device, dtype=torch.float64)
+        self.gradient_steps = gradient_steps
+        self.max_weight = max_weight
+        self.clip_range = clip_range
 
     def before_model(self, sample: torch.Tensor, timestep: int) -> torch.Tensor:
         """``sample`` at ``timestep`` with its known part moved to the targets noised to that step."""
@@ -92,32 +105,14 @@ class Inpainting:
         known = math.sqrt(alpha_bar) * self.targets + math.sqrt(1.0 - alpha_bar) * self.noise
         return sample + self.weights * (known - sample)
 
-    def model_output(self, unet, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor):
-        return unet(sample, timestep, global_cond=global_cond)
-
-    def finish(self, sample: torch.Tensor) -> torch.Tensor:
-        """The denoised sample with its pinned indices set to the targets exactly."""
-        return sample + self.pinned * (self.targets - sample)
-
-
-class CleanSampleGuidance(Inpainting):
-    """RTC's guidance on the predicted clean sample (pseudo-inverse guidance), for epsilon prediction.
-
-    The network's noise estimate is corrected by the vector-Jacobian product of the predicted clean sample
-    with the weighted error to the targets, weighted like RTC's flow-matching guidance translated to a
-    variance-preserving schedule (min(max_weight, 1 / (alpha * sigma)))."""
-
-    def __init__(self, targets, weights, noise, alphas_cumprod, max_weight: float, clip_range: float | None):
-        super().__init__(targets, weights, noise, alphas_cumprod)
-        self.max_weight = max_weight
-        self.clip_range = clip_range
-
-    def before_model(self, sample: torch.Tensor, timestep: int) -> torch.Tensor:
-        return sample
-
-    def model_output(self, unet, sample, timestep, global_cond):
+    def model_output(self, step: int, unet, sample: torch.Tensor, timestep: torch.Tensor,
+                     global_cond: torch.Tensor) -> torch.Tensor:
+        """The network's noise estimate for denoising step ``step`` (guided on steps 1 .. gradient_steps)."""
+        if not 1 <= step <= self.gradient_steps:
+            return unet(sample, timestep, global_cond=global_cond)
         alpha_bar = float(self.alphas_cumprod[int(timestep[0])])
         alpha, sigma = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+        # inference-mode tensors cannot enter autograd: work on copies
         with torch.inference_mode(False), torch.enable_grad():
             x = sample.detach().clone().requires_grad_(True)
             eps = unet(x, timestep.clone(), global_cond=global_cond.clone())
@@ -126,12 +121,12 @@ class CleanSampleGuidance(Inpainting):
                 clean = clean.clamp(-self.clip_range, self.clip_range)
             error = self.weights * (self.targets - clean.detach())
             (correction,) = torch.autograd.grad(clean, x, error)
-        weight = min(self.max_weight, 1.0 / max(alpha * sigma, 1e-12))
+        # RTC's weight min(beta, (1 - tau) / (tau r^2)) for a flow x_tau = tau x0 + (1 - tau) eps, written for
+        # this variance-preserving schedule (tau = alpha / (alpha + sigma)), is min(beta, 1 / (alpha sigma)); it
+        # moves the clean estimate by sigma * weight * correction, that is the noise estimate by -alpha times that
+        weight = min(self.max_weight, 1.0 / (alpha * sigma))
         return (eps - alpha * weight * correction).detach()
 
-
-def make_guidance(guide: ChunkGuide, targets: torch.Tensor, weights: np.ndarray, noise: torch.Tensor,
-                  alphas_cumprod: torch.Tensor, clip_range: float | None):
-    if guide.method == "inpaint":
-        return Inpainting(targets, weights, noise, alphas_cumprod)
-    return CleanSampleGuidance(targets, weights, noise, alphas_cumprod, guide.max_weight, clip_range)
+    def finish(self, sample: torch.Tensor) -> torch.Tensor:
+        """The denoised sample with its pinned indices set to the targets exactly."""
+        return sample + self.pinned * (self.targets - sample)

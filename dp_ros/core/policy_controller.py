@@ -78,8 +78,11 @@ class ControllerConfig:
     delay_margin: float = 0.05
     """guided: seconds added to the expected delay of a chunk (the longest of the last few, from observation to
     merge); the plan's actions due before then are pinned in the new chunk."""
-    guidance: str = "inpaint"
+    guidance_gradient_steps: int = 0
+    """guided: denoising steps (after the first) that also get RTC's guidance on the predicted clean sample, a
+    vector-Jacobian product through the network costing about two network calls each; 0 = inpainting only."""
     guidance_max_weight: float = 5.0
+    """guided: largest weight of that guidance (RTC's beta)."""
     chunk_delivery_delay: float = 0.0
     """Benchmark only: hold every computed chunk this many seconds before merging it, as a slower model or
     computer would. 0 in use."""
@@ -313,7 +316,8 @@ class PolicyController:
         times, actions = self.schedule.plan()
         period = self.robot.control_period
         return ChunkGuide(steps=(times - obs_time) / period, actions=actions, delay=self.expected_delay() / period,
-                          method=self.config.guidance, max_weight=self.config.guidance_max_weight)
+                          gradient_steps=self.config.guidance_gradient_steps,
+                          max_weight=self.config.guidance_max_weight)
 
     def queue_depth(self, now: float) -> int:
         return self.schedule.remaining(now)

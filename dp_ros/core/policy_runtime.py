@@ -16,7 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dp_ros.core.chunk_guidance import ChunkGuide, make_guidance
+from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
 from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
@@ -276,8 +276,8 @@ class PolicyRuntime:
         guidance = None
         if weights is not None:
             clip = self.config.clip_sample_range if self.config.clip_sample else None
-            guidance = make_guidance(guide, processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
-                                     clip)
+            guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
+                                        guide.gradient_steps, guide.max_weight, clip)
         trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
         t3 = time.perf_counter()
         timing.denoise = t3 - t2

@@ -104,7 +104,7 @@ class Denoiser:
                 model_output = self.unet(sample, timestep, global_cond=global_cond)
             else:
                 sample = guidance.before_model(sample, int(t))
-                model_output = guidance.model_output(self.unet, sample, timestep, global_cond)
+                model_output = guidance.model_output(i, self.unet, sample, timestep, global_cond)
             sample = self.scheduler.step(model_output, t, sample, **extra).prev_sample
             if on_step is not None:
                 on_step(i, sample)

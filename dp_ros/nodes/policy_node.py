@@ -54,8 +54,9 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "late_margin": (0.0, "actions due within this many seconds of a chunk's arrival are dropped as late too"),
     "delay_margin": (0.05, "guided: seconds added to the measured chunk delay; the plan's actions due before then "
                            "are pinned in the new chunk"),
-    "guidance": ("inpaint", "guided: inpaint or gradient"),
-    "guidance_max_weight": (5.0, "guided, gradient: largest guidance weight"),
+    "guidance_gradient_steps": (0, "guided: denoising steps (after the first) that also get RTC's guidance on the "
+                                   "predicted clean sample (about 2 network calls each); 0 = inpainting only"),
+    "guidance_max_weight": (5.0, "guided: largest weight of the clean-sample guidance (RTC's beta)"),
     "chunk_delivery_delay": (0.0, "benchmark only: hold every chunk this many seconds before merging it, as a "
                                   "slower model would; 0 in use"),
     "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
@@ -114,7 +115,8 @@ class PolicyNode(Node):
                                   ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
                                   blend_max_deviation=p["blend_max_deviation"],
                                   velocity_scale=p["velocity_scale"], late_margin=p["late_margin"],
-                                  delay_margin=p["delay_margin"], guidance=p["guidance"],
+                                  delay_margin=p["delay_margin"],
+                                  guidance_gradient_steps=p["guidance_gradient_steps"],
                                   guidance_max_weight=p["guidance_max_weight"],
                                   chunk_delivery_delay=p["chunk_delivery_delay"])
         self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log)
