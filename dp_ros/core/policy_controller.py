@@ -83,9 +83,6 @@ class ControllerConfig:
     vector-Jacobian product through the network costing about two network calls each; 0 = inpainting only."""
     guidance_max_weight: float = 5.0
     """guided: largest weight of that guidance (RTC's beta)."""
-    chunk_delivery_delay: float = 0.0
-    """Benchmark only: hold every computed chunk this many seconds before merging it, as a slower model or
-    computer would. 0 in use."""
 
 
 @dataclass
@@ -289,8 +286,6 @@ class PolicyController:
                     self._inflight = False
                 continue
             elapsed = time.perf_counter() - started
-            if self.config.chunk_delivery_delay > 0:
-                time.sleep(self.config.chunk_delivery_delay)
             with self._lock:
                 self._inflight = False
                 if generation != self._generation or not self._enabled:
@@ -306,6 +301,11 @@ class PolicyController:
                 self._delays.append(merged_at - history.times[-1])
                 self.stats.chunks_produced += 1
                 self.stats.actions_dropped_late += result.dropped_late
+
+    @property
+    def inference_pending(self) -> bool:
+        """A chunk has been requested and is neither merged nor given up yet."""
+        return self._inflight
 
     def expected_delay(self) -> float:
         """Seconds from a chunk's observation to its merge, as the next chunk should expect them."""

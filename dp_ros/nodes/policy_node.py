@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
@@ -57,8 +57,6 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "guidance_gradient_steps": (0, "guided: denoising steps (after the first) that also get RTC's guidance on the "
                                    "predicted clean sample (about 2 network calls each); 0 = inpainting only"),
     "guidance_max_weight": (5.0, "guided: largest weight of the clean-sample guidance (RTC's beta)"),
-    "chunk_delivery_delay": (0.0, "benchmark only: hold every chunk this many seconds before merging it, as a "
-                                  "slower model would; 0 in use"),
     "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
     "warmup_runs": (2, "inference runs before reporting ready, so the first real chunk is not slow"),
     "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
@@ -70,6 +68,14 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "command_type": ("", "override the robot interface's command.type: joint_trajectory, float64_multi_array, joint_state"),
     "trajectory_mode": ("", "override the robot interface's command.trajectory_mode: chunk or single_point"),
 }
+
+
+def controller_config(params: dict, n_action_steps: int) -> ControllerConfig:
+    """The controller's behaviour from the node's parameters (ControllerConfig's fields share their names)."""
+    values = {f.name: params[f.name] for f in fields(ControllerConfig)}
+    if values["replan_steps"] < 0:
+        values["replan_steps"] = max(1, n_action_steps // 2)
+    return ControllerConfig(**values)
 
 
 @dataclass
@@ -110,15 +116,7 @@ class PolicyNode(Node):
 
         self.command_type = p["command_type"] or self.robot.command.type
         self.trajectory_mode = p["trajectory_mode"] or self.robot.command.trajectory_mode
-        replan = p["replan_steps"] if p["replan_steps"] >= 0 else max(1, self.runtime.n_action_steps // 2)
-        config = ControllerConfig(replan_steps=replan, transition=p["transition"], blend_steps=p["blend_steps"],
-                                  ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
-                                  blend_max_deviation=p["blend_max_deviation"],
-                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"],
-                                  delay_margin=p["delay_margin"],
-                                  guidance_gradient_steps=p["guidance_gradient_steps"],
-                                  guidance_max_weight=p["guidance_max_weight"],
-                                  chunk_delivery_delay=p["chunk_delivery_delay"])
+        config = controller_config(p, self.runtime.n_action_steps)
         self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log)
         self.joint_order = JointOrder(self.robot.joint_names)
         self.use_header_stamps = p["stamp_source"] == "header"
