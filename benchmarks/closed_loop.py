@@ -7,9 +7,10 @@ the task's success and collision tests, the camera) in lock-step: joint states a
 is taken every 1/command_rate and held by the arm as its position target (as a
 forward_command_controller would). When the controller requests a chunk, simulated
 time stops while it is computed; the chunk is then held until the simulation reaches
-the observation time plus the measured compute time plus ``added_delay``, and merged
-then. So inference delays are exactly those measured (plus the added one) whatever
-else the machine runs, and no camera or command is ever starved by the load. Left
+the observation time plus its compute time plus ``added_delay``, and merged then.
+The compute time is the CPU time of the inference (one torch thread, as the policy
+node uses on a 2-core machine), so other programs on a busy machine neither
+lengthen the delays nor starve a camera or a command. Left
 out: DDS transport (~0.4 ms here) and the command message (a JointTrajectory in the
 demo; here the position target of each command).
 """
@@ -56,9 +57,9 @@ class HeldPredictor:
 
     def predict_chunk(self, history, guide=None):
         requested = self.clock()
-        started = time.perf_counter()
+        started = time.thread_time()
         chunk = self.runtime.predict_chunk(history) if guide is None else self.runtime.predict_chunk(history, guide=guide)
-        compute = time.perf_counter() - started
+        compute = time.thread_time() - started
         self.compute_times.append(compute)
         self._released.clear()
         self.arrival = requested + compute + self.added_delay
