@@ -21,6 +21,7 @@ IMAGE_FEATURE_PREFIX = "observation.images."
 CAMERA_TYPES = ("image", "compressed")
 COMMAND_TYPES = ("joint_trajectory", "float64_multi_array", "joint_state")
 TRAJECTORY_MODES = ("chunk", "single_point")
+INTERPOLATE_FROM = ("measured", "desired")
 ACTION_SOURCES = ("leader", "command", "next_state")
 
 
@@ -39,6 +40,8 @@ class Joint:
     """Highest allowed position command (rad or m)."""
     max_velocity: float
     """Largest allowed speed of the command (rad/s or m/s); bounds the change per command."""
+    max_acceleration: float | None = None
+    """Largest allowed acceleration of the command (rad/s^2 or m/s^2); None: not limited."""
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,10 @@ class CommandInterface:
     trajectory_mode: str = "chunk"
     """For joint_trajectory: ``chunk`` publishes the remaining planned actions as a
     time-parameterised multi-point trajectory; ``single_point`` one point per command."""
+    interpolate_from: str = "measured"
+    """For joint_trajectory: where the controller starts a new trajectory. ``measured``: the measured
+    joint position (joint_trajectory_controller's default); ``desired``: the set-point of the trajectory
+    it replaces (its ``interpolate_from_desired_state: true``)."""
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,13 @@ class RobotInterface:
     @property
     def velocity_limits(self) -> list[float]:
         return [j.max_velocity for j in self.joints]
+
+    @property
+    def acceleration_limits(self) -> list[float] | None:
+        """Per-joint acceleration limits, or None when no joint has one (a joint without one: unlimited)."""
+        if all(j.max_acceleration is None for j in self.joints):
+            return None
+        return [math.inf if j.max_acceleration is None else j.max_acceleration for j in self.joints]
 
     def camera(self, name: str) -> Camera:
         for cam in self.cameras:
@@ -206,7 +220,10 @@ def _parse_joint(entry: Any, index: int) -> Joint:
     if not (math.isfinite(lower) and math.isfinite(upper)) or lower >= upper:
         raise RobotInterfaceError(f"{where} ({name}).position_limits must be finite with lower < upper, got {limits!r}")
     velocity = _positive(_require(entry, "velocity_limit", f"{where} ({name})"), f"{where} ({name}).velocity_limit")
-    return Joint(name=name, lower=lower, upper=upper, max_velocity=velocity)
+    acceleration = entry.get("acceleration_limit")
+    if acceleration is not None:
+        acceleration = _positive(acceleration, f"{where} ({name}).acceleration_limit")
+    return Joint(name=name, lower=lower, upper=upper, max_velocity=velocity, max_acceleration=acceleration)
 
 
 def _parse_camera(entry: Any, index: int) -> Camera:
@@ -255,6 +272,8 @@ def parse_robot_interface(data: Any, source: str = "<dict>") -> RobotInterface:
         topic=_topic(_require(command_raw, "topic", f"{source} command"), "command.topic"),
         type=_choice(command_raw.get("type", "joint_trajectory"), COMMAND_TYPES, "command.type"),
         trajectory_mode=_choice(command_raw.get("trajectory_mode", "chunk"), TRAJECTORY_MODES, "command.trajectory_mode"),
+        interpolate_from=_choice(command_raw.get("interpolate_from", "measured"), INTERPOLATE_FROM,
+                                 "command.interpolate_from"),
     )
 
     action_raw = data.get("action", {}) or {}
@@ -294,12 +313,14 @@ def robot_interface_to_dict(robot: RobotInterface) -> dict[str, Any]:
         "control_rate": robot.control_rate,
         "command_rate": robot.command_rate,
         "joint_state_topic": robot.joint_state_topic,
-        "joints": [{"name": j.name, "position_limits": [j.lower, j.upper], "velocity_limit": j.max_velocity}
+        "joints": [{"name": j.name, "position_limits": [j.lower, j.upper], "velocity_limit": j.max_velocity,
+                    **({} if j.max_acceleration is None else {"acceleration_limit": j.max_acceleration})}
                    for j in robot.joints],
         "cameras": [{"name": c.name, "topic": c.topic, "type": c.type, "width": c.width, "height": c.height}
                     for c in robot.cameras],
         "command": {"topic": robot.command.topic, "type": robot.command.type,
-                    "trajectory_mode": robot.command.trajectory_mode},
+                    "trajectory_mode": robot.command.trajectory_mode,
+                    "interpolate_from": robot.command.interpolate_from},
         "action": {"source": robot.action.source, "topic": robot.action.topic},
     }}
 

@@ -6,9 +6,10 @@ plans from, and the robot's joint states give its start pose. It then moves
 around the pillar, on the left or the right (parameter ``side``; random by
 default), publishing the joint targets as ``sensor_msgs/JointState`` on the
 robot interface's ``action.topic`` at the command rate, and (``forward_commands``)
-sending the same targets as commands on ``command.topic`` like a teleoperation
-bridge, so the simulated arm follows (a JointTrajectory carries the next 0.3 s
-of the motion, so the arm keeps to its path when a command is late).
+sending the same motion as commands on ``command.topic`` like a teleoperation
+bridge, so the simulated arm follows. The commands go through the same safety
+filter as the policy node's (a JointTrajectory carries the next 0.3 s of the
+motion, so the arm keeps to its path when a command is late).
 
 A demonstration starts ``start_delay`` seconds after each reset
 (``start_on_reset``) or when ``~/start`` (std_srvs/Trigger) is called.
@@ -24,8 +25,10 @@ from sensor_msgs.msg import JointState
 from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
-from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
+from dp_ros.conversions.commands import command_message, command_message_class
 from dp_ros.conversions.joint_state import JointOrder, JointStateError, make_joint_state
+from dp_ros.core.command_shaping import CommandSettings, CommandShaper
+from dp_ros.core.safety import SafetyFilter
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
@@ -76,6 +79,8 @@ class ExpertNode(Node):
         self._task: TaskInstance | None = None
         self._reset_stamp = 0.0
         self._joints: np.ndarray | None = None
+        self._joints_stamp = 0.0
+        self._shaper = CommandShaper(CommandSettings.for_robot(self.robot), SafetyFilter.for_robot(self.robot))
         self._hold: np.ndarray | None = None
         self._plan: ExpertPlan | None = None
         self._plan_start = 0.0
@@ -115,6 +120,8 @@ class ExpertNode(Node):
         self._hold = None
         self._plan = None
         self._start_at = None
+        self._joints = None
+        self._shaper.reset()  # the arm was put at a new start pose
         if self._start_on_reset:
             if msg.episode_time <= self._start_delay + JOIN_MARGIN:
                 self._start_at = self._now() + max(0.0, self._start_delay - msg.episode_time)
@@ -128,8 +135,9 @@ class ExpertNode(Node):
         except JointStateError as exc:
             self.get_logger().warning(f"ignoring joint state: {exc}", throttle_duration_sec=5.0)
             return
-        if self._episode is not None and stamp_to_seconds(msg.header.stamp) + 1e-3 >= self._reset_stamp:
-            self._joints = joints  # a state from the current episode
+        stamp = stamp_to_seconds(msg.header.stamp)
+        if self._episode is not None and stamp + 1e-3 >= self._reset_stamp:
+            self._joints, self._joints_stamp = joints, stamp  # a state from the current episode
             if self._hold is None and self._plan is None:
                 self._hold = joints
 
@@ -184,21 +192,27 @@ class ExpertNode(Node):
         stamp = self.get_clock().now().to_msg()
         publish_while_up(self, self._leader_pub, make_joint_state(self.robot.joint_names, leader, stamp))
         moving = self._plan is not None and now - self._plan_start <= self._plan.duration + self.period
-        if self._command_pub is not None and (moving or self._plan is None):
-            publish_while_up(self, self._command_pub, self._command(now, stamp))
+        command = self._command(now, stamp) if self._command_pub is not None and (moving or self._plan is None) else None
+        if command is not None:
+            publish_while_up(self, self._command_pub, command)
 
     def _command(self, now: float, stamp):
-        """The command that makes the arm follow the leader. A trajectory carries the next
-        COMMAND_HORIZON seconds of the motion, so the arm keeps to its path even when a command
-        comes late (a busy CPU); other command types carry the leader's next pose. Once the
-        motion is over no commands are sent: the arm holds its last target by itself."""
-        if self.robot.command.type != "joint_trajectory":
-            return make_position_command(self.robot.command.type, self.robot.joint_names,
-                                         self._target(now + self.period), stamp=stamp, time_from_start=self.period)
-        count = max(1, int(round(COMMAND_HORIZON / self.period)))
-        times = [self.period * (k + 1) for k in range(count)]
-        positions = np.stack([self._target(now + t) for t in times])
-        return make_trajectory(self.robot.joint_names, times, positions, stamp=stamp)
+        """The command that makes the arm follow the leader, shaped like the policy node's commands: a
+        trajectory carries the next COMMAND_HORIZON seconds of the motion, so the arm keeps to its path even
+        when a command comes late (a busy CPU); other types carry the leader's pose. Once the motion is over
+        no commands are sent: the arm holds its last target by itself."""
+        if self._joints is None:
+            return None
+        knots = self.robot.control_period * np.arange(1, int(round(COMMAND_HORIZON / self.robot.control_period)) + 1)
+
+        def plan_after(t):
+            return t + knots, np.stack([self._target(t + k) for k in knots])
+
+        command = self._shaper.command(now, self._target, plan_after, self._joints, now - self._joints_stamp)
+        if command is None:
+            return None
+        return command_message(self.robot.command.type, self.robot.joint_names, command.times_from_start,
+                               command.positions, stamp)
 
 
 def main(args=None) -> int:

@@ -8,7 +8,10 @@ Reads the robot interface YAML and, in real time (physics in its own thread):
   state was taken;
 - follows commands on ``command.topic`` of ``command.type`` (JointTrajectory like
   joint_trajectory_controller, Float64MultiArray like forward_command_controller,
-  or JointState); malformed commands are rejected with a warning;
+  or JointState); malformed commands are rejected with a warning; every command is
+  judged as the robot's controller would execute it, and those that would break
+  the joint limits are counted and reported in TaskStatus (the simulator itself
+  still limits them, to protect its model);
 - ``~/reset`` (std_srvs/Trigger): a new random task instance (``seed`` makes the
   sequence reproducible);
 - ``dp_ros_msgs/TaskStatus`` on ``task_status_topic``: episode, seed, time,
@@ -86,6 +89,7 @@ class SimNode(Node):
         self._publish_clock = bool(p["publish_clock"])
         self.commands_received = 0
         self.commands_rejected = 0
+
         self._reported: dict[str, int] = {}
 
         reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -187,8 +191,11 @@ class SimNode(Node):
             renderer.close()
 
     # --- commands --------------------------------------------------------------------
-    def _on_command(self, msg) -> None:
+    def _on_command(self, msg, info) -> None:
         self.commands_received += 1
+        # taken when DDS delivered it, as a controller's middleware would, not when this executor got to it;
+        # in the simulated time of the wall clock (the physics may lag it on a busy CPU)
+        receipt = self.sim.now() - max(0.0, time.time() - info["received_timestamp"] * 1e-9)
         try:
             command = parse_command(msg, self._order)
         except CommandError as exc:
@@ -196,12 +203,6 @@ class SimNode(Node):
             self.get_logger().warning(f"rejected a command on {self.robot.command.topic}: {exc} "
                                       f"({self.commands_rejected} rejected so far)", throttle_duration_sec=2.0)
             return
-        positions = command.positions
-        clamped = self.env.clamp(positions)
-        if not np.allclose(clamped, positions):
-            self.get_logger().warning(f"command outside the joint limits of {self.robot.joint_names}; clamped",
-                                      throttle_duration_sec=2.0)
-        timed = hasattr(msg, "points")
         stamped_at = None
         if command.stamp is not None:
             offset = command.stamp - self._now_stamp_seconds()
@@ -212,18 +213,24 @@ class SimNode(Node):
                     throttle_duration_sec=5.0)
             else:
                 stamped_at = self.sim.sim_time_of(command.stamp)
-        times = command.times_from_start
+        timed = hasattr(msg, "points")
+        self.sim.call_soon(lambda env: self._execute(env, command, timed, receipt, stamped_at))
 
-        def apply(env: SimEnvironment) -> None:
-            if stamped_at is not None and stamped_at < env.episode_start:
-                self.get_logger().info("ignored a command stamped before the last reset", throttle_duration_sec=2.0)
-                return
-            if not timed:
-                env.set_position_target(clamped[-1])
-                return
-            env.follow_trajectory((env.time if stamped_at is None else stamped_at) + times, clamped)
-
-        self.sim.call_soon(apply)
+    def _execute(self, env: SimEnvironment, command, timed: bool, receipt: float, stamped_at: float | None) -> None:
+        """In the physics thread: follow the command, judged as the robot's controller executes it."""
+        if min(receipt, stamped_at if stamped_at is not None else receipt) < env.episode_start:
+            self.get_logger().info("ignored a command sent before the last reset", throttle_duration_sec=2.0)
+            return
+        if timed:
+            offset = 0.0 if stamped_at is None else stamped_at - receipt
+            check = env.command_trajectory(command.times_from_start + offset, command.positions, receipt)
+        else:
+            check = env.command_step(command.positions[-1], receipt)
+        if not check.within_limits:
+            self.get_logger().warning(
+                f"a command on {self.robot.command.topic} breaks the joint limits as the controller executes it: "
+                f"{check.describe()} ({env.commands.violations} such commands so far; the simulator limits it to "
+                f"protect its model, a real controller would not)", throttle_duration_sec=2.0)
 
     # --- reset and status ------------------------------------------------------------
     def reset_episode(self) -> str:
@@ -246,10 +253,14 @@ class SimNode(Node):
         return response
 
     def _publish_status(self, state: SimState) -> None:
-        status = state.status
+        status, commands = state.status, self.env.commands
         msg = TaskStatus(episode=status.episode, seed=status.seed, task=status.task,
                          episode_time=status.episode_time, success=status.success, solution=status.solution,
-                         collided=status.collided, distance=status.distance, time_limit=status.time_limit)
+                         collided=status.collided, distance=status.distance, time_limit=status.time_limit,
+                         commands_received=self.commands_received, commands_rejected=self.commands_rejected,
+                         limit_violations=commands.violations, worst_velocity_ratio=commands.worst.velocity_ratio,
+                         worst_acceleration_ratio=commands.worst.acceleration_ratio,
+                         worst_position_excess=commands.worst.position_excess)
         msg.header.stamp = self._stamp(state.time)
         self._publish(self._status_pub, msg)
 
