@@ -273,3 +273,27 @@ def test_bad_inputs_give_warnings_never_a_crash_or_a_bad_command(tmp_path, check
         assert expected in output, f"missing warning {expected!r} in:\n{output[-3000:]}"
     positions = np.array([np.array(m.data) for _, m in commands])
     assert np.all(np.isfinite(positions)) and np.all(np.abs(positions) <= LIMIT + 1e-9)
+
+
+def test_a_controller_that_starts_trajectories_elsewhere_is_reported(tmp_path, checkpoint):
+    """joint_trajectory_controller cannot run here (no ros2_control from a registry): a node of its name
+    declares its parameter as the controller does, and the policy node reads it over ROS at start-up."""
+    from rclpy.parameter import Parameter
+
+    from dp_ros.nodes.controller_check import controller_node, interpolate_from
+
+    assert controller_node("/arm_controller/joint_trajectory") == "/arm_controller"
+    assert controller_node("/joint_commands") is None
+    assert interpolate_from({"interpolate_from_desired_state": False, "open_loop_control": False}) == "measured"
+    assert interpolate_from({"interpolate_from_desired_state": False, "open_loop_control": True}) == "desired"
+    robot, robot_yaml = robot_for(tmp_path, command_type="joint_trajectory", trajectory_mode="chunk",
+                                  interpolate_from="desired")
+    namespace, _, name = controller_node(robot.command.topic).rpartition("/")
+    with ros_node(name, namespace=namespace or "/", automatically_declare_parameters_from_overrides=True,
+                  parameter_overrides=[Parameter("interpolate_from_desired_state", value=False)]) as stand_in, \
+            running_system(robot_yaml, checkpoint) as (drivers, node_proc, log):
+        commands, statuses = listen(stand_in, robot)
+        assert spin_until(stand_in, lambda: len(commands) >= 20, 90)
+        spin_for(stand_in, 1.0)
+    assert "starts new trajectories from the measured state but the robot interface says interpolate_from: desired" \
+        in log[-1], log[-1][-3000:]

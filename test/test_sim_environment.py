@@ -107,10 +107,8 @@ def test_commands_are_judged_as_the_controller_executes_them_and_still_protected
 
 
 def test_a_trajectory_starts_from_the_measured_position_when_the_robot_interface_says_so():
-    import dataclasses
-
     robot = load_robot_interface(default_robot_config_path())
-    robot = dataclasses.replace(robot, command=dataclasses.replace(robot.command, interpolate_from="measured"))
+    robot = robot.model_copy(update={"command": robot.command.model_copy(update={"interpolate_from": "measured"})})
     env = SimEnvironment(robot, seed=5)
     try:
         start = env.joint_positions()

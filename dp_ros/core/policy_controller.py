@@ -136,11 +136,12 @@ class PolicyController:
         return 2 * robot.control_period - 1.0 / robot.command_rate
 
     def watchdog_limit(self) -> float:
-        """The watchdog timeout in force: the configured one, or the default stretched to 1.5 periods of the
-        slowest sensor (a 5 Hz camera cannot be fresh within 0.2 s)."""
+        """The watchdog timeout in force: the configured one, or the default stretched to 1.5 times the longest
+        usual gap of the slowest sensor (the 90th percentile of its recent intervals): a 5 Hz camera, or one
+        whose frames come unevenly, cannot be fresh within 0.2 s."""
         if self.config.watchdog_timeout:
             return self.config.watchdog_timeout
-        intervals = [b.median_interval() for b in self.history.streams.values()]
+        intervals = [b.interval_percentile(90) for b in self.history.streams.values()]
         slowest = max((i for i in intervals if i is not None), default=0.0)
         return max(self.default_watchdog_timeout(self.robot), 1.5 * slowest)
 
@@ -182,11 +183,14 @@ class PolicyController:
             self._halt()
             self.set_status(State.FAULT, reason)
 
-    def _halt(self, forget: bool = False) -> None:
+    def _halt(self, forget: bool = False, keep_inflight: bool = False) -> None:
         """Forget the plan; the next step brings the arm to rest (call with the lock held).
 
-        ``forget``: also forget what was published, so the next command starts from the measured position."""
-        self._generation += 1
+        ``forget``: also forget what was published, so the next command starts from the measured position.
+        ``keep_inflight``: a chunk being computed (from data that was fresh) may still join the plan; its actions
+        whose time has passed are dropped when commanding resumes."""
+        if not keep_inflight:
+            self._generation += 1
         self.schedule.clear()
         self._brake = self._brake or self._commanding
         self._forget = self._forget or forget
@@ -216,7 +220,7 @@ class PolicyController:
                 if not self._stale:
                     self._stale = True
                     self.stats.watchdog_trips += 1
-                    self._halt()
+                    self._halt(keep_inflight=True)
                     what = "never received" if age == np.inf else f"{age:.3f}s old"
                     self.set_status(State.STOPPED, f"watchdog: newest {stream} is {what} (timeout {limit:.3f}s); "
                                                    "holding")

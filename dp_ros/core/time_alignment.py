@@ -78,13 +78,13 @@ class TimestampedBuffer(Generic[T]):
                 return None
             return Sample(self._stamps[-1], self._values[-1])
 
-    def median_interval(self, last: int = 20) -> float | None:
-        """Median spacing of the newest ``last`` stamps (None with fewer than three samples)."""
+    def interval_percentile(self, percentile: float, last: int = 50) -> float | None:
+        """A percentile of the spacing of the newest ``last`` stamps (None with fewer than three samples)."""
         with self._lock:
             stamps = self._stamps[-last:]
         if len(stamps) < 3:
             return None
-        return float(np.median(np.diff(stamps)))
+        return float(np.percentile(np.diff(stamps), percentile))
 
     def at_or_before(self, t: float) -> Sample[T] | None:
         """The newest sample whose stamp is <= t, or None (never a later one)."""

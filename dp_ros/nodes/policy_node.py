@@ -21,6 +21,7 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
+from dp_ros.nodes.controller_check import check_controller_mode
 from dp_ros.conversions.commands import command_message, command_message_class
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb, resize_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
@@ -161,6 +162,8 @@ class PolicyNode(Node):
             self.controller.start()
         else:
             self.controller.set_status(State.IDLE, "ready; call ~/start to command the robot")
+        if self.command_type == "joint_trajectory":
+            check_controller_mode(self, self.robot.command.topic, self.robot.command.interpolate_from, self._log)
         self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
                                      on_error=self._command_loop_error, realtime_priority=p["command_priority"])
         self.command_loop.start()
