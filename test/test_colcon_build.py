@@ -76,7 +76,7 @@ def test_readme_workspace_builds_and_runs_against_a_system_ros(tmp_path):
     values = dict(repository=repository, ros_setup=ros_setup, workspace_site=workspace_site,
                   workspace_bin=workspace_bin, python=ros_standin.PYTHON)
 
-    lines = ["set -eo pipefail", "set -x"]
+    lines = ["set -eo pipefail", "PS4='+ ${SECONDS}s '", "set -x"]
     for command in readme_commands():
         replacement, _reason = SUBSTITUTIONS.get(command, (command, "as written"))
         if replacement:
