@@ -16,7 +16,6 @@ import importlib
 import importlib.metadata as metadata
 import json
 import os
-import sys
 import time
 from dataclasses import asdict
 
@@ -34,6 +33,11 @@ def _version(dist: str) -> str:
         return ""
 
 
+def _location(module) -> str:
+    """The folder a module was imported from (every folder of a namespace package)."""
+    return os.path.dirname(module.__file__) if module.__file__ else ", ".join(module.__path__)
+
+
 def check_rclpy() -> Check:
     try:
         import rclpy
@@ -41,7 +45,7 @@ def check_rclpy() -> Check:
         return Check("rclpy", False, f"cannot import: {exc}",
                      "ROS workspace: source /opt/ros/jazzy/setup.bash; pip route: run `make setup`")
     version = _version("ros-rclpy") or _version("rclpy") or "version unknown"
-    return Check("rclpy", True, f"{version} from {os.path.dirname(rclpy.__file__)}")
+    return Check("rclpy", True, f"{version} from {_location(rclpy)}")
 
 
 def check_middleware() -> tuple[Check, str | None]:
@@ -115,7 +119,7 @@ def check_messages() -> Check:
                      "pip route: `make msgs`; ROS workspace: colcon build the dp_ros_msgs package and source install/setup.bash")
     import dp_ros_msgs
 
-    return Check("dp_ros_msgs", True, f"PolicyStatus, TrainingStatus, RecorderStatus, TaskStatus from {os.path.dirname(dp_ros_msgs.__file__)}")
+    return Check("dp_ros_msgs", True, f"PolicyStatus, TrainingStatus, RecorderStatus, TaskStatus from {_location(dp_ros_msgs)}")
 
 
 def check_module(name: str, dist: str, fix: str = SETUP_HINT) -> Check:
@@ -123,8 +127,8 @@ def check_module(name: str, dist: str, fix: str = SETUP_HINT) -> Check:
         module = importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001
         return Check(name, False, f"cannot import: {exc}", fix)
-    version = getattr(module, "__version__", "") or _version(dist)
-    return Check(name, True, version or "installed")
+    version = getattr(module, "__version__", "") or _version(dist) or "version unknown"
+    return Check(name, True, f"{version} from {_location(module)}")
 
 
 def check_device() -> Check:
@@ -171,14 +175,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import dp_ros
+
     checks = run_checks(args.robot_rmw, args.robot_domain_id)
     failed = [c for c in checks if not c.ok]
+    location = _location(dp_ros)
     if args.json:
-        print(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}, indent=2))
+        print(json.dumps({"ok": not failed, "dp_ros": location, "checks": [asdict(c) for c in checks]}, indent=2))
     else:
-        import dp_ros
-
-        print(f"dp_ros {dp_ros.__version__}")
+        print(f"dp_ros {dp_ros.__version__} from {location}")
         width = max(len(c.name) for c in checks)
         for c in checks:
             mark = "ok  " if c.ok else "FAIL"
