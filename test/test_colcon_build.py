@@ -5,9 +5,11 @@ fresh HOME, against the stand-in of ros_standin.py: a system Python with apt's t
 /opt/ros/jazzy made of the ROS 2 Jazzy wheels, and the distributions of requirements.txt ready to
 be linked into the workspace venv. That is the closest this machine comes to Ubuntu 24.04 with
 ROS 2 from apt: it has no ROS package repository, no rosdep database, no ros2 command and no
-container engine. A system Python whose site-packages held the ROS wheels could not be had more
-cheaply: ``python -m venv --system-site-packages`` from the suite's venv sees the base CPython's
-site-packages, not the venv's, so the stand-in is a second installation prefix of that CPython.
+container engine. The suite's venv cannot serve as the system Python itself: ``python -m venv
+--system-site-packages`` run from it sees the base CPython's site-packages, not the venv's, and the
+base CPython must stay untouched; so the stand-in system Python is a second installation prefix of
+that CPython (executable copied, standard library linked). As on Ubuntu, the ROS packages are not
+in its site-packages but on PYTHONPATH, from the stand-in /opt/ros/jazzy/setup.bash.
 
 The lines that cannot run here as written are replaced as SUBSTITUTIONS says, each with its
 reason; every other line runs verbatim. Then the test checks what a user relies on: colcon built
