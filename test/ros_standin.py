@@ -48,8 +48,9 @@ def _files(name: str) -> tuple[Path, ...]:
     return tuple(Path(f) for f in _installed()[name].files or [])
 
 
-def dependency_closure(requirement_file: Path, installed: dict[str, metadata.Distribution]) -> set[str]:
+def dependency_closure(requirement_file: Path) -> set[str]:
     """Every installed distribution that pip would install for ``requirement_file``."""
+    installed = _installed()
     lines = [line.split("#", 1)[0].strip() for line in requirement_file.read_text().splitlines()]
     todo = [Requirement(line) for line in lines if line]
     extras_of: dict[str, set[str]] = {}
@@ -70,9 +71,8 @@ def dependency_closure(requirement_file: Path, installed: dict[str, metadata.Dis
 
 def split_requirements() -> dict[str, set[str]]:
     """The suite's distributions by where a workspace machine has them: workspace venv, ROS, system."""
-    installed = _installed()
-    workspace = dependency_closure(ROOT / "requirements.txt", installed) - {"pip"}  # pip: every venv has its own
-    pip_route = dependency_closure(ROOT / "requirements-ros.txt", installed) - workspace - {"pip"}
+    workspace = dependency_closure(ROOT / "requirements.txt") - {"pip"}  # pip: every venv has its own
+    pip_route = dependency_closure(ROOT / "requirements-ros.txt") - workspace - {"pip"}
     ros = {name for name in pip_route if name.startswith("ros-") or name == "cv-bridge"}  # ros-jazzy-cv-bridge on apt
     return {"workspace": workspace, "ros": ros, "system": pip_route - ros}
 
