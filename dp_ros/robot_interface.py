@@ -9,7 +9,7 @@ meaning declared once; config/robot.yaml is the commented example.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -23,6 +23,8 @@ CommandType = Literal["joint_trajectory", "float64_multi_array", "joint_state"]
 TrajectoryMode = Literal["chunk", "single_point"]
 InterpolateFrom = Literal["measured", "desired"]
 ActionSourceKind = Literal["leader", "command", "next_state"]
+CAMERA_TYPES, COMMAND_TYPES, TRAJECTORY_MODES, INTERPOLATE_FROM, ACTION_SOURCES = (
+    get_args(kind) for kind in (CameraType, CommandType, TrajectoryMode, InterpolateFrom, ActionSourceKind))
 
 
 
