@@ -121,7 +121,7 @@ def test_a_chunk_trajectory_carries_the_plan_at_its_own_times():
 
 def test_the_watchdog_default_is_two_control_periods_unless_a_sensor_is_slower():
     controller, clock, _ = make(watchdog_timeout=0.0)
-    assert controller.watchdog_limit() == pytest.approx(2 * 0.1 - 0.02)
+    assert controller.watchdog_limit() == pytest.approx(2 * 0.1 - 2 * 0.02)
     for t in np.arange(99.0, 100.0, 0.25):  # a 4 Hz camera
         controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
     assert controller.watchdog_limit() == pytest.approx(1.5 * 0.25)
@@ -129,7 +129,7 @@ def test_the_watchdog_default_is_two_control_periods_unless_a_sensor_is_slower()
     for t in np.arange(99.0, 100.0, 0.05):  # a 20 Hz camera that now and then skips three frames
         if round(t / 0.05) % 10 not in (1, 2, 3):
             controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
-    assert 2 * 0.1 - 0.02 < controller.watchdog_limit() <= 1.5 * 0.2, "stretched for the uneven camera"
+    assert 2 * 0.1 - 2 * 0.02 < controller.watchdog_limit() <= 1.5 * 0.2, "stretched for the uneven camera"
     controller.close()
 
 

@@ -286,8 +286,10 @@ def test_a_controller_that_starts_trajectories_elsewhere_is_reported(tmp_path, c
     assert controller_node("/joint_commands") is None
     assert interpolate_from({"interpolate_from_desired_state": False, "open_loop_control": False}) == "measured"
     assert interpolate_from({"interpolate_from_desired_state": False, "open_loop_control": True}) == "desired"
-    robot, robot_yaml = robot_for(tmp_path, command_type="joint_trajectory", trajectory_mode="chunk",
-                                  interpolate_from="desired")
+    robot, _ = robot_for(tmp_path, command_type="joint_trajectory", trajectory_mode="chunk", interpolate_from="desired")
+    topic = robot.command.topic.rpartition("/")[0] + "/arm_controller/joint_trajectory"
+    robot = robot.model_copy(update={"command": robot.command.model_copy(update={"topic": topic})})
+    robot_yaml = save_robot_interface(robot, tmp_path / "robot_with_controller.yaml")
     namespace, _, name = controller_node(robot.command.topic).rpartition("/")
     with ros_node(name, namespace=namespace or "/", automatically_declare_parameters_from_overrides=True,
                   parameter_overrides=[Parameter("interpolate_from_desired_state", value=False)]) as stand_in, \

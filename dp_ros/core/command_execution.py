@@ -33,7 +33,7 @@ COMMAND_FORMS = ("trajectory", "step")
 RATIO_TOLERANCE = 1e-6
 """Relative slack for floating-point rounding when judging a ratio against 1."""
 POSITION_TOLERANCE = 1e-9
-STILL_AFTER_STEPS = 5
+STILL_AFTER_STEPS = 10
 """A stream of steps that pauses for more than this many command periods has come to rest."""
 
 
@@ -196,7 +196,8 @@ class ControllerModel:
         if not self.active:
             return None
         if self.form == "step":
-            velocity = self._step_velocity if self._step_velocity is not None else np.zeros(self._positions.shape[1])
+            resting = self._step_velocity is None or t0 - self._last_receipt > STILL_AFTER_STEPS * self.step_period
+            velocity = np.zeros(self._positions.shape[1]) if resting else self._step_velocity
             return velocity.copy(), velocity.copy()
         times = self._times
         if times.size == 1:
@@ -262,9 +263,8 @@ class ControllerModel:
         return check
 
     def _execute_step(self, receipt: float, start: np.ndarray, target: np.ndarray) -> LimitCheck:
-        entry_velocity = self._step_velocity
-        if entry_velocity is not None and receipt - self._last_receipt > STILL_AFTER_STEPS * self.step_period:
-            entry_velocity = np.zeros_like(entry_velocity)  # the stream paused: the set-point has been still
+        # after a pause of the stream the set-point has been still
+        entry_velocity = None if self._step_velocity is None else self.velocities_between(receipt, receipt)[0]
         check = check_path(self.limits, np.array([0.0, self.step_period]), np.vstack([start, target]),
                            entry_velocity, self.step_period if entry_velocity is not None else 0.0)
         self._step_velocity = (target - start) / self.step_period

@@ -131,9 +131,9 @@ class PolicyController:
     # --- the watchdog ---------------------------------------------------------------------
     @staticmethod
     def default_watchdog_timeout(robot: RobotInterface) -> float:
-        """Two control periods from the newest sample to the last command (which comes up to a command period
-        after the timeout)."""
-        return 2 * robot.control_period - 1.0 / robot.command_rate
+        """Two control periods from the newest sample to the last command's arrival: the last command comes up to
+        a command period after the timeout, and one more is left for its delivery."""
+        return 2 * robot.control_period - 2.0 / robot.command_rate
 
     def watchdog_limit(self) -> float:
         """The watchdog timeout in force: the configured one, or the default stretched to 1.5 times the longest

@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 PARAMETERS = ("interpolate_from_desired_state", "open_loop_control")
+BOOL = 1  # rcl_interfaces/ParameterType.PARAMETER_BOOL
 
 
 def controller_node(command_topic: str) -> str | None:
@@ -45,14 +46,27 @@ def check_controller_mode(node, command_topic: str, expected: str, report: Calla
             report(level, text)
             timer.cancel()
 
-    def on_reply(future) -> None:
+    values: dict[str, bool | None] = {}
+
+    def ask(index: int) -> None:
+        # one name per request: a node answers nothing at all when any requested name is not declared
+        request = GetParameters.Request(names=[PARAMETERS[index]])
+        client.call_async(request).add_done_callback(lambda future: on_reply(index, future))
+
+    def on_reply(index: int, future) -> None:
         try:
             reply = future.result()
         except Exception as exc:  # noqa: BLE001 - reported, never fatal
             finish("warn", f"could not read {target}'s parameters: {exc}")
             return
-        values = {name: (value.bool_value if value.type == 1 else None)
-                  for name, value in zip(PARAMETERS, reply.values)}
+        value = reply.values[0] if reply.values else None
+        values[PARAMETERS[index]] = value.bool_value if value is not None and value.type == BOOL else None
+        if index + 1 < len(PARAMETERS):
+            ask(index + 1)
+        else:
+            conclude()
+
+    def conclude() -> None:
         actual = interpolate_from(values)
         if actual is None:
             finish("info", f"{target} does not say where it starts trajectories; assuming the robot interface's "
@@ -67,9 +81,8 @@ def check_controller_mode(node, command_topic: str, expected: str, report: Calla
 
     def poll() -> None:
         if client.service_is_ready():
-            request = GetParameters.Request(names=list(PARAMETERS))
-            client.call_async(request).add_done_callback(on_reply)
             timer.cancel()
+            ask(0)
         elif node.get_clock().now().nanoseconds * 1e-9 > deadline:
             finish("info", f"no controller node {target} answered within {timeout:g} s; the safety filter assumes "
                            f"the robot interface's interpolate_from: {expected}")

@@ -50,8 +50,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                                   "of a multimodal task and replace it instead of being averaged with it"),
     "ensemble_decay": (0.1, "ensemble: older predictions weigh exp(-decay * age)"),
     "watchdog_timeout": (0.0, "seconds after which a silent camera or joint state stops commanding; 0 = two control "
-                              "periods from the newest sample to the last command (longer only for a sensor slower "
-                              "than that: 1.5 of its periods)"),
+                              "periods from the newest sample to the last command's arrival (longer for a sensor "
+                              "slower or more uneven than that: 1.5 times its usual longest gap)"),
     "velocity_scale": (1.0, "fraction (0, 1] of the robot interface's velocity limits commands may use"),
     "late_margin": (0.0, "actions due within this many seconds of a chunk's arrival are dropped as late too"),
     "trajectory_lead_time": (0.0, "joint_trajectory: seconds after the controller takes a trajectory at which its first "
