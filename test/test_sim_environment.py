@@ -294,3 +294,28 @@ def test_dp_ros_sim_help_explains_every_option():
     for action in parser._actions:
         assert action.help, action.dest
     assert sim.__doc__ and "--expert" in sim.__doc__
+
+
+def test_the_demonstrator_leads_the_arm_to_success_within_the_limits(env):
+    """expert_node's behaviour without ROS: episodes from the status, commands shaped like the policy node's."""
+    from dp_ros.sim.demonstrator import Demonstrator
+
+    demonstrator = Demonstrator(env.robot, ScriptedExpert(env.geometry, seed=0), side="alternate", start_delay=0.2)
+    violations_before = env.commands.violations
+    sides = []
+    for seed in (21, 22):
+        task = env.reset(seed)
+        status = env.status()
+        demonstrator.on_task_status(status.episode, task.seed, status.task, env.time, 0.0, now=env.time)
+        while env.episode_time < 4.0 and not env.status().success:
+            demonstrator.on_joint_state(env.time, env.joint_positions())
+            if demonstrator.due_to_start(env.time):
+                demonstrator.start(env.time)
+            command = demonstrator.command(env.time, 0.02)
+            if command is not None:
+                env.command_trajectory(command.times_from_start, command.positions)
+            env.run(0.02)
+        assert env.status().success and not env.status().collided
+        sides.append(env.status().solution)
+    assert sorted(sides) == ["left", "right"]
+    assert env.commands.violations == violations_before

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
 
 import numpy as np
@@ -44,7 +43,8 @@ from dp_ros_msgs.msg import TaskStatus
 
 from dp_ros.sim.environment import SimConfigurationError, SimEnvironment, SimState
 from dp_ros.sim.realtime import RealTimeSimulation
-from dp_ros.sim.rendering import CameraRenderer, RenderingUnavailable
+from dp_ros.sim.camera_stream import CameraStream
+from dp_ros.sim.rendering import RenderingUnavailable
 from dp_ros.sim.task import TaskConfig
 
 # name -> (default, description); config/sim.yaml documents the same names.
@@ -109,10 +109,11 @@ class SimNode(Node):
         self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
                                       clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]),
                                       logger=self.get_logger())
-        self._stop = threading.Event()
-        self._camera_thread = None
+        self.cameras = None
         if self._camera_pubs:
-            self._start_cameras(1.0 / float(p["camera_rate"]))
+            self.cameras = CameraStream(self.sim, self.env.camera_sizes(), list(self._camera_pubs),
+                                        float(p["camera_rate"]), self._publish_frame, self.get_logger().error)
+            self.cameras.start()
         self.sim.start()
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(1.0 / float(p["status_rate"]), self._on_status_timer, clock=steady)
@@ -147,48 +148,13 @@ class SimNode(Node):
         if self._clock_pub is not None:
             self._publish(self._clock_pub, ClockMsg(clock=_time_msg(state.time)))
 
-    # --- camera thread -----------------------------------------------------------------
-    def _start_cameras(self, period: float) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._camera_thread = threading.Thread(target=self._camera_loop, args=(period, ready, failure),
-                                               name="dp_ros_cameras", daemon=True)
-        self._camera_thread.start()
-        if not ready.wait(30.0):
-            raise RenderingUnavailable("the camera renderer did not start within 30 s")
-        if failure:
-            raise failure[0]
-
-    def _camera_loop(self, period: float, ready: threading.Event, failure: list) -> None:
-        try:
-            renderer = CameraRenderer(self.env.model, self.env.camera_sizes())
-        except BaseException as exc:  # noqa: BLE001 - reported to the constructor
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        cameras = [c for c in self.robot.cameras if c.name in self._camera_pubs]
-        next_frame = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                state = self.sim.latest()
-                stamp = self._stamp(state.time)
-                for cam in cameras:
-                    rgb = renderer.render(state.qpos, state.mocap_pos, cam.name)
-                    frame_id = f"{cam.name}_camera_optical_frame"
-                    msg = (rgb_to_compressed_msg(rgb, stamp, frame_id) if cam.type == "compressed"
-                           else rgb_to_image_msg(rgb, stamp, frame_id))
-                    self._publish(self._camera_pubs[cam.name], msg)
-                next_frame += period
-                now = time.monotonic()
-                if next_frame < now - period:  # rendering could not keep up: do not burst to catch up
-                    next_frame = now
-                self._stop.wait(max(0.0, next_frame - now))
-        except Exception as exc:  # noqa: BLE001 - keep the node up, say why the cameras stopped
-            if not self._stop.is_set():
-                self.get_logger().error(f"cameras stopped: {exc}")
-        finally:
-            renderer.close()
+    # --- cameras ---------------------------------------------------------------------
+    def _publish_frame(self, camera: str, rgb: np.ndarray, state: SimState) -> None:
+        cam = self.robot.camera(camera)
+        stamp, frame_id = self._stamp(state.time), f"{camera}_camera_optical_frame"
+        msg = (rgb_to_compressed_msg(rgb, stamp, frame_id) if cam.type == "compressed"
+               else rgb_to_image_msg(rgb, stamp, frame_id))
+        self._publish(self._camera_pubs[camera], msg)
 
     # --- commands --------------------------------------------------------------------
     def _on_command(self, msg, info) -> None:
@@ -293,10 +259,9 @@ class SimNode(Node):
                 self.reset_episode()
 
     def destroy_node(self):
-        self._stop.set()
+        if self.cameras is not None:
+            self.cameras.stop()
         self.sim.stop()
-        if self._camera_thread is not None:
-            self._camera_thread.join(2.0)
         self.env.close()
         return super().destroy_node()
 
