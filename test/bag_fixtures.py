@@ -16,6 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dp_ros.data.frame_sync import SAME_TIME
 from dp_ros.robot_interface import RobotInterface
 
 CAMERA_FORMATS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "jpeg", "png")
@@ -105,15 +106,19 @@ def _image_pixels(fmt: str, level: int, width: int, height: int) -> tuple[str, n
 
 
 def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec: BagSpec | None = None,
-              leader_topic: str | None = None) -> dict[str, Published]:
-    """Write a bag of joint states, leader joint states and cameras for ``robot``; returns what was published."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+              leader_topic: str | None = None, compression: str = "", writer: str = "rosbags") -> dict[str, Published]:
+    """Write a bag of joint states, leader joint states and cameras for ``robot``; returns what was published.
+
+    ``writer``: ``rosbags`` (a rosbag2 folder in ``storage`` format, compressed with zstd per file or per
+    message as rosbag2 does when ``compression`` is ``file`` or ``message``) or ``mcap`` (the ``mcap``
+    library's writer with its defaults, zstd-compressed chunks: a folder holding one .mcap file and no
+    metadata.yaml).
+    """
     from rosbags.typesys import Stores, get_typestore
 
     spec = spec or BagSpec()
     ts = get_typestore(Stores.ROS2_JAZZY)
     T = ts.types
-    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
     joint_order = list(spec.joint_order) if spec.joint_order is not None else list(reversed(robot.joint_names)) + ["extra_joint"]
     leader_topic = leader_topic or robot.action.topic
     published: dict[str, Published] = {}
@@ -193,21 +198,59 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
         add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value), stamped=False)
 
     records.sort(key=lambda r: (r[0], r[1]))
-    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
+    if writer == "mcap":
+        _write_with_mcap_library(Path(path), records, ts)
+    else:
+        _write_with_rosbags(Path(path), records, ts, storage, compression)
+    return published
+
+
+def _serialized(ts, msg, msgtype: str) -> bytes:
+    return ts.serialize_cdr(msg() if callable(msg) else msg, msgtype)
+
+
+def _write_with_rosbags(path: Path, records, ts, storage: str, compression: str) -> None:
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    with Writer(path, version=9, storage_plugin=plugin) as writer:
+        if compression:
+            writer.set_compression({"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}[compression],
+                                   CompressionFormat.ZSTD)
         connections = {}
         for _, topic, msgtype, _ in records:
             if topic not in connections:
                 connections[topic] = writer.add_connection(topic, msgtype, typestore=ts)
         for receive_ns, topic, msgtype, msg in records:
-            writer.write(connections[topic], receive_ns, ts.serialize_cdr(msg() if callable(msg) else msg, msgtype))
-    return published
+            writer.write(connections[topic], receive_ns, _serialized(ts, msg, msgtype))
+
+
+def _write_with_mcap_library(path: Path, records, ts) -> None:
+    from mcap.writer import Writer
+
+    path.mkdir(parents=True)
+    with open(path / f"{path.name}_0.mcap", "wb") as stream:
+        writer = Writer(stream)
+        writer.start(profile="ros2", library="dp_ros tests")
+        schemas: dict[str, int] = {}
+        channels: dict[str, int] = {}
+        for receive_ns, topic, msgtype, msg in records:
+            if topic not in channels:
+                if msgtype not in schemas:
+                    definition, _ = ts.generate_msgdef(msgtype, ros_version=2)
+                    schemas[msgtype] = writer.register_schema(msgtype, "ros2msg", definition.encode())
+                channels[topic] = writer.register_channel(topic, "cdr", schemas[msgtype])
+            writer.add_message(channels[topic], log_time=receive_ns, data=_serialized(ts, msg, msgtype),
+                               publish_time=receive_ns)
+        writer.finish()
 
 
 def expected_pick(stamps: Sequence[float], t: float) -> int | None:
-    """Index of the latest stamp at or before t (brute force, for checking the converter)."""
+    """Index of the latest stamp at or before t (brute force, for checking the converter; stamps within
+    SAME_TIME after t count as at t)."""
     best = None
     for i, s in enumerate(stamps):
-        if s <= t and (best is None or s >= stamps[best]):
+        if s <= t + SAME_TIME and (best is None or s >= stamps[best]):
             best = i
     return best
 

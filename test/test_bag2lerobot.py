@@ -19,7 +19,9 @@ from bag_fixtures import BagSpec, expected_pick, leader_value, state_value, writ
 from lerobot_fixtures import tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.bag_conversion import ConversionError, ConversionOptions, convert_bags
+from dp_ros.data.bag_conversion import convert_bags
+from dp_ros.data.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.frame_sync import SAME_TIME
 from dp_ros.data.bag_reader import BagError, BagReader
 from dp_ros.robot_interface import save_robot_interface
 
@@ -131,19 +133,21 @@ def test_every_raw_encoding_and_png_give_rgb(tmp_path):
 
 
 def test_header_and_receive_time_pick_different_messages_causally(tmp_path, robot):
-    spec = BagSpec(seconds=2.0, camera_receive_delay=0.05)  # cameras arrive 50 ms after capture
+    # cameras arrive 50 ms after capture; the episode starts at a marker, the same instant in both clocks
+    spec = BagSpec(seconds=2.0, camera_receive_delay=0.05, markers=[(0.2, True), (1.9, False)])
     published = write_bag(tmp_path / "bag", robot, "mcap", spec)
+    start, end = published["/episode_marker"].receive
     picked_levels = {}
     for source in ("header", "receive"):
-        convert_bags([tmp_path / "bag"], tmp_path / source, robot, ConversionOptions(time_source=source),
-                     progress=False)
-        kept, dropped = expected_frames(_streams(robot, published, source), robot.fps, 0.1)
+        options = ConversionOptions(time_source=source, split="marker", split_topic="/episode_marker")
+        convert_bags([tmp_path / "bag"], tmp_path / source, robot, options, progress=False)
+        kept, dropped = expected_frames(_streams(robot, published, source), robot.fps, 0.1, start=start, end=end)
         dataset = _load(tmp_path / source)
         assert len(dataset) == len(kept)
         camera_times = _streams(robot, published, source)["front"]
         picked_levels[source] = []
         for offset, (t, picks) in enumerate(kept):
-            assert camera_times[picks["front"]] <= t  # never a later message
+            assert camera_times[picks["front"]] <= t + SAME_TIME  # never a later message
             level = published[robot.camera("front").topic].levels[picks["front"]]
             picked_levels[source].append(level)
             assert abs(dataset[offset]["observation.images.front"][0].mean().item() * 255 - level) < 8
@@ -151,23 +155,58 @@ def test_header_and_receive_time_pick_different_messages_causally(tmp_path, robo
     assert picked_levels["header"] != picked_levels["receive"]
 
 
-def test_tolerance_drops_stale_frames_or_fails_leaving_nothing(tmp_path, robot):
-    spec = BagSpec(seconds=3.0, camera_gaps=[(1.0, 1.6)])
+def _runs(kept, period):
+    """The kept frames cut wherever consecutive frame times are more than one period apart."""
+    runs = [[kept[0]]]
+    for frame in kept[1:]:
+        if frame[0] - runs[-1][-1][0] > 1.5 * period:
+            runs.append([])
+        runs[-1].append(frame)
+    return runs
+
+
+def test_a_camera_gap_splits_the_episode_so_time_is_never_compressed(tmp_path, robot):
+    spec = BagSpec(seconds=3.0, camera_gaps=[(1.0, 1.6)])  # both cameras pause for 0.6 s mid-episode
     published = write_bag(tmp_path / "bag", robot, "sqlite3", spec)
-    report = convert_bags([tmp_path / "bag"], tmp_path / "drop", robot, ConversionOptions(tolerance=0.1),
+    report = convert_bags([tmp_path / "bag"], tmp_path / "split", robot, ConversionOptions(tolerance=0.1),
                           progress=False)
     kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
-    assert dropped >= 4 and report.dropped == dropped and report.frames == len(kept)
-    stats = report.stream_totals()
-    assert stats["observation.images.front"].stale == dropped and stats["observation.state"].stale == 0
-    assert stats["observation.images.front"].age_max <= 0.1
-    assert "frames dropped as stale or missing: %d" % dropped in report.summary()
-    _check_frames(_load(tmp_path / "drop"), robot, published, kept)
+    runs = _runs(kept, 0.1)
+    assert len(runs) == 2 and dropped >= 4 and all(len(run) >= 10 for run in runs)
 
-    with pytest.raises(ConversionError, match=r"observation.images.front is \d+ ms old.*--on-stale drop"):
+    dataset = _load(tmp_path / "split")
+    assert dataset.num_episodes == 2 and report.frames == len(kept)
+    first = 0
+    for episode, run in enumerate(runs):
+        rows = [dataset[first + k] for k in range(len(run))]
+        assert int(dataset.meta.episodes[episode]["length"]) == len(run)
+        assert all(int(row["episode_index"]) == episode for row in rows)
+        # each frame's timestamp is its true time since the episode's first frame: no gap inside an episode
+        times = np.array([row["timestamp"].item() for row in rows])
+        np.testing.assert_allclose(times, [t - run[0][0] for t, _ in run], atol=1e-4)
+        assert np.all(np.diff(times) <= 0.1 + 1e-4)
+        _check_frames(dataset, robot, published, run, first_index=first)
+        first += len(run)
+
+    (split,) = report.splits
+    assert split.gap_before.frames == dropped == report.dropped
+    assert set(split.gap_before.causes) == {"observation.images.front", "observation.images.wrist"}
+    assert split.start == pytest.approx(runs[1][0][0])
+    assert f"split 1 times" in report.summary() and f"#0.1 after {dropped} unusable frames" in report.summary()
+    as_json = report.as_dict()
+    assert as_json["splits"] == 1 and as_json["episodes"][1]["gap_before"]["frames"] == dropped
+    assert as_json["episodes"][1]["part"] == 1 and as_json["episodes"][1]["saved_as"] == 1
+
+    with pytest.raises(ConversionError, match=r"observation.images.front was \d+ ms old.*--on-stale split"):
         convert_bags([tmp_path / "bag"], tmp_path / "fail", robot, ConversionOptions(on_stale="fail"),
                      progress=False)
     assert not (tmp_path / "fail").exists() and not list(tmp_path.glob(".fail.*"))
+
+    # a part shorter than --min-frames is not written, and the summary says so
+    report = convert_bags([tmp_path / "bag"], tmp_path / "long_only", robot,
+                          ConversionOptions(min_frames=len(runs[0]) + 1), progress=False)
+    assert [e.saved_as for e in report.episodes] == [None, 0] and report.frames == len(runs[1])
+    assert "not written, fewer frames than --min-frames" in report.summary()
 
 
 def test_marker_and_gap_splits_and_one_episode_per_bag(tmp_path, robot):
@@ -324,7 +363,7 @@ def test_an_episode_without_some_input_is_skipped_and_says_why(tmp_path, robot):
                    camera_gaps=[(0.0, 0.9)])
     write_bag(tmp_path / "bag", robot, "sqlite3", spec)
     report = convert_bags([tmp_path / "bag"], tmp_path / "out", robot,
-                          ConversionOptions(split="marker", split_topic="/episode_marker"), progress=False)
+                          ConversionOptions(split="marker", split_topic="/episode_marker", min_frames=1), progress=False)
     first, second = report.episodes
     assert first.saved_as is None and first.frames == 0
     assert first.silent == ["observation.images.front", "observation.images.wrist"]
