@@ -6,25 +6,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from dp_ros.data.frame_sync import StreamStats, describe_causes
-
-
-@dataclass
-class Gap:
-    """A run of unusable frames (some input stale or missing) next to an episode."""
-
-    time: float
-    """Time of the first unusable frame (seconds, in the chosen time source)."""
-    frames: int
-    causes: dict[str, float | None] = field(default_factory=dict)
-    """At the first unusable frame: stream -> age of its newest message in seconds, None when it had none."""
-
-    def as_dict(self, period: float) -> dict[str, Any]:
-        return {"time": round(self.time, 6), "frames": self.frames, "seconds": round(self.frames * period, 6),
-                "causes": {k: None if v is None else round(v, 6) for k, v in self.causes.items()}}
-
-    def describe(self) -> str:
-        return f"{self.frames} unusable frames from {self.time:.3f} s ({describe_causes(self.causes)})"
+from dp_ros.data.frame_sync import Gap, StreamStats
 
 
 @dataclass

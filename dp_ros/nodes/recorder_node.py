@@ -4,7 +4,8 @@ Subscribes to the joint states and cameras of the robot interface and to the
 demonstrated action (a leader arm's JointState, the command topic, or the next
 observed state). During an episode it takes frames at the dataset fps from the
 latest data at or before each frame time; a frame with a stale or missing input
-is dropped, counted and warned about. Services (std_srvs/Trigger):
+is never written, and the episode is split there (or discarded, ``on_stale``),
+so the dataset's timestamps stay true time. Services (std_srvs/Trigger):
 ``~/start_episode``, ``~/stop_episode`` (saves it), ``~/discard_episode``;
 ``~/status`` (dp_ros_msgs/RecorderStatus) tells the episode, its frames, the
 frames dropped and the disk used. Saving runs in the background, so the next
@@ -41,7 +42,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "task": ("demonstration", "task description stored with every frame"),
     "action_source": ("", "leader, command or next_state; empty = the robot interface's action.source"),
     "action_topic": ("", "topic of the leader JointState or of the commands; empty = the robot interface's"),
-    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is dropped"),
+    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is unusable"),
+    "on_stale": ("split", "an unusable frame inside an episode: split (save the frames so far as an episode, start "
+                          "the next one at the next usable frame; time is never compressed) or discard (the episode)"),
+    "min_frames": (10, "an episode, or a part of a split one, with fewer frames is not saved"),
     "max_episode_seconds": (0.0, "an episode is stopped and saved after this many seconds; 0 = no limit"),
     "time_source": ("receive", "receive (this node's clock on arrival) or header (the messages' header stamps)"),
     "input_reliability": ("best_effort", "QoS of the subscriptions: best_effort (matches any publisher) or reliable"),
@@ -66,6 +70,7 @@ class RecorderNode(Node):
         settings = RecorderSettings(
             dataset_root=Path(str(p["dataset_root"])).expanduser(), task=str(p["task"]),
             action_source=str(p["action_source"]), max_input_age=float(p["max_input_age"]),
+            on_stale=str(p["on_stale"]), min_frames=int(p["min_frames"]),
             max_episode_seconds=float(p["max_episode_seconds"]), repo_id=str(p["repo_id"]))
         self.session = RecordingSession(self.robot, settings, log=self._log)
         self.order = JointOrder(self.robot.joint_names)
