@@ -18,8 +18,8 @@ from typing import Callable
 
 import numpy as np
 
-from dp_ros.data.dataset_files import (DatasetCheckError, DatasetFiles, decoded_frames, load_dataset_files,
-                                       video_path)
+from dp_ros.data.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
+                                       load_dataset_files, video_path)
 from dp_ros.data.dataset_report import ERROR, NOTE, WARNING, DatasetReport
 from dp_ros.data.dataset_writer import read_episode_log
 
@@ -27,8 +27,6 @@ __all__ = ["CheckOptions", "DatasetCheckError", "check_dataset"]
 
 MIN_EPISODES = 100
 RECOMMENDED_EPISODES = 500
-TIME_TOLERANCE = 1e-4
-"""Seconds: how far a timestamp may be from its place on the 1/fps grid (LeRobot stores float32 seconds)."""
 
 
 @dataclass

@@ -14,6 +14,10 @@ from typing import Iterator
 import numpy as np
 
 
+TIME_TOLERANCE = 1e-4
+"""Seconds: how far a timestamp may be from its place on the 1/fps grid (LeRobot stores float32 seconds)."""
+
+
 class DatasetCheckError(ValueError):
     """The dataset cannot be read at all (the message says why)."""
 
