@@ -12,14 +12,17 @@ order; a bag is never loaded whole.
 from __future__ import annotations
 
 import heapq
+import queue
 import re
 import struct
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
 from dp_ros.data.bag_types import BagError, MessageDecoder, StoredDefinition, describe_error, make_decoder
+from dp_ros.data.mcap_chunks import chunk_index, chunked_messages
 
 __all__ = ["BagError", "BagLayout", "BagMessage", "BagReader", "TopicInfo", "bag_layout", "header_stamp"]
 
@@ -97,7 +100,7 @@ def bag_layout(path: Path) -> BagLayout:
     return BagLayout([path])
 
 
-def _zstd():
+def zstd_module():
     """Python's zstd module (``compression.zstd`` from 3.14, its backport before; rosbags depends on it)."""
     try:
         from compression import zstd
@@ -110,7 +113,7 @@ def _decompressed_copy(file: Path, folder: Path) -> Path:
     """A file-mode compressed storage file (``name.mcap.zstd``), decompressed into ``folder``."""
     import shutil
 
-    zstd = _zstd()
+    zstd = zstd_module()
     target = folder / file.with_suffix("").name
     with open(file, "rb") as source, zstd.open(source, "rb") as stream, open(target, "wb") as out:
         shutil.copyfileobj(stream, out, 1 << 22)
@@ -141,6 +144,7 @@ class BagReader:
 
         self.path = Path(path)
         self._readers: list[Any] = []
+        self._chunks: list[list] = []
         self._decoders: dict[str, MessageDecoder] = {}
         self._scratch: tempfile.TemporaryDirectory | None = None
         try:
@@ -153,6 +157,7 @@ class BagReader:
                 reader = Reader(part)
                 reader.open()
                 self._readers.append(reader)
+                self._chunks.append(chunk_index(part) if part.suffix == ".mcap" else [])
         except BagError:
             self.close()
             raise
@@ -220,17 +225,27 @@ class BagReader:
 
     # -- reading -----------------------------------------------------------------------
     def messages(self, topics: Iterable[str]) -> Iterator[BagMessage]:
-        """Messages of ``topics`` in receive-time order, one at a time."""
-        wanted = set(topics)
+        """Messages of ``topics`` in receive-time order, one at a time.
+
+        They are read, decompressed and parsed in a background thread, a few ahead of the caller.
+        """
+        return _prefetched(self._messages(set(topics)))
+
+    def _messages(self, wanted: set[str]) -> Iterator[BagMessage]:
         streams = []
-        for reader in self._readers:
-            connections = [c for c in reader.connections if c.topic in wanted]
-            if connections:
-                streams.append(reader.messages(connections=connections))
+        for reader, chunks in zip(self._readers, self._chunks):
+            connections = {c.id: c for c in reader.connections if c.topic in wanted}
+            if not connections:
+                continue
+            if chunks:
+                streams.append((connections[channel], log_time, data)
+                               for log_time, channel, data in chunked_messages(reader.path, chunks, set(connections)))
+            else:
+                streams.append(reader.messages(connections=list(connections.values())))
         if not streams:
             return
         merged = streams[0] if len(streams) == 1 else heapq.merge(*streams, key=lambda item: item[1])
-        unpack = _zstd().decompress if self.layout.compression == "message" else None
+        unpack = zstd_module().decompress if self.layout.compression == "message" else None
         current_topic = ""
         try:
             for connection, timestamp, raw in merged:
@@ -241,3 +256,47 @@ class BagReader:
         except Exception as exc:  # noqa: BLE001 - corruption shows up while reading, in many forms
             where = f" after a message on {current_topic}" if current_topic else ""
             raise BagError(f"{self.path}: the bag is corrupt or truncated{where} ({describe_error(exc)})") from None
+
+
+def _prefetched(items: Iterator, batch: int = 64, depth: int = 4) -> Iterator:
+    """``items`` produced by a background thread in batches, up to ``depth`` batches ahead (its exceptions are
+    raised here). Batches keep the hand-overs between the threads (each waits for the GIL) few."""
+    slots: queue.Queue = queue.Queue(maxsize=depth)
+    stop = threading.Event()
+
+    def hand_over(entry) -> bool:
+        while not stop.is_set():
+            try:
+                slots.put(entry, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def produce() -> None:
+        chunk: list = []
+        try:
+            for item in items:
+                chunk.append(item)
+                if len(chunk) >= batch:
+                    if not hand_over((chunk, None)):
+                        return
+                    chunk = []
+            hand_over((chunk, None))
+            hand_over((None, None))
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            hand_over((None, exc))
+
+    worker = threading.Thread(target=produce, name="bag-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            chunk, error = slots.get()
+            if chunk is None:
+                if error is not None:
+                    raise error
+                return
+            yield from chunk
+    finally:
+        stop.set()
+        worker.join()
