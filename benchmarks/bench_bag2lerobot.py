@@ -117,8 +117,8 @@ def convert(kind: str, bags: list[str], output: str, robot, jobs: int) -> tuple[
 def child(kind: str, bags: list[str], output: str, size: int, fps: int, jobs: int, warm_up: str) -> None:
     """One conversion, measured in its own process; prints the figures as JSON.
 
-    A short bag is converted first, so that what LeRobot, PyAV and the codecs load on first use is not
-    counted as conversion time (for either converter)."""
+    A short bag is converted first (with the same jobs), so that what LeRobot, PyAV and the codecs load on
+    first use is not counted as conversion time (for either converter, with any number of jobs)."""
     from dp_ros.data.bag_reader import BagReader
 
     bag_seconds = 0.0
@@ -126,7 +126,7 @@ def child(kind: str, bags: list[str], output: str, size: int, fps: int, jobs: in
         with BagReader(bag) as reader:
             bag_seconds += reader.duration
     robot = robot_interface(size, fps)
-    convert(kind, [warm_up], output + "_warm_up", robot, jobs=1)
+    convert(kind, [warm_up] * min(jobs, 2), output + "_warm_up", robot, jobs)  # with jobs: starts the worker server
     shutil.rmtree(output + "_warm_up")
     rss_imported = peak_rss_mb()
     wall, cpu = time.perf_counter(), time.process_time()
@@ -155,7 +155,8 @@ def measure(kind: str, bags: list[Path], workdir: Path, size: int, fps: int, job
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="bag length for the dp_ros vs naive comparison")
-    parser.add_argument("--storage", nargs="+", choices=list(STORAGES), default=list(STORAGES))
+    parser.add_argument("--storage", nargs="*", choices=list(STORAGES), default=list(STORAGES),
+                        help="storage formats for the dp_ros vs naive comparison (none: only --jobs)")
     parser.add_argument("--jobs", type=int, default=2, help="worker processes for the --jobs comparison (0: skip it)")
     parser.add_argument("--job-bags", type=int, default=4, help="bags converted with 1 and with --jobs processes")
     parser.add_argument("--job-seconds", type=float, default=10.0, help="length of each of those bags")
@@ -202,7 +203,10 @@ def main() -> None:
               f"{parallel['wall_s']:.1f} s ({parallel['x_real_time']:.1f}x real time): "
               f"{serial['wall_s'] / parallel['wall_s']:.2f}x faster")
         for job in parallel["jobs"]:
-            print(f"  job {job['job']}: {job['bags']} bags, peak memory {job['peak_rss_mb']:.0f} MB")
+            print(f"  job {job['job']}: {job['bags']} bags, {job['cpu_s']:.1f} CPU s, peak memory {job['peak_rss_mb']:.0f} MB")
+        parallel_cpu = parallel["cpu_s"] + sum(job["cpu_s"] for job in parallel["jobs"])
+        print(f"  CPU s per bag s: 1 job {serial['cpu_s_per_bag_s']:.3f}, {args.jobs} jobs (all processes) "
+              f"{parallel_cpu / parallel['bag_seconds']:.3f}")
         figures["jobs"] = {"bags": len(bags), "seconds_each": args.job_seconds, "serial": serial, "parallel": parallel,
                            "speedup": serial["wall_s"] / parallel["wall_s"]}
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")

@@ -6,7 +6,8 @@ Each worker writes its own dataset next to the output; LeRobot's
 ``aggregate_datasets`` merges them (parquet rows and video packets are copied,
 never re-encoded), and dp_ros's episode log is joined with the episode indices
 shifted. Workers report their progress to the parent's one progress bar (their
-own and LeRobot's bars are switched off).
+own and LeRobot's bars are switched off). The workers are forked from a server
+process that imports LeRobot and torch once, so a job costs no import time.
 """
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ import json
 import os
 import queue as queue_module
 import shutil
+import time
 from pathlib import Path
 from typing import Any
 
@@ -59,16 +61,18 @@ def _set_progress_queue(progress_queue) -> None:
 def _convert_part(bags: list[str], part: str, robot: RobotInterface, options: ConversionOptions,
                   repo_id: str) -> dict[str, Any]:
     """In a worker: convert ``bags`` into the dataset ``part``."""
+    cpu = time.process_time()
     report = ConversionReport(output=part, fps=robot.fps)
     write_episodes(bags, Path(part), robot, options, plan_topics(robot, options), report, repo_id,
                    image_writer_threads=1, progress=_progress_queue.put)
-    return {"episodes": report.episodes, "peak_rss_mb": peak_rss_mb()}
+    return {"episodes": report.episodes, "peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}
 
 
-def _merge_parts(parts: list[str], output: str, repo_id: str) -> float:
+def _merge_parts(parts: list[str], output: str, repo_id: str) -> dict[str, float]:
     """In a worker: LeRobot's aggregation of the part datasets into ``output``, and the joined episode log."""
     from lerobot.datasets.aggregate import aggregate_datasets
 
+    cpu = time.process_time()
     aggregate_datasets(repo_ids=[repo_id] * len(parts), aggr_repo_id=repo_id, roots=[Path(p) for p in parts],
                        aggr_root=Path(output))
     lines, offset = [], 0
@@ -77,7 +81,7 @@ def _merge_parts(parts: list[str], output: str, repo_id: str) -> float:
         lines += [json.dumps({**r, "episode_index": int(r["episode_index"]) + offset}) for r in records]
         offset += len(records)
     (Path(output) / EPISODE_LOG).write_text("".join(line + "\n" for line in lines))
-    return peak_rss_mb()
+    return {"peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}
 
 
 @contextlib.contextmanager
@@ -122,7 +126,11 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
             durations.append(bag.duration)
     groups = share_out(durations, jobs)
     parts = [staging_path(staging, f".part{job}") for job in range(len(groups))]
-    context = multiprocessing.get_context("spawn")
+    # Workers fork from one server that imported LeRobot and torch once (seconds of CPU each time otherwise);
+    # the server itself is started from a clean interpreter, so no thread of this process is forked.
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(["dp_ros.data.parallel_conversion", "lerobot.datasets.lerobot_dataset",
+                                    "lerobot.datasets.aggregate"])
     progress_queue = context.Queue()
     try:
         with _environment(TQDM_DISABLE="1"):
@@ -139,14 +147,16 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
                     if episode.saved_as is not None:
                         episode.saved_as += offset
                     report.episodes.append(episode)
-                report.jobs.append({"job": job, "bags": len(group), "peak_rss_mb": round(outcome["peak_rss_mb"], 1)})
+                report.jobs.append({"job": job, "bags": len(group), "peak_rss_mb": round(outcome["peak_rss_mb"], 1),
+                                    "cpu_s": round(outcome["cpu_s"], 2)})
                 if any(e.saved_as is not None for e in outcome["episodes"]):
                     saved_parts.append(str(part))
             if saved_parts:
                 bar.set_description(f"merging {len(saved_parts)} parts")
-                merge_rss = _wait(pool.apply_async(_merge_parts, (saved_parts, str(staging), repo_id)), bar,
-                                  progress_queue)
-                report.jobs.append({"job": "merge", "bags": 0, "peak_rss_mb": round(merge_rss, 1)})
+                merged = _wait(pool.apply_async(_merge_parts, (saved_parts, str(staging), repo_id)), bar,
+                               progress_queue)
+                report.jobs.append({"job": "merge", "bags": 0, "peak_rss_mb": round(merged["peak_rss_mb"], 1),
+                                    "cpu_s": round(merged["cpu_s"], 2)})
             pool.close()
         except BaseException:
             pool.terminate()
