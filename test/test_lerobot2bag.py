@@ -2,7 +2,6 @@
 exactly and images within the video codec's loss, for every action source, with raw and compressed cameras."""
 from __future__ import annotations
 
-import dataclasses
 import os
 import shutil
 import subprocess
@@ -45,7 +44,8 @@ def _assert_same(first, second, image_tolerance=2.5):
 @pytest.mark.parametrize("source", ["leader", "next_state"])
 def test_round_trip_keeps_states_and_actions_exactly(tmp_path, source):
     robot = tiny_robot(cameras=("front", "wrist"), size=32)
-    robot = dataclasses.replace(robot, action=ActionSource(source, robot.action.topic if source == "leader" else ""))
+    robot = robot.model_copy(update={"action": ActionSource(source=source,
+                                                            topic=robot.action.topic if source == "leader" else "")})
     write_bag(tmp_path / "a", robot, "sqlite3", BagSpec(seconds=1.6))
     write_bag(tmp_path / "b", robot, "mcap", BagSpec(seconds=1.2, start=2000.0))
     convert_bags([tmp_path / "a", tmp_path / "b"], tmp_path / "first", robot, ConversionOptions(min_frames=1),
@@ -68,7 +68,7 @@ def test_round_trip_keeps_states_and_actions_exactly(tmp_path, source):
 
 def test_round_trip_from_the_command_line_with_commands_and_compressed_cameras(tmp_path):
     robot = tiny_robot(cameras=("front",), size=32, camera_type="compressed", command_type="joint_trajectory")
-    robot = dataclasses.replace(robot, action=ActionSource("command"))
+    robot = robot.model_copy(update={"action": ActionSource(source="command")})
     robot_yaml = save_robot_interface(robot, tmp_path / "robot.yaml")
     write_bag(tmp_path / "bag", robot, "mcap", BagSpec(seconds=1.5, command_rate=25.0,
                                                        camera_formats={"front": "jpeg"}))
