@@ -30,8 +30,8 @@ import numpy as np
 
 INTERPOLATE_FROM = ("measured", "desired")
 COMMAND_FORMS = ("trajectory", "step")
-RATIO_TOLERANCE = 1e-6
-"""Relative slack for floating-point rounding when judging a ratio against 1."""
+RATIO_TOLERANCE = 1e-4
+"""Relative slack when judging a ratio against 1 (rounding, and the microseconds a message's stamps carry)."""
 POSITION_TOLERANCE = 1e-9
 STILL_AFTER_STEPS = 10
 """A stream of steps that pauses for more than this many command periods has come to rest."""
