@@ -108,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
         holder.append(node)
         return node
 
-    sys.setswitchinterval(0.001)  # as recorder_node's main(): keep callbacks prompt while episodes are saved
     if not args.no_keyboard and sys.stdin.isatty():
         threading.Thread(target=_keyboard, args=(holder,), daemon=True).start()
     return spin_nodes([make_node], startup_errors=STARTUP_ERRORS)

@@ -29,7 +29,7 @@ from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg, po
 from dp_ros.core.command_shaping import Command
 from dp_ros.core.policy_controller import ControllerConfig, PolicyController, State
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
-from dp_ros.core.rate_loop import RateLoop, prefer_short_gil_waits
+from dp_ros.core.rate_loop import RateLoop
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
@@ -316,7 +316,6 @@ STARTUP_ERRORS = (CheckpointError, RobotInterfaceError, ValueError, FileNotFound
 
 
 def main(args=None) -> int:
-    prefer_short_gil_waits()
     return run_node(PolicyNode, "policy_node", STARTUP_ERRORS, args)
 
 

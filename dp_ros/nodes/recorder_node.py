@@ -210,7 +210,6 @@ def main(args=None) -> int:
 
     # The dataset writer thread runs long Python stretches (LeRobot's metadata); a
     # short switch interval keeps the subscription callbacks and the frame timer prompt.
-    sys.setswitchinterval(0.001)
     return run_node(RecorderNode, "recorder_node", STARTUP_ERRORS, args)
 
 

@@ -267,7 +267,6 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    sys.setswitchinterval(0.0005)  # the physics and camera threads must not wait long for the GIL
     return run_node(SimNode, "sim_node", STARTUP_ERRORS, args)
 
 
