@@ -57,6 +57,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--episodes", type=int, default=20, help="episodes per run (default 20)")
     parser.add_argument("--sampler", default="sde-dpmsolver++:5", help="sampler:steps (default: the demo's)")
     parser.add_argument("--cost-chunks", type=int, default=30, help="chunks timed per variant for the cost ratio")
+    parser.add_argument("--cost-gradient-steps", type=int, default=None,
+                        help="clean-sample guidance steps of the guided variant timed with them (default: the node's "
+                             "guidance_gradient_steps, or 2 where that is 0)")
     parser.add_argument("--skip-closed-loop", action="store_true", help="only measure the per-chunk cost")
     parser.add_argument("--output", default=None, help="JSON results (default <demo>/transitions.json)")
     return parser.parse_args()
@@ -144,6 +147,7 @@ def cell_row(runs: list[dict]) -> dict:
         "compute_p95_ms": float(np.percentile(compute, 95)) if compute.size else None,
         "late_per_chunk": sum(e["actions_dropped_late"] for e in episodes) / max(1, sum(e["chunks"] for e in episodes)),
         "underruns": sum(e["underruns"] for e in episodes),
+        "limit_violations": sum(e.get("limit_violations", 0) for e in episodes),
         **{f"{m}_{w}": median_of(episodes, f"{m}_{w}") for m in ("accel", "jerk") for w in ("boundary", "within")},
         "load": float(np.mean([np.mean(c["load_1min"]) for c in runs])),
     }
@@ -151,8 +155,8 @@ def cell_row(runs: list[dict]) -> dict:
 
 def table(cells: list[dict], configs: list[str], delays: list[float]) -> str:
     lines = ["| added delay | configuration | success per run | all | collisions | time to success | left/right | "
-             "compute p50/p95 | late per chunk | run-outs | accel boundary/within | jerk boundary/within | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "compute p50/p95 | late per chunk | run-outs | limit violations | accel boundary/within | jerk boundary/within | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, f="{:.0f}": "-" if v is None else f.format(v)  # noqa: E731
     for delay in delays:
         for config in configs:
@@ -164,13 +168,14 @@ def table(cells: list[dict], configs: list[str], delays: list[float]) -> str:
                 f"| +{delay * 1000:.0f} ms | {config} | {', '.join(r['per_run'])} | **{100 * r['success_rate']:.0f}%** | "
                 f"{r['collisions']} | {fmt(r['time_to_success'], '{:.2f} s')} | {r['left']}/{r['right']} | "
                 f"{fmt(r['compute_p50_ms'])}/{fmt(r['compute_p95_ms'])} ms | {r['late_per_chunk']:.1f} | {r['underruns']} | "
+                f"{r['limit_violations']} | "
                 f"{fmt(r['accel_boundary'])} / {fmt(r['accel_within'])} | {fmt(r['jerk_boundary'])} / "
                 f"{fmt(r['jerk_within'])} | {r['load']:.1f} |")
     return "\n".join(lines)
 
 
 # --- per-chunk cost -------------------------------------------------------------------------------
-def chunk_cost(runtime, chunks: int) -> dict:
+def chunk_cost(runtime, chunks: int, gradient_steps: int) -> dict:
     """Median seconds per chunk with and without guidance, alternating, on a real observation of the simulator."""
     from dp_ros.core.chunk_guidance import ChunkGuide
     from dp_ros.sim.environment import SimEnvironment
@@ -185,7 +190,7 @@ def chunk_cost(runtime, chunks: int) -> dict:
     plan = runtime.predict_chunk(history, guide=ChunkGuide())
     steps = np.arange(len(plan)) - 2.0
     variants = {"unguided": None, "guided": ChunkGuide(steps, plan, delay=2.0),
-                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=runtime.num_inference_steps - 1)}
+                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=gradient_steps)}
     times = {key: [] for key in variants}
     runtime.warm_up(history)
     for _ in range(chunks):
@@ -223,14 +228,17 @@ def main() -> int:
                         continue
                     results["cells"].append(run_cell(runtime, robot, config, delay, run, args.episodes))
                     output.write_text(json.dumps(results, indent=1))
-    results["cost"] = chunk_cost(runtime, args.cost_chunks)
+    gradient_steps = args.cost_gradient_steps
+    if gradient_steps is None:
+        gradient_steps = controller_for("defaults", runtime.n_action_steps).guidance_gradient_steps or 2
+    results["cost"] = chunk_cost(runtime, args.cost_chunks, gradient_steps)
     results["machine"] = {"cpus": os.cpu_count(), "load_1min_end": os.getloadavg()[0], "sampler": args.sampler}
     output.write_text(json.dumps(results, indent=1))
     cost = results["cost"]
     report = (f"{table(results['cells'], configs, args.delays)}\n\n"
-              f"Per-chunk inference cost ({args.sampler}, median of {args.cost_chunks}, alternating): unguided "
+              f"Per-chunk inference cost ({args.sampler}, median CPU time of {args.cost_chunks}, alternating): unguided "
               f"{cost['unguided_ms']:.0f} ms; guided {cost['guided_ms']:.0f} ms (**{cost['guided_ratio']:.2f}x**); "
-              f"guided with clean-sample guidance on every step {cost['guided_gradient_ms']:.0f} ms "
+              f"guided with clean-sample guidance on {gradient_steps} steps {cost['guided_gradient_ms']:.0f} ms "
               f"({cost['guided_gradient_ratio']:.2f}x)\n")
     output.with_suffix(".md").write_text(report)
     print(report)

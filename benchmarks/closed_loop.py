@@ -4,15 +4,15 @@ The policy node's core (PolicyController: observation history, asynchronous chun
 requests, the transition, the safety filter) runs against SimEnvironment (MuJoCo,
 the task's success and collision tests, the camera) in lock-step: joint states at
 100 Hz and camera frames at 15 Hz are fed stamped with the simulated time, a command
-is taken every 1/command_rate and held by the arm as its position target (as a
-forward_command_controller would). When the controller requests a chunk, simulated
+is taken every 1/command_rate and executed as the robot interface's controller
+executes it (a JointTrajectory for the demo's arm, judged against the limits by
+the simulator as the ROS simulator judges it). When the controller requests a chunk, simulated
 time stops while it is computed; the chunk is then held until the simulation reaches
 the observation time plus its compute time plus ``added_delay``, and merged then.
 The compute time is the CPU time of the inference (one torch thread, as the policy
 node uses on a 2-core machine), so other programs on a busy machine neither
 lengthen the delays nor starve a camera or a command. Left
-out: DDS transport (~0.4 ms here) and the command message (a JointTrajectory in the
-demo; here the position target of each command).
+out: DDS transport (~0.4 ms here) and message conversion.
 """
 from __future__ import annotations
 
@@ -21,7 +21,6 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
 
 JOINT_STATE_RATE = 100.0
 CAMERA_RATE = 15.0
@@ -83,8 +82,11 @@ class Episode:
     compute_times: list[float]
     underruns: int = 0
     """Command ticks at which the plan had run out."""
+    limit_violations: int = 0
+    """Commands whose execution the simulator judged to break a velocity or acceleration limit."""
     command_times: list[float] = field(default_factory=list)
     commands: list[list[float]] = field(default_factory=list)
+    """The controller's set-point at each command tick: what the arm executes."""
     arrivals: list[float] = field(default_factory=list)
     """Simulated times at which chunks were merged (episode time)."""
 
@@ -110,12 +112,22 @@ class ClosedLoop:
         while not condition():
             time.sleep(0.0002)
 
+    def _execute(self, command) -> None:
+        """Hand a command to the simulated controller, as the simulator node does on receipt."""
+        if command is None:
+            return
+        if self.controller.shaper.settings.form == "trajectory":
+            self.env.command_trajectory(command.times_from_start, command.positions)
+        else:
+            self.env.command_step(command.target)
+
     def episode(self, seed: int) -> Episode:
         env, controller, predictor = self.env, self.controller, self.predictor
         env.reset(seed)
         controller.reset()
         stats = controller.stats
         before = stats.chunks_produced, stats.actions_dropped_late, stats.queue_underruns
+        violations_before = env.commands.violations
         predictor.compute_times = []
         record = Episode(seed, False, False, "", None, 0, 0, [])
         start = env.time
@@ -137,9 +149,9 @@ class ClosedLoop:
             if now >= next_command - 1e-9:
                 command = controller.step(now)
                 if command is not None:
-                    env.set_position_target(command.positions)
+                    self._execute(command)
                     record.command_times.append(now - start)
-                    record.commands.append(command.positions.tolist())
+                    record.commands.append(env.position_target().tolist())
                 next_command += 1.0 / self.robot.command_rate
                 # a chunk requested now is computed while simulated time stands still
                 self._wait(lambda: predictor.arrival is not None or not controller.inference_pending)
@@ -152,10 +164,12 @@ class ClosedLoop:
             if predictor.arrival is not None:
                 predictor.release()
             time.sleep(0.0002)
+        self._execute(controller.step(self.clock.now))  # the command that brings the arm to rest, in this episode
         record.success, record.collided, record.solution = status.success, status.collided, status.solution
         record.success_time = status.success_time
         record.chunks = stats.chunks_produced - before[0]
         record.actions_dropped_late = stats.actions_dropped_late - before[1]
         record.underruns = stats.queue_underruns - before[2]
+        record.limit_violations = env.commands.violations - violations_before
         record.compute_times = list(predictor.compute_times)
         return record
