@@ -63,7 +63,7 @@ class ControllerConfig:
     """Request the next chunk when this many planned actions or fewer remain (guided: this many of the
     chunk's first n_action_steps; the actions after those are a reserve that runs while the next chunk
     is late)."""
-    transition: str = "blend"
+    transition: str = "guided"
     """How a new chunk joins the old plan: blend, ensemble, replace or guided (the chunk is sampled as a
     continuation of the plan, see dp_ros.core.chunk_guidance)."""
     blend_steps: int = 4
@@ -88,7 +88,7 @@ class ControllerConfig:
     delay_margin: float = 0.05
     """guided: seconds added to the expected delay of a chunk (the longest of the last few, from observation to
     merge); the plan's actions due before then are pinned in the new chunk."""
-    guidance_gradient_steps: int = 0
+    guidance_gradient_steps: int = 2
     """guided: denoising steps (after the first) that also get RTC's guidance on the predicted clean sample, a
     vector-Jacobian product through the network costing about two network calls each; 0 = inpainting only."""
     guidance_max_weight: float = 5.0

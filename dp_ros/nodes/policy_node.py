@@ -44,7 +44,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "n_action_steps": (0, "actions used from each chunk; 0 = the checkpoint's"),
     "seed": (-1, "seed of the sampler's noise; -1 = random"),
     "replan_steps": (-1, "request the next chunk when this many planned actions remain; -1 = n_action_steps // 2"),
-    "transition": ("blend", "how a new chunk joins the old plan: blend, ensemble, replace or guided (sampled as a "
+    "transition": ("guided", "how a new chunk joins the old plan: blend, ensemble, replace or guided (sampled as a "
                             "continuation of the plan)"),
     "blend_steps": (4, "blend: actions over which the plan moves from the old chunk to the new one"),
     "blend_max_deviation": (0.15, "blend: chunks differing from the plan by more than this (rad) are another solution "
@@ -62,7 +62,7 @@ PARAMETERS: dict[str, tuple[object, str]] = {
                             "in reserve"),
     "delay_margin": (0.05, "guided: seconds added to the measured chunk delay; the plan's actions due before then "
                            "are pinned in the new chunk"),
-    "guidance_gradient_steps": (0, "guided: denoising steps (after the first) that also get RTC's guidance on the "
+    "guidance_gradient_steps": (2, "guided: denoising steps (after the first) that also get RTC's guidance on the "
                                    "predicted clean sample (about 2 network calls each); 0 = inpainting only"),
     "guidance_max_weight": (5.0, "guided: largest weight of the clean-sample guidance (RTC's beta)"),
     "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
