@@ -15,7 +15,6 @@ continues the same dataset.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import rclpy
@@ -27,6 +26,7 @@ from std_srvs.srv import Trigger
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
+from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.data.dataset_writer import DatasetWriterError
 from dp_ros.data.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
@@ -86,7 +86,7 @@ class RecorderNode(Node):
             max_episode_seconds=float(p["max_episode_seconds"]), repo_id=str(p["repo_id"]))
         self.session = RecordingSession(self.robot, settings, log=self._log)
         self.order = JointOrder(self.robot.joint_names)
-        self._last_warning: dict[str, float] = {}
+        self._warnings = LogThrottle(WARNING_INTERVAL)
 
         qos = qos_profile_sensor_data
         if p["input_reliability"] == "reliable":
@@ -160,9 +160,7 @@ class RecorderNode(Node):
             self._bad_input("commands", exc)
 
     def _bad_input(self, topic: str, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning.get(topic, -1e9) >= WARNING_INTERVAL:
-            self._last_warning[topic] = now
+        if self._warnings.ready(topic):
             self.get_logger().warning(f"ignoring a message on {topic}: {exc}")
 
     # --- timers and services ---------------------------------------------------------------
