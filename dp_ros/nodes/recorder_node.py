@@ -18,7 +18,6 @@ import sys
 from pathlib import Path
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
@@ -30,27 +29,11 @@ from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.data.dataset_writer import DatasetWriterError
 from dp_ros.data.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
+from dp_ros.node_params.recorder import RECORDER
+from dp_ros.nodes.node_tools import declare_parameters
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import RecorderStatus as RecorderStatusMsg
 
-# name -> (default, description); config/recorder.yaml lists the same with comments.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
-    "dataset_root": ("~/dp_ros_data/demonstrations",
-                     "LeRobot dataset folder; a dataset already there is continued (same robot interface needed)"),
-    "repo_id": ("local/demonstrations", "LeRobot repo_id recorded in a new dataset (a label for local datasets)"),
-    "task": ("demonstration", "task description stored with every frame"),
-    "action_source": ("", "leader, command or next_state; empty = the robot interface's action.source"),
-    "action_topic": ("", "topic of the leader JointState or of the commands; empty = the robot interface's"),
-    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is unusable"),
-    "on_stale": ("split", "an unusable frame inside an episode: split (save the frames so far as an episode, start "
-                          "the next one at the next usable frame; time is never compressed) or discard (the episode)"),
-    "min_frames": (10, "an episode, or a part of a split one, with fewer frames is not saved"),
-    "max_episode_seconds": (0.0, "an episode is stopped and saved after this many seconds; 0 = no limit"),
-    "time_source": ("receive", "receive (this node's clock on arrival) or header (the messages' header stamps)"),
-    "input_reliability": ("best_effort", "QoS of the subscriptions: best_effort (matches any publisher) or reliable"),
-    "status_rate": (2.0, "RecorderStatus messages per second on ~/status (and one after every service call)"),
-}
 WARNING_INTERVAL = 5.0
 STARTUP_ERRORS = (RobotInterfaceError, DatasetWriterError, ValueError, FileNotFoundError)
 
@@ -70,13 +53,7 @@ def recorder_status_msg(status: RecorderStatus, stamp=None) -> RecorderStatusMsg
 class RecorderNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("recorder_node", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p["time_source"] not in ("receive", "header"):
-            raise ValueError(f"time_source must be receive or header, got {p['time_source']!r}")
-        if p["input_reliability"] not in ("best_effort", "reliable"):
-            raise ValueError(f"input_reliability must be best_effort or reliable, got {p['input_reliability']!r}")
+        p = declare_parameters(self, RECORDER)
         self.use_header = p["time_source"] == "header"
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         settings = RecorderSettings(
