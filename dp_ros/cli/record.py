@@ -48,21 +48,17 @@ def _keyboard(holder: list) -> None:
     for line in sys.stdin:
         if not holder:
             continue
-        session = holder[0].session
-        if session is None:
+        node = holder[0]
+        if node.closed:
             return
         key = line.strip().lower()
         if key == "q":
             os.kill(os.getpid(), signal.SIGINT)
             return
         if key == "d":
-            ok, message = session.discard_episode()
+            ok, message = node.discard_episode()
         elif key == "":
-            now = holder[0].get_clock().now().nanoseconds * 1e-9
-            if session.status().state == "recording":
-                ok, message = session.stop_episode()
-            else:
-                ok, message = session.start_episode(now)
+            ok, message = node.toggle_episode()
         else:
             ok, message = False, f"unknown key {key!r}; Enter, d or q"
         print(("" if ok else "not done: ") + message, flush=True)

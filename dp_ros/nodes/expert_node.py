@@ -28,7 +28,7 @@ from dp_ros.conversions.commands import command_message, command_message_class
 from dp_ros.conversions.joint_state import JointOrder, JointStateError, make_joint_state
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.node_params.sim import EXPERT
-from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
+from dp_ros.nodes.node_tools import declare_parameters, publish_while_up, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import TaskStatus
 
@@ -59,7 +59,7 @@ class ExpertNode(Node):
                              if p["forward_commands"] else None)
         self.create_subscription(JointState, self.robot.joint_state_topic, self._on_joint_state, reliable)
         self.create_subscription(TaskStatus, p["task_status_topic"], self._on_status, reliable)
-        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/start", trigger_service(self.start_demonstration))
         self.create_timer(self.period, self._on_timer)
         self.get_logger().info(
             f"expert ready: waiting for {p['task_status_topic']} and {self.robot.joint_state_topic}; leader "
@@ -92,15 +92,6 @@ class ExpertNode(Node):
         message = self.demonstrator.start(self._now())
         self.get_logger().info(message)
         return message
-
-    def _on_start(self, request, response):
-        try:
-            response.message = self.start_demonstration()
-            response.success = True
-        except Exception as exc:  # noqa: BLE001 - answered to the caller
-            response.success = False
-            response.message = str(exc)
-        return response
 
     def _on_timer(self) -> None:
         now = self._now()

@@ -11,7 +11,7 @@ ROS down raises; once the context is closing, a message is dropped quietly.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
 
@@ -24,6 +24,20 @@ def declare_parameters(node, declaration: NodeParameters) -> dict[str, Any]:
         node.declare_parameter(param.name, param.default,
                                ParameterDescriptor(description=param.description, dynamic_typing=True))
     return declaration.convert({param.name: node.get_parameter(param.name).value for param in declaration})
+
+
+def trigger_service(action: Callable[[], str | tuple[bool, str]], failure: str = ""):
+    """A std_srvs/Trigger callback running ``action``: a message (success), ``(success, message)``, or an
+    exception (answered as a failure, ``failure`` before its text) - a service never crashes its node."""
+    def answer(request, response):
+        try:
+            result = action()
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            response.success, response.message = False, f"{failure}{exc}"
+            return response
+        response.success, response.message = result if isinstance(result, tuple) else (True, result)
+        return response
+    return answer
 
 
 def publish_while_up(node, publisher, msg) -> None:

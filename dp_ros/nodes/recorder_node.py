@@ -30,7 +30,7 @@ from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.data.dataset_writer import DatasetWriterError
 from dp_ros.data.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
 from dp_ros.node_params.recorder import RECORDER
-from dp_ros.nodes.node_tools import declare_parameters
+from dp_ros.nodes.node_tools import declare_parameters, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import RecorderStatus as RecorderStatusMsg
 
@@ -89,9 +89,9 @@ class RecorderNode(Node):
         status_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status_pub = self.create_publisher(RecorderStatus, "~/status", status_qos)
-        self.create_service(Trigger, "~/start_episode", self._on_start)
-        self.create_service(Trigger, "~/stop_episode", self._on_stop)
-        self.create_service(Trigger, "~/discard_episode", self._on_discard)
+        self.create_service(Trigger, "~/start_episode", trigger_service(self.start_episode))
+        self.create_service(Trigger, "~/stop_episode", trigger_service(self.stop_episode))
+        self.create_service(Trigger, "~/discard_episode", trigger_service(self.discard_episode))
         self.create_timer(0.5 / self.robot.fps, self._on_tick)
         self.create_timer(1.0 / max(0.1, float(p["status_rate"])), self._publish_status)
         self._publish_status()
@@ -148,20 +148,30 @@ class RecorderNode(Node):
         if rclpy.ok(context=self.context):
             self.status_pub.publish(recorder_status_msg(self.session.status(), self.get_clock().now().to_msg()))
 
-    def _answer(self, response, result: tuple[bool, str]):
-        response.success, response.message = result
-        self._publish_status()
-        return response
+    # --- episodes: the services and the keyboard of dp-ros record ----------------------------
+    def start_episode(self) -> tuple[bool, str]:
+        return self._report(self.session.start_episode(self._now()))
 
-    def _on_start(self, request, response):
-        return self._answer(response, self.session.start_episode(self._now()))
-
-    def _on_stop(self, request, response):
+    def stop_episode(self) -> tuple[bool, str]:
+        """Stop the episode and save it."""
         self.session.tick(self._now())
-        return self._answer(response, self.session.stop_episode())
+        return self._report(self.session.stop_episode())
 
-    def _on_discard(self, request, response):
-        return self._answer(response, self.session.discard_episode())
+    def discard_episode(self) -> tuple[bool, str]:
+        return self._report(self.session.discard_episode())
+
+    def toggle_episode(self) -> tuple[bool, str]:
+        """Start an episode, or stop and save the one being recorded."""
+        return self.stop_episode() if self.session.status().state == "recording" else self.start_episode()
+
+    @property
+    def closed(self) -> bool:
+        """True once the node is destroyed (its dataset released)."""
+        return self.session is None
+
+    def _report(self, result: tuple[bool, str]) -> tuple[bool, str]:
+        self._publish_status()
+        return result
 
     def _log(self, level: str, message: str) -> None:
         # one call site per severity: rclpy refuses a call site whose severity changes
@@ -183,8 +193,6 @@ class RecorderNode(Node):
 def main(args=None) -> int:
     from dp_ros.bringup import run_node
 
-    # The dataset writer thread runs long Python stretches (LeRobot's metadata); a
-    # short switch interval keeps the subscription callbacks and the frame timer prompt.
     return run_node(RecorderNode, "recorder_node", STARTUP_ERRORS, args)
 
 

@@ -38,7 +38,7 @@ from dp_ros.conversions.commands import CommandError, command_message_class, par
 from dp_ros.conversions.images import rgb_to_compressed_msg, rgb_to_image_msg
 from dp_ros.conversions.joint_state import JointOrder
 from dp_ros.node_params.sim import SIM
-from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
+from dp_ros.nodes.node_tools import declare_parameters, publish_while_up, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import TaskStatus
 
@@ -86,7 +86,7 @@ class SimNode(Node):
                     depth=5, reliability=QoSReliabilityPolicy.RELIABLE))
         self.create_subscription(command_message_class(self.robot.command.type), self.robot.command.topic,
                                  self._on_command, reliable)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/reset", trigger_service(self.reset_episode, failure="reset failed: "))
 
         self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
                                       clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]),
@@ -191,14 +191,6 @@ class SimNode(Node):
         self.get_logger().info(f"reset: {message}")
         return message
 
-    def _on_reset(self, request, response):
-        try:
-            response.message = self.reset_episode()
-            response.success = True
-        except Exception as exc:  # noqa: BLE001 - answered to the caller
-            response.success = False
-            response.message = f"reset failed: {exc}"
-        return response
 
     def _publish_status(self, state: SimState) -> None:
         status, commands = state.status, self.env.commands
