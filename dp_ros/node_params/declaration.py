@@ -25,7 +25,7 @@ from typing import Any, Iterator, Sequence
 
 import yaml
 
-Scalar = bool | int | float | str
+Scalar = bool | int | float | str | tuple[str, ...]
 
 
 class ParameterError(ValueError):
@@ -38,7 +38,8 @@ class Param:
 
     name: str
     default: Scalar
-    """Value when none is given; its type (bool, int, float or str) is the parameter's type."""
+    """Value when none is given; its type (bool, int, float, str, or a tuple of str for a string array) is
+    the parameter's type."""
     description: str
     """What it does, in words a user acts on (the ``--help`` text and the YAML comment)."""
     choices: tuple[str, ...] = ()
@@ -69,6 +70,10 @@ class Param:
 
 
 def _as_type(name: str, value: Any, default: Scalar) -> Scalar:
+    if isinstance(default, tuple):
+        if not isinstance(value, (list, tuple)) or not all(isinstance(item, str) for item in value):
+            raise ParameterError(f"parameter {name} must be a list of strings, got {value!r}")
+        return tuple(value)
     if isinstance(default, bool):
         if isinstance(value, bool):
             return value
@@ -178,6 +183,8 @@ def _shown(value: Scalar) -> str:
     """``value`` as a YAML scalar that reads back as itself."""
     if isinstance(value, bool):
         return "true" if value else "false"
+    if isinstance(value, tuple):
+        return json.dumps(list(value))
     if isinstance(value, str):
         plain = value and "#" not in value and ": " not in value and yaml.safe_load(value) == value
         return value if plain else json.dumps(value)

@@ -21,7 +21,8 @@ from dp_ros.node_params import NodeParameters
 def declare_parameters(node, declaration: NodeParameters) -> dict[str, Any]:
     """Declare ``declaration``'s parameters on ``node``; returns their values, converted and checked."""
     for param in declaration:
-        node.declare_parameter(param.name, param.default,
+        default = list(param.default) if isinstance(param.default, tuple) else param.default
+        node.declare_parameter(param.name, default,
                                ParameterDescriptor(description=param.description, dynamic_typing=True))
     return declaration.convert({param.name: node.get_parameter(param.name).value for param in declaration})
 

@@ -191,7 +191,6 @@ class SimNode(Node):
         self.get_logger().info(f"reset: {message}")
         return message
 
-
     def _publish_status(self, state: SimState) -> None:
         status, commands = state.status, self.env.commands
         msg = TaskStatus(episode=status.episode, seed=status.seed, task=status.task,
