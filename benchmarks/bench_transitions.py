@@ -66,15 +66,19 @@ def parse_args() -> argparse.Namespace:
 
 
 def controller_for(config: str, n_action_steps: int):
-    from dp_ros.nodes.policy_node import PARAMETERS, controller_config
+    from dp_ros.node_params import ParameterError
+    from dp_ros.node_params.policy import POLICY, controller_config
 
-    params = {name: default for name, (default, _) in PARAMETERS.items()}
+    params = {}
     for item in ([] if config == "defaults" else [p.strip() for p in config.split(",") if p.strip()]):
         name, _, value = item.partition("=")
-        if name not in params:
+        if name not in POLICY:
             raise SystemExit(f"--config {config}: {name} is not a policy_node parameter")
-        params[name] = type(params[name])(yaml.safe_load(value))
-    return controller_config(params, n_action_steps)
+        params[name] = yaml.safe_load(value)
+    try:
+        return controller_config(POLICY.convert(params), n_action_steps)
+    except ParameterError as exc:
+        raise SystemExit(f"--config {config}: {exc}") from None
 
 
 # --- smoothness ---------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ from ros_testing import REPO_ROOT
 
 from dp_ros.cli import record, sim
 from dp_ros.cli.main import main
-from dp_ros.node_params import CONFIG_FILES, NODES, ParameterError, parameters_file
+from dp_ros.node_params import ParameterError, parameters_file
+from dp_ros.node_params.config_files import CONFIG_FILES, NODES
 from dp_ros.node_params.recorder import RECORDER
 from dp_ros.node_params.sim import EXPERT, SIM
 from dp_ros.nodes.node_tools import declare_parameters

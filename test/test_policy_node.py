@@ -14,7 +14,7 @@ from safetensors.torch import load_file, save_file
 
 from dp_ros.robot_interface import save_robot_interface
 from lerobot_fixtures import make_checkpoint, tiny_robot
-from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
+from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
 
 LIMIT, VELOCITY = 1.0, 1.5
 _names = itertools.count()
@@ -78,16 +78,6 @@ def listen(node, robot):
                              lambda m: commands.append((time.time(), m)), 100)
     node.create_subscription(PolicyStatus, "/policy_node/status", statuses.append, 10)
     return commands, statuses
-
-
-def call(node, service: str, timeout=20.0):
-    from std_srvs.srv import Trigger
-
-    client = node.create_client(Trigger, service)
-    assert client.wait_for_service(timeout_sec=timeout), f"{service} not offered"
-    future = client.call_async(Trigger.Request())
-    assert spin_until(node, future.done, timeout)
-    return future.result()
 
 
 @pytest.mark.parametrize("command_type,mode", [("joint_trajectory", "chunk"), ("joint_trajectory", "single_point"),
@@ -254,17 +244,17 @@ def test_start_stop_reset_services(tmp_path, checkpoint):
         assert spin_until(node, lambda: statuses and statuses[-1].state_name == "idle", 90), log
         spin_for(node, 1.0)
         assert commands == [], "no command before ~/start"
-        assert call(node, "/policy_node/start").success
+        assert call_trigger(node, "/policy_node/start").success
         assert spin_until(node, lambda: len(commands) > 20, 30)
-        assert call(node, "/policy_node/stop").success
+        assert call_trigger(node, "/policy_node/stop").success
         spin_for(node, 0.3)
         count = len(commands)
         spin_for(node, 1.0)
         assert len(commands) == count, "commands after ~/stop"
         assert statuses[-1].state_name == "stopped"
-        assert call(node, "/policy_node/start").success
+        assert call_trigger(node, "/policy_node/start").success
         assert spin_until(node, lambda: len(commands) > count + 20, 30)
-        response = call(node, "/policy_node/reset")
+        response = call_trigger(node, "/policy_node/reset")
         assert response.success and "cleared" in response.message
         assert spin_until(node, lambda: len(commands) > count + 60, 30), "runs again after reset"
 

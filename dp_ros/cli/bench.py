@@ -130,12 +130,12 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
         deadline = time.monotonic() + 60
         while node.controller.stats.commands_published < 10 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
-        node._publish_times.clear()
+        node.forget_command_times()
         chunks_before = node.controller.stats.chunks_produced
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
-        gaps = np.diff(np.asarray(node._publish_times))
+        gaps = np.diff(np.asarray(node.command_times()))
         chunks = node.controller.stats.chunks_produced - chunks_before
         rate = node.robot.command_rate
         node.destroy_node()

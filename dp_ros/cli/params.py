@@ -21,7 +21,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.node_params import CONFIG_FILES, NODES, parameters_file
+    from dp_ros.node_params import parameters_file
+    from dp_ros.node_params.config_files import CONFIG_FILES, NODES
 
     if not args.names:
         print("nodes: " + ", ".join(NODES) + "\nfiles: " + ", ".join(CONFIG_FILES))

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -17,7 +16,8 @@ import numpy as np
 import torch
 
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
-from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.core.samplers import Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.lerobot_compat import diffusion_global_conditioning
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
 MODEL_FILE = "model.safetensors"
@@ -55,20 +55,6 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-@dataclass
-class ChunkTiming:
-    """Where the time of the last chunk went (seconds)."""
-
-    preprocess: float = 0.0
-    encode: float = 0.0
-    denoise: float = 0.0
-    postprocess: float = 0.0
-
-    @property
-    def total(self) -> float:
-        return self.preprocess + self.encode + self.denoise + self.postprocess
-
-
 class PolicyRuntime:
     """Inference of one Diffusion Policy checkpoint with a chosen sampler."""
 
@@ -94,7 +80,6 @@ class PolicyRuntime:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
         self.image_keys = list(self.config.image_features)
-        self.last_timing = ChunkTiming()
 
     # --- loading ----------------------------------------------------------------
     @classmethod
@@ -242,8 +227,6 @@ class PolicyRuntime:
         """
         from lerobot.utils.constants import OBS_IMAGES
 
-        timing = ChunkTiming()
-        start = time.perf_counter()
         inputs = {k: v for k, v in batch.items() if k == STATE_FEATURE or k in self.image_keys}
         weights = None
         if guide is not None and not guide.is_empty:
@@ -259,12 +242,8 @@ class PolicyRuntime:
         model_batch = {STATE_FEATURE: state}
         if self.image_keys:
             model_batch[OBS_IMAGES] = torch.stack([processed[k] for k in self.image_keys], dim=-4)
-        t1 = time.perf_counter()
-        timing.preprocess = t1 - start
         diffusion = self.policy.diffusion
-        global_cond = diffusion._prepare_global_conditioning(model_batch)
-        t2 = time.perf_counter()
-        timing.encode = t2 - t1
+        global_cond = diffusion_global_conditioning(diffusion, model_batch)
         batch_size = state.shape[0]
         if noise is None:
             noise = torch.randn((batch_size, self.horizon, self.action_dim), generator=self.generator,
@@ -279,13 +258,9 @@ class PolicyRuntime:
             guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
                                         guide.gradient_steps, guide.max_weight, clip)
         trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
-        t3 = time.perf_counter()
-        timing.denoise = t3 - t2
         first = self.n_obs_steps - 1
         count = self.future_steps if guide is not None else self.n_action_steps
         actions = self._unnormalise(trajectory[:, first:first + count])
-        timing.postprocess = time.perf_counter() - t3
-        self.last_timing = timing
         if return_denoising:
             return actions, [self._unnormalise(s) for s in steps]
         return actions
@@ -309,7 +284,3 @@ class PolicyRuntime:
             c, h, w = self.image_shape(key)
             observation[key] = np.full((h, w, c), 127, dtype=np.uint8)
         return observation
-
-
-def available_samplers() -> tuple[str, ...]:
-    return SAMPLERS

@@ -50,6 +50,8 @@ class Param:
     """A number must be greater than this (exclusive)."""
     option: str | bool = False
     """Offer it as a ``dp-ros`` option: True = ``--name-with-dashes``, or the option's own spelling."""
+    section: str = ""
+    """The heading this parameter and the ones after it come under in the YAML (empty: the previous one's)."""
 
     def convert(self, value: Any) -> Scalar:
         """``value`` as this parameter's type (``15`` for a float is 15.0), checked; else a ParameterError."""
@@ -118,10 +120,11 @@ class NodeParameters:
 
     # --- dp-ros options ---------------------------------------------------------------
     def add_options(self, parser: argparse.ArgumentParser, group_title: str | None = None,
-                    shared: Sequence[str] = ()) -> None:
+                    shared: Sequence[str] = (), required: Sequence[str] = ()) -> None:
         """An option for each parameter marked ``option``; absent options leave the parameter alone.
 
         ``shared``: parameters whose option another node's declaration already added (one option sets both).
+        ``required``: options the command cannot run without.
         """
         target = parser.add_argument_group(group_title) if group_title else parser
         for p in self:
@@ -135,7 +138,8 @@ class NodeParameters:
                 target.add_argument(p.flag, dest=p.name, action=action, default=None, help=help_text)
             else:
                 target.add_argument(p.flag, dest=p.name, type=type(p.default), default=None,
-                                    choices=list(p.choices) or None, help=help_text)
+                                    choices=[c for c in p.choices if c] or None, help=help_text,
+                                    required=p.name in required)
 
     def option_values(self, args: argparse.Namespace) -> dict[str, Scalar]:
         """The parameters set by options on the command line."""
@@ -167,6 +171,8 @@ class NodeParameters:
         """This node's section of a parameters file: every parameter at its default, under its description."""
         lines = [f"{self.node_name}:", "  ros__parameters:"]
         for p in self:
+            if p.section:
+                lines.append(f"    # --- {p.section} " + "-" * max(3, width - 11 - len(p.section)))
             text = p.description + (f" (one of: {' | '.join(_shown(c) for c in p.choices)})" if p.choices else "")
             lines += textwrap.wrap(text, width, initial_indent="    # ", subsequent_indent="    # ")
             lines.append(f"    {p.name}: {_shown(p.default)}")

@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
 
-from dp_ros.node_params import NodeParameters
+from dp_ros.node_params.declaration import NodeParameters
 
 
 def declare_parameters(node, declaration: NodeParameters) -> dict[str, Any]:

@@ -12,99 +12,35 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass, fields
 
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.time import Time
 from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
-from dp_ros.nodes.controller_check import check_controller_mode
 from dp_ros.conversions.commands import command_message, command_message_class
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb, resize_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
 from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg, policy_status_msg
 from dp_ros.core.command_shaping import Command
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController, State
+from dp_ros.core.log_throttle import LogThrottle
+from dp_ros.core.policy_controller import PolicyController, State
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
 from dp_ros.core.rate_loop import RateLoop
 from dp_ros.core.time_alignment import stamp_to_seconds
+from dp_ros.node_params.policy import POLICY, controller_config
+from dp_ros.nodes.controller_check import check_controller_mode
+from dp_ros.nodes.node_tools import declare_parameters, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
-# name -> (default, description). The single list of the node's parameters;
-# config/policy.yaml documents the same names for users.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "checkpoint": ("", "LeRobot checkpoint folder (pretrained_model/ with config.json, model.safetensors, processors)"),
-    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
-    "device": ("auto", "auto (CUDA when present), cpu or cuda"),
-    "noise_scheduler": ("", "sampler: ddpm, ddim, dpmsolver++, unipc or sde-dpmsolver++; empty = the checkpoint's"),
-    "num_inference_steps": (0, "denoising steps per chunk; 0 = the checkpoint's"),
-    "n_action_steps": (0, "actions used from each chunk; 0 = the checkpoint's"),
-    "seed": (-1, "seed of the sampler's noise; -1 = random"),
-    "replan_steps": (-1, "request the next chunk when this many planned actions remain; -1 = n_action_steps // 2"),
-    "transition": ("guided", "how a new chunk joins the old plan: blend, ensemble, replace or guided (sampled as a "
-                            "continuation of the plan)"),
-    "blend_steps": (4, "blend: actions over which the plan moves from the old chunk to the new one"),
-    "blend_max_deviation": (0.15, "blend: chunks differing from the plan by more than this (rad) are another solution "
-                                  "of a multimodal task and replace it instead of being averaged with it"),
-    "ensemble_decay": (0.1, "ensemble: older predictions weigh exp(-decay * age)"),
-    "watchdog_timeout": (0.0, "seconds after which a silent camera or joint state stops commanding; 0 = two control "
-                              "periods from the newest sample to the last command's arrival (longer for a sensor "
-                              "slower or more uneven than that: 1.5 times its usual longest gap)"),
-    "velocity_scale": (1.0, "fraction (0, 1] of the robot interface's velocity limits commands may use"),
-    "late_margin": (0.0, "actions due within this many seconds of a chunk's arrival are dropped as late too"),
-    "trajectory_lead_time": (0.0, "joint_trajectory: seconds after the controller takes a trajectory at which its first "
-                                  "point is reached; 0 = one policy step (1/control_rate)"),
-    "timing_margin": (0.02, "seconds by which the controller may start a command earlier or later than expected (its "
-                            "update period plus delivery jitter); the first segment keeps that much full-speed motion "
-                            "in reserve"),
-    "delay_margin": (0.05, "guided: seconds added to the measured chunk delay; the plan's actions due before then "
-                           "are pinned in the new chunk"),
-    "guidance_gradient_steps": (2, "guided: denoising steps (after the first) that also get RTC's guidance on the "
-                                   "predicted clean sample (about 2 network calls each); 0 = inpainting only"),
-    "guidance_max_weight": (5.0, "guided: largest weight of the clean-sample guidance (RTC's beta)"),
-    "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
-    "warmup_runs": (2, "inference runs before reporting ready, so the first real chunk is not slow"),
-    "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
-    "status_rate": (5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)"),
-    "inference_threads": (0, "torch CPU threads for inference; 0 = all cores but one"),
-    "command_priority": (50, "SCHED_FIFO priority of the command loop thread (needs root or CAP_SYS_NICE); 0 = normal"),
-    "sensor_qos": ("sensor_data", "QoS of camera and joint-state subscriptions: sensor_data (best effort) or reliable"),
-    "command_qos_depth": (10, "queue depth of the command publisher (reliable)"),
-    "command_type": ("", "override the robot interface's command.type: joint_trajectory, float64_multi_array, joint_state"),
-    "trajectory_mode": ("", "override the robot interface's command.trajectory_mode: chunk or single_point"),
-}
-
-
-def controller_config(params: dict, n_action_steps: int) -> ControllerConfig:
-    """The controller's behaviour from the node's parameters (ControllerConfig's fields share their names)."""
-    values = {f.name: params[f.name] for f in fields(ControllerConfig)}
-    if values["replan_steps"] < 0:
-        values["replan_steps"] = max(1, n_action_steps // 2)
-    return ControllerConfig(**values)
-
-
-@dataclass
-class _Throttle:
-    period: float
-    last: float = -1e9
-
-    def ready(self) -> bool:
-        now = time.monotonic()
-        if now - self.last >= self.period:
-            self.last = now
-            return True
-        return False
+WARNING_INTERVAL = 5.0
 
 
 class PolicyNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("policy_node", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, POLICY)
         self.params = p
 
         config_path = p["robot_config"] or str(default_robot_config_path())
@@ -129,11 +65,9 @@ class PolicyNode(Node):
                                            command_type=self.command_type, trajectory_mode=self.trajectory_mode)
         self.joint_order = JointOrder(self.robot.joint_names)
         self.use_header_stamps = p["stamp_source"] == "header"
-        if p["stamp_source"] not in ("header", "receive"):
-            raise ValueError(f"stamp_source must be header or receive; got {p['stamp_source']!r}")
-        self._warn_throttles: dict[str, _Throttle] = {}
+        self._warnings = LogThrottle(WARNING_INTERVAL)
         self._resized_cameras: set[str] = set()
-        self._publish_times: deque[float] = deque(maxlen=5000)
+        self._command_times: deque[float] = deque(maxlen=5000)
         self._status_window: deque[float] = deque(maxlen=2000)
 
         sensor_qos = qos_profile_sensor_data if p["sensor_qos"] == "sensor_data" else QoSProfile(
@@ -152,9 +86,9 @@ class PolicyNode(Node):
 
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        self.create_service(Trigger, "~/start", self._srv_start)
-        self.create_service(Trigger, "~/stop", self._srv_stop)
-        self.create_service(Trigger, "~/reset", self._srv_reset)
+        self.create_service(Trigger, "~/start", trigger_service(self.controller.start))
+        self.create_service(Trigger, "~/stop", trigger_service(lambda: self.controller.stop("stopped by ~/stop")))
+        self.create_service(Trigger, "~/reset", trigger_service(self.controller.reset))
         self.create_timer(1.0 / p["status_rate"], self._publish_status)
         self.create_timer(1.0, self._publish_diagnostics)
 
@@ -198,9 +132,8 @@ class PolicyNode(Node):
         else:
             logger.info(text)
 
-    def _warn_throttled(self, key: str, text: str, period: float = 5.0) -> None:
-        throttle = self._warn_throttles.setdefault(key, _Throttle(period))
-        if throttle.ready():
+    def _warn_throttled(self, key, text: str) -> None:
+        if self._warnings.ready(key):
             self.get_logger().warning(text)
 
     def _stamp(self, header) -> float:
@@ -217,7 +150,7 @@ class PolicyNode(Node):
         try:
             positions = self.joint_order.positions(msg)
         except JointStateError as exc:
-            self._warn_throttled(f"joint_state {str(exc)[:30]}",
+            self._warn_throttled(("joint_state", type(exc)),
                                  f"ignoring JointState on {self.robot.joint_state_topic}: {exc}")
             return
         self._add_sample("joint_states", self._stamp(msg.header),
@@ -227,7 +160,7 @@ class PolicyNode(Node):
         try:
             rgb = message_to_rgb(msg)
         except ImageConversionError as exc:
-            self._warn_throttled(f"image_{cam.name} {str(exc)[:30]}",
+            self._warn_throttled((cam.name, type(exc)),
                                  f"ignoring frame of camera {cam.name} on {cam.topic}: {exc}")
             return
         if rgb.shape[:2] != (cam.height, cam.width):
@@ -258,8 +191,15 @@ class PolicyNode(Node):
             return
         self.command_pub.publish(self._command_message(command))
         wall = time.monotonic()
-        self._publish_times.append(wall)
+        self._command_times.append(wall)
         self._status_window.append(wall)
+
+    def command_times(self) -> list[float]:
+        """Monotonic times at which the latest commands (up to 5000) were published (command jitter)."""
+        return list(self._command_times)
+
+    def forget_command_times(self) -> None:
+        self._command_times.clear()
 
     def _command_loop_error(self, exc: BaseException) -> None:
         import traceback
@@ -271,22 +211,6 @@ class PolicyNode(Node):
         stamp = Time(nanoseconds=int(round(command.stamp * 1e9)), clock_type=self.get_clock().clock_type).to_msg()
         return command_message(self.command_type, self.robot.joint_names, command.times_from_start,
                                command.positions, stamp)
-
-    # --- services -------------------------------------------------------------------------------
-    def _srv_start(self, request, response):
-        response.message = self.controller.start()
-        response.success = True
-        return response
-
-    def _srv_stop(self, request, response):
-        response.message = self.controller.stop("stopped by ~/stop")
-        response.success = True
-        return response
-
-    def _srv_reset(self, request, response):
-        response.message = self.controller.reset()
-        response.success = True
-        return response
 
     # --- status ---------------------------------------------------------------------------------
     def snapshot(self) -> PolicySnapshot:
