@@ -150,6 +150,22 @@ class WandbSettings:
 
 
 @dataclass
+class AccelerateSettings:
+    """Several training processes (GPUs, machines) through Hugging Face accelerate's ``accelerate launch``."""
+
+    num_processes: int | None = None
+    """Training processes in all (one per GPU). null or 1: LeRobot's trainer runs as one process; N > 1:
+    ``accelerate launch --multi_gpu --num_processes N`` (on a CPU-only machine the processes share the
+    cores). Each process takes batch_size samples per step: the effective batch is N x batch_size."""
+    config_file: str | None = None
+    """An accelerate config file (made by ``accelerate config``), passed as ``--config_file``: e.g. for
+    several machines, DeepSpeed or FSDP. null: accelerate's defaults."""
+    launch_args: list[str] = field(default_factory=list)
+    """Further ``accelerate launch`` options, passed unchanged, e.g. [--num_machines=2, --machine_rank=1,
+    --main_process_ip=10.0.0.1, --main_process_port=29500]."""
+
+
+@dataclass
 class TrainingConfig:
     """One training run of LeRobot's Diffusion Policy (the ``train:`` section of the YAML)."""
 
@@ -159,6 +175,8 @@ class TrainingConfig:
     """The Diffusion Policy and its optimizer."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     """Weights & Biases logging."""
+    accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
+    """How many training processes, and accelerate's options for them (not LeRobot options)."""
     output_dir: str = "outputs/train/diffusion"
     """Run folder: checkpoints go to <output_dir>/checkpoints/<step>/pretrained_model, the newest
     also as checkpoints/last. Must not exist yet unless resume is true."""
@@ -311,7 +329,7 @@ def load_training_config(path: str | Path | None = None,
 
 def given_options(data: Mapping[str, Any]) -> set[str]:
     """Dotted names of the options present in a (nested) configuration mapping."""
-    sections = ("dataset", "policy", "wandb")
+    sections = ("dataset", "policy", "wandb", "accelerate")
     names = set()
     for key, value in data.items():
         if key in sections and isinstance(value, Mapping):
@@ -353,7 +371,8 @@ def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 def config_from_dict(data: Mapping[str, Any]) -> TrainingConfig:
     """Build a TrainingConfig; keys it does not know go to ``extra`` under their dotted name."""
     extra = flatten(data.get("extra") or {})
-    sections = {"dataset": DatasetSettings, "policy": PolicySettings, "wandb": WandbSettings}
+    sections = {"dataset": DatasetSettings, "policy": PolicySettings, "wandb": WandbSettings,
+                "accelerate": AccelerateSettings}
     top_fields = {f.name: f for f in dataclasses.fields(TrainingConfig) if f.name != "given"}
     kwargs: dict[str, Any] = {}
     problems: list[str] = []
@@ -443,6 +462,12 @@ def _check_values(config: TrainingConfig) -> list[str]:
         problems.append(f"num_workers: must be 0 or more, got {config.num_workers}")
     if not DEVICE_PATTERN.match(p.device):
         problems.append(f"policy.device: {p.device!r} is not auto, cpu, cuda, cuda:N or mps")
+    processes = config.accelerate.num_processes
+    if processes is not None and processes < 1:
+        problems.append(f"accelerate.num_processes: must be at least 1 or null, got {processes}")
+    elif (processes or 1) > 1 and p.device not in ("auto", "cpu", "cuda"):
+        problems.append(f"policy.device: {p.device!r} with {processes} processes: use auto, cpu or cuda (accelerate "
+                        "gives each process its own GPU; choose them with CUDA_VISIBLE_DEVICES or --gpu_ids)")
     if config.wandb.mode not in (None, "online", "offline", "disabled"):
         problems.append(f"wandb.mode: {config.wandb.mode!r} is not online, offline or disabled")
     if config.mode == "finetune" and not Path(p.pretrained_path).expanduser().exists():
