@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import signal
 import types
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 import yaml
 
 from dp_ros.robot_interface import save_robot_interface
+from dp_ros.training.accelerate_launch import ENTRY_MODULE, accelerate_arguments, machine_rank, trainer_command
 from dp_ros.training.configuration_training import (
     FINETUNE_POLICY_OPTIONS,
     TrainingConfig,
@@ -334,3 +336,61 @@ def test_a_stop_waits_for_the_checkpoint_being_written(tmp_path, capfd):
     assert checkpoint == {"event": "checkpoint", "step": 4, "path": str(tmp_path / "000004" / "pretrained_model")}
     with pytest.raises(KeyboardInterrupt):  # outside a checkpoint a stop is immediate
         guard.on_signal(signal.SIGINT, None)
+
+
+# --- the trainer's command line ---------------------------------------------------------
+def test_one_process_runs_the_entry_directly_and_several_through_accelerate(tmp_path):
+    base = {"output_dir": str(tmp_path / "run")}
+    single = trainer_command(load_training_config(None, base), "py", "cpu", None)
+    assert single[:3] == ["py", "-m", ENTRY_MODULE] and "accelerate" not in " ".join(single)
+
+    config = load_training_config(None, {**base, "accelerate.num_processes": 2})
+    command = trainer_command(config, "py", "cpu", None)
+    entry = command.index(ENTRY_MODULE)
+    launch = command[3:entry - 1]
+    assert command[:3] == ["py", "-m", "accelerate.commands.launch"] and command[entry - 1] == "-m"
+    assert launch[:3] == ["--multi_gpu", "--num_processes", "2"]
+    assert dict(zip(launch[3::2], launch[4::2])) == {
+        "--num_machines": "1", "--mixed_precision": "no", "--dynamo_backend": "no",
+        "--num_cpu_threads_per_process": str(max(1, (os.cpu_count() or 1) // 2))}
+    assert command[entry + 1:] == config.lerobot_arguments("cpu")
+
+
+def test_accelerate_options_pass_through_and_a_config_file_decides(tmp_path):
+    config = load_training_config(None, {"accelerate.num_processes": 16, "accelerate.launch_args": [
+        "--num_machines=2", "--machine_rank=1", "--main_process_ip=10.0.0.1", "--mixed_precision=bf16"]})
+    launch = accelerate_arguments(config.accelerate, "cuda")
+    assert launch == ["--multi_gpu", "--num_processes", "16", "--dynamo_backend", "no", "--num_machines=2",
+                      "--machine_rank=1", "--main_process_ip=10.0.0.1", "--mixed_precision=bf16"]
+    assert machine_rank(config.accelerate) == 1
+
+    config_file = tmp_path / "accelerate.yaml"
+    config_file.write_text("distributed_type: MULTI_GPU\nnum_machines: 2\nmachine_rank: 1\nnum_processes: 8\n")
+    config = load_training_config(None, {"accelerate.config_file": str(config_file)})
+    assert accelerate_arguments(config.accelerate, "cuda") == ["--config_file", str(config_file)]
+    assert machine_rank(config.accelerate) == 1
+    with pytest.raises(TrainingConfigError, match="--machine_rank must be a whole number"):
+        machine_rank(load_training_config(None, {"accelerate.launch_args": ["--machine_rank", "x"]}).accelerate)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"accelerate.num_processes": 0}, "accelerate.num_processes: must be at least 1"),
+    ({"accelerate.num_processes": 2, "policy.device": "cuda:1"}, "with 2 processes: use auto, cpu or cuda"),
+    ({"accelerate.launch_args": "--machine_rank=1"}, "accelerate.launch_args: expected a list"),
+])
+def test_invalid_process_options_are_named(override, message):
+    with pytest.raises(TrainingConfigError, match=message):
+        load_training_config(None, override)
+
+
+def test_preflight_explains_the_effective_batch_and_leaves_output_dir_to_the_main_machine(tmp_path, dataset):
+    base = {"dataset.root": str(dataset), "policy.crop_shape": [28, 28], "batch_size": 8}
+    report = run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "a"),
+                                                       "accelerate.num_processes": 2}))
+    assert any(n.startswith("2 training processes: each takes 8 samples per step") for n in report.notes)
+    run_dir = tmp_path / "shared"
+    (run_dir / "checkpoints").mkdir(parents=True)  # machine 0 has started the run already
+    other = load_training_config(None, {**base, "output_dir": str(run_dir), "accelerate.num_processes": 2,
+                                        "accelerate.launch_args": ["--num_machines=2", "--machine_rank=1"]})
+    report = run_preflight(other)
+    assert not report.owns_output_dir and any("this is machine 1" in n for n in report.notes)

@@ -25,13 +25,14 @@ Examples:
       --accelerate-arg=--machine_rank=0 --accelerate-arg=--main_process_ip=10.0.0.1 --accelerate-arg=--main_process_port=29500
 
 Exit codes: 0 finished, 1 trainer failed, 2 configuration problem (nothing started),
-130 stopped (Ctrl-C).
+130 stopped (Ctrl-C, or SIGTERM from a job scheduler).
 """
 from __future__ import annotations
 
 import argparse
 import math
 import shlex
+import signal
 import sys
 
 
@@ -165,6 +166,7 @@ def run(args: argparse.Namespace) -> int:
     except TrainingConfigError as exc:
         print(f"dp-ros train: {exc}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # a job scheduler's stop: the same clean stop as Ctrl-C
     display.initial, display.total = report.resume_step, report.total_steps
     for note in report.notes:
         display.write(f"note: {note}")
@@ -180,6 +182,10 @@ def run(args: argparse.Namespace) -> int:
             result = launcher.wait()
     display.close()
     return report_result(result, config)
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
 
 
 def report_result(result, config) -> int:

@@ -12,12 +12,11 @@ An accelerate config file and any further ``accelerate launch`` options
 from __future__ import annotations
 
 import os
-import shlex
 from pathlib import Path
 
 import yaml
 
-from dp_ros.training.configuration_training import AccelerateSettings, TrainingConfig
+from dp_ros.training.configuration_training import AccelerateSettings, TrainingConfig, TrainingConfigError
 
 ENTRY_MODULE = "dp_ros.training.lerobot_entry"
 ACCELERATE_MODULE = "accelerate.commands.launch"
@@ -29,7 +28,12 @@ def uses_accelerate(settings: AccelerateSettings) -> bool:
 
 
 def accelerate_arguments(settings: AccelerateSettings, device: str) -> list[str]:
-    """The ``accelerate launch`` options before the training module."""
+    """The ``accelerate launch`` options before the training module.
+
+    Without a config file, dp_ros passes the values accelerate would otherwise default to with a
+    warning (one machine, no mixed precision, no dynamo) and, for CPU training, gives each
+    process an equal share of the cores (accelerate's default is one thread per process).
+    """
     args: list[str] = []
     if settings.config_file:
         args += ["--config_file", str(Path(settings.config_file).expanduser().resolve())]
@@ -37,11 +41,33 @@ def accelerate_arguments(settings: AccelerateSettings, device: str) -> list[str]
         args.append("--multi_gpu")  # torchrun-style processes; LeRobot selects gloo itself on a CPU
     if settings.num_processes:
         args += ["--num_processes", str(settings.num_processes)]
-    given = {a.split("=", 1)[0] for a in settings.launch_args}
-    if device == "cpu" and not settings.config_file and "--num_cpu_threads_per_process" not in given:
-        threads = max(1, (os.cpu_count() or 1) // (settings.num_processes or 1))
-        args += ["--num_cpu_threads_per_process", str(threads)]  # accelerate's default is one thread each
+    if not settings.config_file:
+        machines = int_option(settings.launch_args, "--num_machines", 1)
+        local_processes = max(1, (settings.num_processes or 1) // machines)
+        defaults = {"--num_machines": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
+        if device == "cpu":
+            defaults["--num_cpu_threads_per_process"] = str(max(1, (os.cpu_count() or 1) // local_processes))
+        for name, value in defaults.items():
+            if launch_option(settings.launch_args, name) is None:
+                args += [name, value]
     return args + list(settings.launch_args)
+
+
+def launch_option(launch_args: list[str], name: str) -> str | None:
+    """The value of an ``accelerate launch`` option given as ``--name=value`` or ``--name value``."""
+    for i, arg in enumerate(launch_args):
+        key, sep, value = arg.partition("=")
+        if key == name:
+            return value if sep else (launch_args[i + 1] if i + 1 < len(launch_args) else "")
+    return None
+
+
+def int_option(launch_args: list[str], name: str, default: int) -> int:
+    value = launch_option(launch_args, name)
+    try:
+        return default if value is None else int(value)
+    except ValueError:
+        raise TrainingConfigError(f"accelerate.launch_args: {name} must be a whole number, got {value!r}") from None
 
 
 def trainer_command(config: TrainingConfig, python: str, device: str, pretrained_model_dir: Path | None) -> list[str]:
@@ -55,12 +81,8 @@ def trainer_command(config: TrainingConfig, python: str, device: str, pretrained
 
 def machine_rank(settings: AccelerateSettings) -> int:
     """This machine's rank in a multi-machine run: from ``--machine_rank`` in launch_args, else the config file."""
-    args = list(settings.launch_args)
-    for i, arg in enumerate(args):
-        name, sep, value = arg.partition("=")
-        if name == "--machine_rank":
-            value = value if sep else (args[i + 1] if i + 1 < len(args) else "0")
-            return int(value)
+    if launch_option(settings.launch_args, "--machine_rank") is not None:
+        return int_option(settings.launch_args, "--machine_rank", 0)
     if settings.config_file:
         try:
             data = yaml.safe_load(Path(settings.config_file).expanduser().read_text()) or {}
@@ -69,6 +91,3 @@ def machine_rank(settings: AccelerateSettings) -> int:
         return int(data.get("machine_rank", 0) or 0) if isinstance(data, dict) else 0
     return 0
 
-
-def format_command(command: list[str]) -> str:
-    return shlex.join(command)

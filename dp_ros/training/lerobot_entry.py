@@ -103,6 +103,7 @@ class CheckpointGuard:
         self.stop_pending = False
 
     def on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        print(f"dp_ros: {signal.Signals(signum).name} received", file=sys.stderr, flush=True)
         if self.writing:
             if not self.stop_pending:
                 print("dp_ros: stop requested while a checkpoint is written; stopping once it is complete",
@@ -165,18 +166,35 @@ def _batch_size(batch) -> int:
     return next((len(v) for v in batch.values() if getattr(v, "ndim", 0) > 0), 0)
 
 
-def watch_parent(parent_pid: int, period: float = 1.0) -> None:
-    """Ask this process to stop when the launching process ``parent_pid`` is gone."""
+def watch_parent(parent_pid: int, guard: CheckpointGuard, period: float = 1.0, grace: float = 30.0) -> None:
+    """Stop this process when the launching process ``parent_pid`` is gone.
+
+    First the clean way (SIGTERM: a checkpoint being written is finished); a rank blocked in a
+    collective operation with a peer that is gone never runs that handler, so after ``grace``
+    seconds without a checkpoint being written the process exits at once.
+    """
     def watch() -> None:
+        while _alive(parent_pid):
+            time.sleep(period)
+        print(f"dp_ros: the launching process (pid {parent_pid}) is gone; stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        idle_since = time.monotonic()
         while True:
             time.sleep(period)
-            try:
-                os.kill(parent_pid, 0)
-            except ProcessLookupError:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+            if guard.writing:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > grace:
+                os._exit(STOPPED_EXIT_CODE)
 
     threading.Thread(target=watch, name="dp_ros_parent_watch", daemon=True).start()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
 
 def main() -> int:
@@ -188,7 +206,7 @@ def main() -> int:
     signal.signal(signal.SIGTERM, guard.on_signal)
     parent = os.environ.get(PARENT_PID_ENV)
     if parent and parent.isdigit():
-        watch_parent(int(parent))
+        watch_parent(int(parent), guard)
     state, error, code = "finished", "", 0
     try:
         from lerobot.scripts import lerobot_train

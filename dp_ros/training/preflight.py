@@ -219,10 +219,11 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
     config.validate()
     report = PreflightReport(total_steps=config.steps)
     report.notes.extend(check_processes(config))
-    try:
-        report.owns_output_dir = machine_rank(config.accelerate) == 0
-    except ValueError as exc:
-        raise PreflightError(f"accelerate: cannot read the machine rank: {exc}") from exc
+    machine = machine_rank(config.accelerate)
+    report.owns_output_dir = machine == 0
+    if machine:
+        report.notes.append(f"this is machine {machine} of a multi-machine run: the main machine (machine rank 0) "
+                            "checks output_dir, shows the progress and writes the checkpoints")
     if report.owns_output_dir or config.mode == "resume":
         report.resume_step = check_output_dir(config)
     if config.mode == "resume":

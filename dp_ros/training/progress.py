@@ -153,8 +153,10 @@ class ProgressTracker:
                                 message=p.message if p.state == "training" else "training")
 
     def finish(self, state: str, message: str) -> TrainingProgress:
+        done = state == "finished"  # also on the other machines of a multi-machine run, which see no steps
         self.progress = replace(self.progress, state=state, message=message,
-                                eta_seconds=0.0 if state == "finished" else self.progress.eta_seconds)
+                                step=self.progress.total_steps if done else self.progress.step,
+                                eta_seconds=0.0 if done else self.progress.eta_seconds)
         return self.progress
 
 
