@@ -48,6 +48,11 @@ def test_demo_pipeline_end_to_end(tmp_path):
     # 4. the report and its plots
     text = (output / "report.md").read_text()
     assert "closed-loop success" in text and "inference latency" in text
+    assert "stage times: record " in text and "machine: " in text
+    assert set(report["stage_seconds"]) == {"record", "train", "evaluate"}
+    assert all(seconds > 0 for seconds in report["stage_seconds"].values())
+    assert report["conditions"]["device"] in ("cpu", "cuda") and set(report["conditions"]["load_average_after"]) == {
+        "record", "train", "evaluate"}
     for name in ("tip_paths.png", "latency_histogram.png", "solutions.png", "example_trajectory.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 

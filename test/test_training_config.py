@@ -15,11 +15,13 @@ import yaml
 
 from dp_ros.robot_interface import save_robot_interface
 from dp_ros.training.accelerate_launch import ENTRY_MODULE, accelerate_arguments, machine_rank, trainer_command
+from dp_ros.training.config_loading import load_training_config
 from dp_ros.training.configuration_training import (
     FINETUNE_POLICY_OPTIONS,
+    POLICY_OPTIONS,
+    RECIPE,
     TrainingConfig,
     TrainingConfigError,
-    load_training_config,
 )
 from dp_ros.training.lerobot_entry import EVENT_PREFIX, CheckpointGuard, StepReporter, install_hooks
 from dp_ros.training.preflight import FeatureMismatchError, PreflightError, run_preflight
@@ -44,15 +46,23 @@ def test_shipped_yaml_holds_every_option_with_the_defaults():
     config = load_training_config(REPO / "config" / "train.yaml")
     assert config.to_dict() == TrainingConfig().to_dict()
     section = yaml.safe_load(text)["train"]
-    for sub in ("dataset", "policy", "wandb"):
+    for sub in ("dataset", "policy", "wandb", "accelerate"):
         fields = {f.name for f in dataclasses.fields(type(getattr(config, sub)))}
         assert set(section[sub]) == fields, f"config/train.yaml {sub}: section differs from the dataclass"
     top = {f.name for f in dataclasses.fields(TrainingConfig)} - {"given"}
     assert set(section) == top
 
 
-def test_defaults_are_the_guide_values_that_work_offline():
+def test_policy_defaults_are_lerobots_but_for_the_recipe_that_works_offline():
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+    lerobot = DiffusionConfig()
     p = TrainingConfig().policy
+    for name in POLICY_OPTIONS:
+        ours = getattr(p, name)
+        if name not in RECIPE:
+            theirs = getattr(lerobot, name)
+            assert ours == (list(theirs) if isinstance(theirs, tuple) else theirs), name
     assert (p.horizon, p.n_action_steps, p.n_obs_steps) == (16, 8, 2)
     assert p.pretrained_backbone_weights is None and p.use_group_norm is True
     assert (p.num_train_timesteps, p.beta_schedule, p.prediction_type) == (100, "squaredcos_cap_v2", "epsilon")
@@ -103,7 +113,10 @@ def test_overrides_as_text_are_yaml_values():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"policy.horizon": 20}, "multiple of 2\\*\\*len\\(down_dims\\) = 8"),
+    ({"policy.horizon": 20}, "LeRobot refuses it: The horizon should be an integer multiple of the downsampling"),
+    ({"policy.prediction_type": "velocity"}, "LeRobot refuses it: `prediction_type` must be one of"),
+    ({"policy.crop_shape": [84]}, "policy.crop_shape: expected 2 values"),
+    ({"policy.down_dims": [64, "wide"]}, r"policy.down_dims\[1\]: expected a whole number"),
     ({"policy.n_action_steps": 16}, "n_action_steps: 16 must be between 1 and"),
     ({"policy.device": "gpu"}, "policy.device: 'gpu'"),
     ({"steps": "many"}, "steps: expected a whole number"),

@@ -142,7 +142,8 @@ class ProgressDisplay:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.training.configuration_training import TrainingConfigError, load_training_config
+    from dp_ros.training.config_loading import load_training_config
+    from dp_ros.training.configuration_training import TrainingConfigError
     from dp_ros.training.launcher import TrainingLauncher
 
     try:

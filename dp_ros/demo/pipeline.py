@@ -50,14 +50,19 @@ class DemoSettings:
     """AdamW learning rate."""
     warmup_steps: int = 200
     """Learning-rate warm-up steps."""
+    processes: int = 1
+    """Training processes (accelerate); each takes batch_size / processes samples per step."""
+    cpu_threads: int = 1
+    """Threads per training process on a CPU: on a 2-core machine that also runs other work, one
+    thread trained 3.6x faster than two (benchmarks/bench_demo_training.py)."""
     sampler: str = "sde-dpmsolver++:5"
     """Sampler and steps of the policy node in closed loop."""
     seed: int = 1
     """Seed of the recorded task instances and of the training; evaluation uses other seeds."""
     redo: tuple[str, ...] = ()
     """Stages to redo even when their outputs exist: record, train, evaluate."""
-    device: str = "cpu"
-    """Training and inference device: cpu, cuda or auto."""
+    device: str = "auto"
+    """Training and inference device: auto (CUDA when available, else CPU), cpu or cuda."""
     policy_params: tuple[str, ...] = ("transition=replace", "replan_steps=3")
     """policy_node parameters for the closed loop, as name=value. On this multimodal task,
     replacing the plan with each new chunk (and replanning when 3 actions remain) measured
@@ -227,7 +232,9 @@ def training_overrides(settings: DemoSettings, robot_config: str) -> dict:
         "output_dir": str(settings.train_dir.resolve()),
         "job_name": "dp_ros_demo",
         "steps": settings.train_steps,
-        "batch_size": settings.batch_size,
+        "batch_size": settings.batch_size // settings.processes,
+        "accelerate.num_processes": settings.processes,
+        "cpu_threads": settings.cpu_threads,
         "num_workers": 1,
         "save_freq": max(1, settings.train_steps // 2),
         "log_freq": max(1, min(50, settings.train_steps // 10)),

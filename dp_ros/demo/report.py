@@ -31,7 +31,7 @@ def summarize(results: list[EpisodeResult], recording: RecordingResult) -> dict:
 
 
 def write_report(output: Path, settings, recording: RecordingResult, results: list[EpisodeResult],
-                 timings: dict, checkpoint: Path, joint_names: list[str]) -> tuple[Path, list[Path]]:
+                 timings: dict, checkpoint: Path, joint_names: list[str], conditions: dict) -> tuple[Path, list[Path]]:
     output.mkdir(parents=True, exist_ok=True)
     summary = summarize(results, recording)
     plots = [plot_tip_paths(output / "tip_paths.png", results),
@@ -39,17 +39,17 @@ def write_report(output: Path, settings, recording: RecordingResult, results: li
              plot_solutions(output / "solutions.png", summary),
              plot_example_trajectory(output / "example_trajectory.png", results, joint_names)]
     plots = [p for p in plots if p is not None]
-    report = {"summary": summary, "stage_seconds": timings, "checkpoint": str(checkpoint),
+    report = {"summary": summary, "stage_seconds": timings, "conditions": conditions, "checkpoint": str(checkpoint),
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
               "recording": vars(recording), "episodes": results_to_json(results)}
     (output / "report.json").write_text(json.dumps(report, indent=2))
-    text = format_summary(summary, timings, recording)
+    text = format_summary(summary, timings, recording, conditions)
     (output / "report.md").write_text("# dp_ros demo report\n\n```\n" + text + "\n```\n\n"
                                       + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
     return output / "report.md", plots
 
 
-def format_summary(summary: dict, timings: dict, recording: RecordingResult) -> str:
+def format_summary(summary: dict, timings: dict, recording: RecordingResult, conditions: dict) -> str:
     latency = summary["inference_latency_ms"]
     lines = [
         f"closed-loop success: {summary['successes']}/{summary['episodes']} "
@@ -71,7 +71,10 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult) -> 
     lines.append(f"actions dropped as late: {summary['actions_dropped_late']} over {summary['chunks']} chunks "
                  f"({per_chunk:.1f} per chunk: their time had passed when the chunk was ready)")
     lines.append("stage times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
-                 + " (reused stages: the time they took when they ran)")
+                 + f", in all {sum(timings.values()) / 60:.1f} min (reused stages: the time they took when they ran)")
+    loads = ", ".join(f"{k} {v:.1f}" for k, v in conditions["load_average_after"].items())
+    lines.append(f"machine: {conditions['cpu_count']} cores, device {conditions['device']}; load average (1 min) "
+                 f"{conditions['load_average_before']:.1f} at the start, after {loads}")
     return "\n".join(lines)
 
 

@@ -28,7 +28,8 @@ from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
 from dp_ros.conversions.training_status import training_status_msg
-from dp_ros.training.configuration_training import TrainingConfigError, load_training_config
+from dp_ros.training.config_loading import load_training_config
+from dp_ros.training.configuration_training import TrainingConfigError
 from dp_ros.training.launcher import TrainingLauncher
 from dp_ros.training.progress import StepLines, TrainingProgress, format_step_line
 

@@ -27,12 +27,12 @@ def uses_accelerate(settings: AccelerateSettings) -> bool:
     return (settings.num_processes or 1) > 1 or bool(settings.config_file) or bool(settings.launch_args)
 
 
-def accelerate_arguments(settings: AccelerateSettings, device: str) -> list[str]:
+def accelerate_arguments(settings: AccelerateSettings, device: str, cpu_threads: int | None = None) -> list[str]:
     """The ``accelerate launch`` options before the training module.
 
     Without a config file, dp_ros passes the values accelerate would otherwise default to with a
     warning (one machine, no mixed precision, no dynamo) and, for CPU training, gives each
-    process an equal share of the cores (accelerate's default is one thread per process).
+    process ``cpu_threads`` threads, or an equal share of the cores (accelerate's default is one).
     """
     args: list[str] = []
     if settings.config_file:
@@ -46,7 +46,8 @@ def accelerate_arguments(settings: AccelerateSettings, device: str) -> list[str]
         local_processes = max(1, (settings.num_processes or 1) // machines)
         defaults = {"--num_machines": "1", "--mixed_precision": "no", "--dynamo_backend": "no"}
         if device == "cpu":
-            defaults["--num_cpu_threads_per_process"] = str(max(1, (os.cpu_count() or 1) // local_processes))
+            threads = cpu_threads or max(1, (os.cpu_count() or 1) // local_processes)
+            defaults["--num_cpu_threads_per_process"] = str(threads)
         for name, value in defaults.items():
             if launch_option(settings.launch_args, name) is None:
                 args += [name, value]
@@ -75,8 +76,8 @@ def trainer_command(config: TrainingConfig, python: str, device: str, pretrained
     lerobot_args = config.lerobot_arguments(device, pretrained_model_dir)
     if not uses_accelerate(config.accelerate):
         return [python, "-m", ENTRY_MODULE, *lerobot_args]
-    return [python, "-m", ACCELERATE_MODULE, *accelerate_arguments(config.accelerate, device), "-m", ENTRY_MODULE,
-            *lerobot_args]
+    return [python, "-m", ACCELERATE_MODULE, *accelerate_arguments(config.accelerate, device, config.cpu_threads),
+            "-m", ENTRY_MODULE, *lerobot_args]
 
 
 def machine_rank(settings: AccelerateSettings) -> int:

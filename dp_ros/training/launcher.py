@@ -32,16 +32,13 @@ from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 from dp_ros.training.accelerate_launch import trainer_command
+from dp_ros.training.config_loading import load_training_config, with_overrides
 from dp_ros.training.configuration_training import (
     CHECKPOINTS_DIR,
     LAST_CHECKPOINT,
     PRETRAINED_MODEL_DIR,
     TrainingConfig,
-    config_from_dict,
-    load_training_config,
-    parse_overrides,
     resolve_device,
-    set_dotted,
 )
 from dp_ros.training.lerobot_entry import PARENT_PID_ENV, STOPPED_EXIT_CODE
 from dp_ros.training.preflight import PreflightReport, run_preflight
@@ -151,6 +148,8 @@ class TrainingLauncher:
             self._write_log(f"dp_ros: note: {note}")
         env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL=TRAINER_BAR_INTERVAL,
                    **{PARENT_PID_ENV: str(os.getpid())})
+        if self.config.cpu_threads:
+            env["OMP_NUM_THREADS"] = str(self.config.cpu_threads)
         self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                       stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1, env=env,
                                       start_new_session=True)
@@ -306,20 +305,6 @@ def _call_safely(callback: Callable[[Any], None], value: Any) -> None:
 def _checkpoint_step(model_dir: Path) -> int | None:
     name = model_dir.parent.name
     return int(name) if name.isdigit() else None
-
-
-def with_overrides(config: TrainingConfig, overrides: Mapping[str, Any] | Sequence[str] | None) -> TrainingConfig:
-    """A copy of ``config`` with dotted overrides applied and validated."""
-    if not overrides:
-        return config
-    data = config.to_dict()
-    parsed = parse_overrides(overrides)
-    for key, value in parsed.items():
-        set_dotted(data, key, value)
-    updated = config_from_dict(data)
-    updated.given = set(config.given) | set(parsed)
-    updated.validate()
-    return updated
 
 
 def run_training(config: TrainingConfig | str | Path, overrides: Mapping[str, Any] | Sequence[str] | None = None,

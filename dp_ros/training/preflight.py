@@ -278,7 +278,7 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
         report.notes.extend(_ignored_architecture_options(config, checkpoint))
     else:
         crop = config.policy.crop_shape
-        if crop is not None:
+        if crop is not None and config.policy.resize_shape is None:  # with resize_shape, crop_ratio crops
             too_small = [f"{k} is {shapes[k][1]}x{shapes[k][2]}" for k in cameras
                          if crop[0] > shapes[k][1] or crop[1] > shapes[k][2]]
             if too_small:
