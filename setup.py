@@ -10,7 +10,7 @@ setup(
     version="0.1.0",
     description="LeRobot Diffusion Policy from demonstrations to a moving ROS 2 robot",
     license="Apache-2.0",
-    python_requires=">=3.10",
+    python_requires=">=3.12",  # LeRobot 0.6.1 needs 3.12 (README: ROS 2 Humble and other distributions)
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
     package_data={PACKAGE: ["sim/assets/*.xml", "py.typed"]},
     data_files=[

@@ -53,11 +53,15 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
                args: list[str] | None = None, logger_name: str = "dp_ros") -> int:
     """Create the nodes (in order) and spin them together until Ctrl-C / SIGTERM; returns an exit code.
 
-    rclpy's own signal handlers (SIGINT and SIGTERM) end the spin.
+    rclpy's own signal handlers (SIGINT and SIGTERM) end the spin. Every dp_ros node process gives up the
+    GIL quickly (rate_loop.GIL_SWITCH_INTERVAL): command loops, physics, cameras and callbacks share it.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 
+    from dp_ros.core.rate_loop import prefer_short_gil_waits
+
+    prefer_short_gil_waits()
     rclpy.init(args=args)
     nodes = []
     try:

@@ -3,56 +3,93 @@
 It names the joints (and their order in state and action vectors), the cameras,
 the rates, the command topic and type, and the joint limits. The LeRobot feature
 names derive from it: ``observation.state``, ``observation.images.<camera>`` and
-``action``. ROS-free: plain dataclasses and PyYAML.
+``action``. ROS-free: a pydantic schema, each field's type, default, bounds and
+meaning declared once; config/robot.yaml is the commented example.
 """
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 STATE_FEATURE = "observation.state"
 ACTION_FEATURE = "action"
 IMAGE_FEATURE_PREFIX = "observation.images."
 
-CAMERA_TYPES = ("image", "compressed")
-COMMAND_TYPES = ("joint_trajectory", "float64_multi_array", "joint_state")
-TRAJECTORY_MODES = ("chunk", "single_point")
-ACTION_SOURCES = ("leader", "command", "next_state")
+CameraType = Literal["image", "compressed"]
+CommandType = Literal["joint_trajectory", "float64_multi_array", "joint_state"]
+TrajectoryMode = Literal["chunk", "single_point"]
+InterpolateFrom = Literal["measured", "desired"]
+ActionSourceKind = Literal["leader", "command", "next_state"]
+CAMERA_TYPES, COMMAND_TYPES, TRAJECTORY_MODES, INTERPOLATE_FROM, ACTION_SOURCES = (
+    get_args(kind) for kind in (CameraType, CommandType, TrajectoryMode, InterpolateFrom, ActionSourceKind))
+
+
+
+def _topic(value: str) -> str:
+    if not value or any(ch.isspace() for ch in value):
+        raise ValueError(f"must be a topic name such as /joint_states, got {value!r}")
+    return value
+
+
+Positive = Annotated[float, Field(gt=0, allow_inf_nan=False)]
+Topic = Annotated[str, AfterValidator(_topic)]
 
 
 class RobotInterfaceError(ValueError):
     """The robot interface YAML is missing, malformed or inconsistent."""
 
 
-@dataclass(frozen=True)
-class Joint:
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Joint(_Section):
     """One actuated joint, in the order it takes in state and action vectors."""
 
-    name: str
-    lower: float
-    """Lowest allowed position command (rad or m)."""
-    upper: float
-    """Highest allowed position command (rad or m)."""
-    max_velocity: float
-    """Largest allowed speed of the command (rad/s or m/s); bounds the change per command."""
+    name: str = Field(min_length=1, description="The joint's name in sensor_msgs/JointState and the controller.")
+    position_limits: tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]] \
+        = Field(description="[lower, upper] allowed position command (rad or m).")
+    velocity_limit: Positive = Field(description="Largest allowed speed of the command (rad/s or m/s).")
+    acceleration_limit: Positive | None = Field(None, description="Largest allowed acceleration of the command "
+                                                                  "(rad/s^2 or m/s^2); none: not limited.")
+
+    @model_validator(mode="after")
+    def _ordered_limits(self) -> "Joint":
+        if self.position_limits[0] >= self.position_limits[1]:
+            raise ValueError(f"position_limits must be [lower, upper] with lower < upper, got {list(self.position_limits)}")
+        return self
+
+    @property
+    def lower(self) -> float:
+        return self.position_limits[0]
+
+    @property
+    def upper(self) -> float:
+        return self.position_limits[1]
+
+    @property
+    def max_velocity(self) -> float:
+        return self.velocity_limit
+
+    @property
+    def max_acceleration(self) -> float | None:
+        return self.acceleration_limit
 
 
-@dataclass(frozen=True)
-class Camera:
+class Camera(_Section):
     """One camera the policy sees, as ``observation.images.<name>``."""
 
-    name: str
-    topic: str
-    type: str = "image"
-    """``image`` (sensor_msgs/Image) or ``compressed`` (sensor_msgs/CompressedImage)."""
-    width: int = 96
-    """Width in pixels of the frames the policy and the dataset use (input is resized)."""
-    height: int = 96
-    """Height in pixels of the frames the policy and the dataset use."""
+    name: str = Field(pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+                      description="A simple identifier: it becomes observation.images.<name>.")
+    topic: Topic = Field(description="sensor_msgs/Image or CompressedImage topic.")
+    type: CameraType = Field("image", description="image (sensor_msgs/Image) or compressed (CompressedImage).")
+    width: Annotated[int, Field(gt=0)] = Field(96, description="Width in pixels of the frames the policy and the "
+                                                               "dataset use (input is resized).")
+    height: Annotated[int, Field(gt=0)] = Field(96, description="Height in pixels of the frames the policy and the "
+                                                                "dataset use.")
 
     @property
     def feature(self) -> str:
@@ -64,45 +101,75 @@ class Camera:
         return (3, self.height, self.width)
 
 
-@dataclass(frozen=True)
-class CommandInterface:
+class CommandInterface(_Section):
     """Where and how joint commands go (the ros2_control controller's input)."""
 
-    topic: str
-    type: str = "joint_trajectory"
-    """``joint_trajectory`` (joint_trajectory_controller), ``float64_multi_array``
-    (forward_command_controller) or ``joint_state``."""
-    trajectory_mode: str = "chunk"
-    """For joint_trajectory: ``chunk`` publishes the remaining planned actions as a
-    time-parameterised multi-point trajectory; ``single_point`` one point per command."""
+    topic: Topic = Field(description="The controller's command topic.")
+    type: CommandType = Field("joint_trajectory", description="joint_trajectory (joint_trajectory_controller), "
+                              "float64_multi_array (forward_command_controller) or joint_state.")
+    trajectory_mode: TrajectoryMode = Field("chunk", description="joint_trajectory: chunk publishes the remaining "
+                                            "plan as one time-parameterised trajectory; single_point one point.")
+    interpolate_from: InterpolateFrom = Field("measured", description="joint_trajectory: where the controller starts a "
+                                              "new trajectory. measured: the measured joint position (the "
+                                              "controller's default); desired: the set-point of the trajectory it "
+                                              "replaces (its interpolate_from_desired_state: true).")
 
 
-@dataclass(frozen=True)
-class ActionSource:
+class ActionSource(_Section):
     """Where the recorder and the bag converter read the demonstrated action."""
 
-    source: str = "leader"
-    """``leader`` (a leader arm's JointState), ``command`` (the command topic) or
-    ``next_state`` (the follower's next observed joint positions)."""
-    topic: str = ""
-    """Topic of the leader arm's JointState (for ``leader``); ignored otherwise."""
+    source: ActionSourceKind = Field("leader", description="leader (a leader arm's JointState on topic), command "
+                                     "(the command topic) or next_state (the next observed joint positions).")
+    topic: str = Field("", description="Topic of the leader arm's JointState (for source: leader).")
+
+    @model_validator(mode="after")
+    def _leader_needs_a_topic(self) -> "ActionSource":
+        if self.source == "leader" and (not self.topic or any(ch.isspace() for ch in self.topic)):
+            raise ValueError("topic must name the leader arm's JointState topic (such as /leader/joint_states) "
+                             "for source: leader")
+        return self
 
 
-@dataclass(frozen=True)
-class RobotInterface:
+class RobotInterface(_Section):
     """Everything dp_ros needs to know about one robot."""
 
-    name: str
-    joints: tuple[Joint, ...]
-    joint_state_topic: str
-    cameras: tuple[Camera, ...]
-    command: CommandInterface
-    control_rate: float
-    """Policy steps per second: observation spacing, action spacing and dataset fps."""
-    command_rate: float
-    """Commands published per second; actions are interpolated between policy steps."""
-    action: ActionSource = field(default_factory=ActionSource)
-    source_path: str = ""
+    name: str = Field("robot", description="The robot's name (the dataset's robot_type).")
+    control_rate: Positive = Field(description="Policy steps per second: observation and action spacing and the "
+                                   "dataset fps (a whole number).")
+    command_rate: Positive = Field(description="Commands per second sent to the controller (>= control_rate); "
+                                   "actions are interpolated between policy steps. Default: control_rate.")
+    joint_state_topic: Topic = Field(description="sensor_msgs/JointState of the robot; joints matched by name.")
+    joints: tuple[Joint, ...] = Field(min_length=1, description="The joints, in the order of state and action.")
+    cameras: tuple[Camera, ...] = Field((), description="The cameras, each an observation.images.<name>.")
+    command: CommandInterface = Field(description="Where commands go.")
+    action: ActionSource = Field(default_factory=lambda: ActionSource(topic="/leader/joint_states"),
+                                 description="The demonstrated action, for the recorder and the bag converter.")
+    source_path: str = Field("", exclude=True, description="The file this interface was read from (not in the YAML).")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _command_rate_defaults_to_control_rate(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("command_rate") is None and "control_rate" in data:
+            data = {**data, "command_rate": data["control_rate"]}
+        return data
+
+    @field_validator("control_rate")
+    @classmethod
+    def _whole_hz(cls, value: float) -> float:
+        if abs(value - round(value)) > 1e-9:
+            raise ValueError(f"control_rate must be a whole number of Hz (it is the dataset fps), got {value}")
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "RobotInterface":
+        if self.command_rate < self.control_rate:
+            raise ValueError(f"command_rate ({self.command_rate} Hz) must be at least control_rate "
+                             f"({self.control_rate} Hz)")
+        for what, names in (("joint", [j.name for j in self.joints]), ("camera", [c.name for c in self.cameras])):
+            duplicates = sorted({n for n in names if names.count(n) > 1})
+            if duplicates:
+                raise ValueError(f"duplicate {what} names {duplicates}")
+        return self
 
     # --- derived names --------------------------------------------------------
     @property
@@ -132,7 +199,14 @@ class RobotInterface:
 
     @property
     def velocity_limits(self) -> list[float]:
-        return [j.max_velocity for j in self.joints]
+        return [j.velocity_limit for j in self.joints]
+
+    @property
+    def acceleration_limits(self) -> list[float] | None:
+        """Per-joint acceleration limits, or None when no joint has one (a joint without one: unlimited)."""
+        if all(j.acceleration_limit is None for j in self.joints):
+            return None
+        return [float("inf") if j.acceleration_limit is None else j.acceleration_limit for j in self.joints]
 
     def camera(self, name: str) -> Camera:
         for cam in self.cameras:
@@ -153,76 +227,34 @@ class RobotInterface:
         features[ACTION_FEATURE] = {"dtype": "float32", "shape": (self.num_joints,), "names": self.joint_names}
         return features
 
-    def policy_input_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shapes of the policy inputs, as a LeRobot policy config lists them."""
-        shapes: dict[str, tuple[int, ...]] = {STATE_FEATURE: (self.num_joints,)}
-        for cam in self.cameras:
-            shapes[cam.feature] = cam.shape
-        return shapes
+
+def _where(data: Any, location: tuple) -> str:
+    """``joints[0] (shoulder_pan).velocity_limit`` for a pydantic error location."""
+    parts, node = [], data
+    for key in location:
+        if isinstance(key, int):
+            parts[-1] += f"[{key}]"
+            node = node[key] if isinstance(node, (list, tuple)) and key < len(node) else None
+            if isinstance(node, dict) and isinstance(node.get("name"), str):
+                parts[-1] += f" ({node['name']})"
+        else:
+            parts.append(str(key))
+            node = node.get(key) if isinstance(node, dict) else None
+    return ".".join(parts) or "the robot interface"
 
 
-def _require(mapping: dict, key: str, where: str) -> Any:
-    if key not in mapping:
-        raise RobotInterfaceError(f"{where}: missing required key {key!r}")
-    return mapping[key]
-
-
-def _positive(value: Any, what: str) -> float:
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise RobotInterfaceError(f"{what} must be a number, got {value!r}") from None
-    if not math.isfinite(number) or number <= 0:
-        raise RobotInterfaceError(f"{what} must be a positive finite number, got {value!r}")
-    return number
-
-
-def _topic(value: Any, what: str) -> str:
-    if not isinstance(value, str) or not value or any(ch.isspace() for ch in value):
-        raise RobotInterfaceError(f"{what} must be a topic name such as /joint_states, got {value!r}")
-    return value
-
-
-def _choice(value: Any, allowed: tuple[str, ...], what: str) -> str:
-    if value not in allowed:
-        raise RobotInterfaceError(f"{what} must be one of {', '.join(allowed)}; got {value!r}")
-    return value
-
-
-def _parse_joint(entry: Any, index: int) -> Joint:
-    where = f"joints[{index}]"
-    if not isinstance(entry, dict):
-        raise RobotInterfaceError(f"{where} must be a mapping with name, position_limits and velocity_limit")
-    name = _require(entry, "name", where)
-    if not isinstance(name, str) or not name:
-        raise RobotInterfaceError(f"{where}.name must be a non-empty string")
-    limits = _require(entry, "position_limits", f"{where} ({name})")
-    if not isinstance(limits, (list, tuple)) or len(limits) != 2:
-        raise RobotInterfaceError(f"{where} ({name}).position_limits must be [lower, upper]")
-    try:
-        lower, upper = float(limits[0]), float(limits[1])
-    except (TypeError, ValueError):
-        raise RobotInterfaceError(f"{where} ({name}).position_limits must be numbers, got {limits!r}") from None
-    if not (math.isfinite(lower) and math.isfinite(upper)) or lower >= upper:
-        raise RobotInterfaceError(f"{where} ({name}).position_limits must be finite with lower < upper, got {limits!r}")
-    velocity = _positive(_require(entry, "velocity_limit", f"{where} ({name})"), f"{where} ({name}).velocity_limit")
-    return Joint(name=name, lower=lower, upper=upper, max_velocity=velocity)
-
-
-def _parse_camera(entry: Any, index: int) -> Camera:
-    where = f"cameras[{index}]"
-    if not isinstance(entry, dict):
-        raise RobotInterfaceError(f"{where} must be a mapping with name, topic, type, width and height")
-    name = _require(entry, "name", where)
-    if not isinstance(name, str) or not name.isidentifier():
-        raise RobotInterfaceError(f"{where}.name must be a simple identifier (it becomes observation.images.<name>), got {name!r}")
-    return Camera(
-        name=name,
-        topic=_topic(_require(entry, "topic", f"{where} ({name})"), f"{where} ({name}).topic"),
-        type=_choice(entry.get("type", "image"), CAMERA_TYPES, f"{where} ({name}).type"),
-        width=int(_positive(entry.get("width", 96), f"{where} ({name}).width")),
-        height=int(_positive(entry.get("height", 96), f"{where} ({name}).height")),
-    )
+def _explain(exc: ValidationError, data: Any, source: str) -> RobotInterfaceError:
+    lines = []
+    for error in exc.errors():
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "missing":
+            message = "missing required key"
+        elif error["type"] == "extra_forbidden":
+            message = "unknown key (check its spelling against config/robot.yaml)"
+        elif "input" in error and error["type"] not in ("model_type", "value_error"):
+            message += f", got {error['input']!r}"
+        lines.append(f"{_where(data, error['loc'])}: {message}")
+    return RobotInterfaceError(f"{source}: " + ("; ".join(lines) if len(lines) == 1 else "\n  - " + "\n  - ".join(lines)))
 
 
 def parse_robot_interface(data: Any, source: str = "<dict>") -> RobotInterface:
@@ -231,77 +263,15 @@ def parse_robot_interface(data: Any, source: str = "<dict>") -> RobotInterface:
         raise RobotInterfaceError(f"{source}: the robot interface must be a YAML mapping")
     if "robot" in data and isinstance(data["robot"], dict):
         data = data["robot"]
-    joints_raw = _require(data, "joints", source)
-    if not isinstance(joints_raw, list) or not joints_raw:
-        raise RobotInterfaceError(f"{source}: joints must be a non-empty list")
-    joints = tuple(_parse_joint(j, i) for i, j in enumerate(joints_raw))
-    names = [j.name for j in joints]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise RobotInterfaceError(f"{source}: duplicate joint names {duplicates}")
-
-    cameras_raw = data.get("cameras", []) or []
-    if not isinstance(cameras_raw, list):
-        raise RobotInterfaceError(f"{source}: cameras must be a list")
-    cameras = tuple(_parse_camera(c, i) for i, c in enumerate(cameras_raw))
-    camera_names = [c.name for c in cameras]
-    if len(set(camera_names)) != len(camera_names):
-        raise RobotInterfaceError(f"{source}: duplicate camera names {camera_names}")
-
-    command_raw = _require(data, "command", source)
-    if not isinstance(command_raw, dict):
-        raise RobotInterfaceError(f"{source}: command must be a mapping with topic and type")
-    command = CommandInterface(
-        topic=_topic(_require(command_raw, "topic", f"{source} command"), "command.topic"),
-        type=_choice(command_raw.get("type", "joint_trajectory"), COMMAND_TYPES, "command.type"),
-        trajectory_mode=_choice(command_raw.get("trajectory_mode", "chunk"), TRAJECTORY_MODES, "command.trajectory_mode"),
-    )
-
-    action_raw = data.get("action", {}) or {}
-    if not isinstance(action_raw, dict):
-        raise RobotInterfaceError(f"{source}: action must be a mapping with source and topic")
-    action = ActionSource(
-        source=_choice(action_raw.get("source", "leader"), ACTION_SOURCES, "action.source"),
-        topic=str(action_raw.get("topic", "")),
-    )
-    if action.source == "leader":
-        _topic(action.topic, "action.topic (the leader arm's JointState topic, needed for source: leader)")
-
-    control_rate = _positive(_require(data, "control_rate", source), "control_rate")
-    command_rate = _positive(data.get("command_rate", control_rate), "command_rate")
-    if command_rate < control_rate:
-        raise RobotInterfaceError(f"command_rate ({command_rate} Hz) must be at least control_rate ({control_rate} Hz)")
-    if abs(control_rate - round(control_rate)) > 1e-9:
-        raise RobotInterfaceError(f"control_rate must be a whole number of Hz (it is the dataset fps), got {control_rate}")
-
-    return RobotInterface(
-        name=str(data.get("name", "robot")),
-        joints=joints,
-        joint_state_topic=_topic(_require(data, "joint_state_topic", source), "joint_state_topic"),
-        cameras=cameras,
-        command=command,
-        control_rate=control_rate,
-        command_rate=command_rate,
-        action=action,
-        source_path=source,
-    )
+    try:
+        return RobotInterface.model_validate({**data, "source_path": source})
+    except ValidationError as exc:
+        raise _explain(exc, data, source) from None
 
 
 def robot_interface_to_dict(robot: RobotInterface) -> dict[str, Any]:
     """The YAML mapping that ``parse_robot_interface`` reads back into ``robot``."""
-    return {"robot": {
-        "name": robot.name,
-        "control_rate": robot.control_rate,
-        "command_rate": robot.command_rate,
-        "joint_state_topic": robot.joint_state_topic,
-        "joints": [{"name": j.name, "position_limits": [j.lower, j.upper], "velocity_limit": j.max_velocity}
-                   for j in robot.joints],
-        "cameras": [{"name": c.name, "topic": c.topic, "type": c.type, "width": c.width, "height": c.height}
-                    for c in robot.cameras],
-        "command": {"topic": robot.command.topic, "type": robot.command.type,
-                    "trajectory_mode": robot.command.trajectory_mode},
-        "action": {"source": robot.action.source, "topic": robot.action.topic},
-    }}
+    return {"robot": robot.model_dump(mode="json", exclude_none=True)}
 
 
 def save_robot_interface(robot: RobotInterface, path: str | Path) -> Path:

@@ -16,6 +16,7 @@ from typing import Sequence
 import cv2
 import numpy as np
 
+from dp_ros.data.frame_sync import SAME_TIME
 from dp_ros.robot_interface import RobotInterface
 
 CAMERA_FORMATS = ("rgb8", "bgr8", "rgba8", "bgra8", "mono8", "jpeg", "png")
@@ -64,6 +65,45 @@ class BagSpec:
     command_rate: float = 0.0
     """Rate of JointTrajectory commands on the robot's command topic (positions leader_value, zero
     header stamp, joints reversed); 0 = none."""
+    marker_definition: str | None = None
+    """Write the markers as the custom type CUSTOM_MARKER_TYPE, storing this text as its definition
+    (None: std_msgs/Bool). The data is always serialized with CUSTOM_MARKER_DEFINITION."""
+    foreign: Sequence["ForeignTopic"] = ()
+    """Topics copied from another bag (see foreign_topics), written beside the robot's."""
+
+
+CUSTOM_MARKER_TYPE = "dp_test_msgs/msg/EpisodeEvent"
+CUSTOM_MARKER_DEFINITION = "string note\nbool data\n"
+
+
+@dataclass
+class ForeignTopic:
+    """A topic of another bag: its type, the definition that bag stores ("" if none) and its raw messages."""
+
+    topic: str
+    msgtype: str
+    definition: str
+    digest: str
+    """The type's hash (RIHS01) as that bag stores it ("" if none)."""
+    messages: list[tuple[float, bytes]]
+    """(seconds after that bag's first message, serialized message)."""
+
+
+def foreign_topics(bag: Path) -> list[ForeignTopic]:
+    """Every topic of a real bag folder (one storage file), raw, with the definitions it stores."""
+    from rosbags.rosbag2 import Reader
+
+    (storage,) = [p for p in Path(bag).iterdir() if p.suffix in (".mcap", ".db3")]
+    reader = Reader(storage)
+    reader.open()
+    try:
+        topics = {c.topic: ForeignTopic(c.topic, c.msgtype, c.msgdef.data or "", c.digest or "", [])
+                  for c in reader.connections}
+        for connection, timestamp, raw in reader.messages():
+            topics[connection.topic].messages.append(((timestamp - reader.start_time) / 1e9, bytes(raw)))
+    finally:
+        reader.close()
+    return list(topics.values())
 
 
 @dataclass
@@ -105,15 +145,19 @@ def _image_pixels(fmt: str, level: int, width: int, height: int) -> tuple[str, n
 
 
 def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec: BagSpec | None = None,
-              leader_topic: str | None = None) -> dict[str, Published]:
-    """Write a bag of joint states, leader joint states and cameras for ``robot``; returns what was published."""
-    from rosbags.rosbag2 import StoragePlugin, Writer
+              leader_topic: str | None = None, compression: str = "", writer: str = "rosbags") -> dict[str, Published]:
+    """Write a bag of joint states, leader joint states and cameras for ``robot``; returns what was published.
+
+    ``writer``: ``rosbags`` (a rosbag2 folder in ``storage`` format, compressed with zstd per file or per
+    message as rosbag2 does when ``compression`` is ``file`` or ``message``) or ``mcap`` (the ``mcap``
+    library's writer with its defaults, zstd-compressed chunks: a folder holding one .mcap file and no
+    metadata.yaml).
+    """
     from rosbags.typesys import Stores, get_typestore
 
     spec = spec or BagSpec()
     ts = get_typestore(Stores.ROS2_JAZZY)
     T = ts.types
-    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
     joint_order = list(spec.joint_order) if spec.joint_order is not None else list(reversed(robot.joint_names)) + ["extra_joint"]
     leader_topic = leader_topic or robot.action.topic
     published: dict[str, Published] = {}
@@ -188,26 +232,95 @@ def write_bag(path: Path, robot: RobotInterface, storage: str = "sqlite3", spec:
             add(robot.command.topic, "trajectory_msgs/msg/JointTrajectory", stamp, stamp + spec.receive_delay, msg,
                 stamped=False)
 
+    definitions: dict[str, tuple[str, str]] = {}
+    """Topic -> (definition, type hash) to store instead of the standard ones."""
+    if spec.marker_definition is not None:
+        custom = _custom_store()
+        definitions["/episode_marker"] = (spec.marker_definition, custom.hash_rihs01(CUSTOM_MARKER_TYPE))
     for offset, value in spec.markers:
         stamp = spec.start + offset
-        add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value), stamped=False)
+        if spec.marker_definition is None:
+            add("/episode_marker", "std_msgs/msg/Bool", stamp, stamp, T["std_msgs/msg/Bool"](data=value), stamped=False)
+        else:
+            event = custom.types[CUSTOM_MARKER_TYPE](note="episode boundary", data=value)
+            add("/episode_marker", CUSTOM_MARKER_TYPE, stamp, stamp,
+                bytes(custom.serialize_cdr(event, CUSTOM_MARKER_TYPE)), stamped=False)
+    for foreign in spec.foreign:
+        definitions[foreign.topic] = (foreign.definition, foreign.digest)
+        for offset, raw in foreign.messages:
+            stamp = spec.start + 0.1 + offset
+            add(foreign.topic, foreign.msgtype, stamp, stamp, raw, stamped=False)
 
     records.sort(key=lambda r: (r[0], r[1]))
-    with Writer(Path(path), version=9, storage_plugin=plugin) as writer:
-        connections = {}
-        for _, topic, msgtype, _ in records:
-            if topic not in connections:
-                connections[topic] = writer.add_connection(topic, msgtype, typestore=ts)
-        for receive_ns, topic, msgtype, msg in records:
-            writer.write(connections[topic], receive_ns, ts.serialize_cdr(msg() if callable(msg) else msg, msgtype))
+    if writer == "mcap":
+        _write_with_mcap_library(Path(path), records, ts, definitions)
+    else:
+        _write_with_rosbags(Path(path), records, ts, storage, compression, definitions)
     return published
 
 
+def _custom_store():
+    from rosbags.typesys import Stores, get_types_from_msg, get_typestore
+
+    store = get_typestore(Stores.EMPTY)
+    store.register(get_types_from_msg(CUSTOM_MARKER_DEFINITION, CUSTOM_MARKER_TYPE))
+    return store
+
+
+def _serialized(ts, msg, msgtype: str) -> bytes:
+    """``msg``: a message, a function making it, or already serialized bytes."""
+    if isinstance(msg, bytes):
+        return msg
+    return ts.serialize_cdr(msg() if callable(msg) else msg, msgtype)
+
+
+def _write_with_rosbags(path: Path, records, ts, storage: str, compression: str,
+                        definitions: dict[str, tuple[str, str]]) -> None:
+    from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer
+
+    plugin = {"sqlite3": StoragePlugin.SQLITE3, "mcap": StoragePlugin.MCAP}[storage]
+    writer = Writer(path, version=9, storage_plugin=plugin)
+    if compression:
+        writer.set_compression({"file": CompressionMode.FILE, "message": CompressionMode.MESSAGE}[compression],
+                               CompressionFormat.ZSTD)
+    with writer:
+        connections = {}
+        for _, topic, msgtype, _ in records:
+            if topic in definitions and topic not in connections:
+                definition, digest = definitions[topic]
+                connections[topic] = writer.add_connection(topic, msgtype, msgdef=definition, rihs01=digest)
+            elif topic not in connections:
+                connections[topic] = writer.add_connection(topic, msgtype, typestore=ts)
+        for receive_ns, topic, msgtype, msg in records:
+            writer.write(connections[topic], receive_ns, _serialized(ts, msg, msgtype))
+
+
+def _write_with_mcap_library(path: Path, records, ts, definitions: dict[str, tuple[str, str]]) -> None:
+    from mcap.writer import Writer
+
+    path.mkdir(parents=True)
+    with open(path / f"{path.name}_0.mcap", "wb") as stream:
+        writer = Writer(stream)
+        writer.start(profile="ros2", library="dp_ros tests")
+        schemas: dict[str, int] = {}
+        channels: dict[str, int] = {}
+        for receive_ns, topic, msgtype, msg in records:
+            if topic not in channels:
+                if msgtype not in schemas:
+                    definition = definitions[topic][0] if topic in definitions else ts.generate_msgdef(msgtype, 2)[0]
+                    schemas[msgtype] = writer.register_schema(msgtype, "ros2msg", definition.encode())
+                channels[topic] = writer.register_channel(topic, "cdr", schemas[msgtype])
+            writer.add_message(channels[topic], log_time=receive_ns, data=_serialized(ts, msg, msgtype),
+                               publish_time=receive_ns)
+        writer.finish()
+
+
 def expected_pick(stamps: Sequence[float], t: float) -> int | None:
-    """Index of the latest stamp at or before t (brute force, for checking the converter)."""
+    """Index of the latest stamp at or before t (brute force, for checking the converter; stamps within
+    SAME_TIME after t count as at t)."""
     best = None
     for i, s in enumerate(stamps):
-        if s <= t and (best is None or s >= stamps[best]):
+        if s <= t + SAME_TIME and (best is None or s >= stamps[best]):
             best = i
     return best
 
@@ -259,3 +372,72 @@ def write_split_bag(path: Path, robot: RobotInterface, storage: str, spec: BagSp
     if with_metadata:
         (path / "metadata.yaml").write_text(yaml.safe_dump({"rosbag2_bagfile_information": metadata}))
     return combined
+
+
+# --- what a converted dataset must hold ------------------------------------------------
+def load_dataset(root):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
+    return LeRobotDataset("local/test", root=root)
+
+
+def expected_frames(streams: dict[str, list[float]], fps: int, tolerance: float, leads: dict[str, float] | None = None,
+                    start: float = -math.inf, end: float | None = None):
+    """Frame times and, per kept frame, the index each stream takes; plus the number of dropped frames."""
+    leads = leads or {}
+    period = 1.0 / fps
+    firsts = []
+    for name, stamps in streams.items():
+        if name in leads:
+            continue
+        fresh = [s for s in stamps if s >= start - tolerance]
+        firsts.append(max(fresh[0], start))
+    t0 = max(firsts)
+    watermark = max(max(s for s in stamps if s >= start) for stamps in streams.values())
+    end = watermark if end is None else end
+    max_lead = max(leads.values(), default=0.0)
+    kept, dropped, k = [], 0, 0
+    while True:
+        t = t0 + k * period
+        if t > end - max_lead + 1e-9:
+            break
+        k += 1
+        picks = {}
+        for name, stamps in streams.items():
+            target = t + leads.get(name, 0.0)
+            index = expected_pick(stamps, target)
+            if index is not None and target - stamps[index] <= tolerance:
+                picks[name] = index
+        if len(picks) == len(streams):
+            kept.append((t, picks))
+        else:
+            dropped += 1
+    return kept, dropped
+
+
+def check_frames(dataset, robot, published, kept, first_index=0):
+    """Compare dataset frames from ``first_index`` with the brute-force ``kept`` frames (see expected_frames)."""
+    state_topic, leader_topic = robot.joint_state_topic, robot.action.topic
+    for offset, (t, picks) in enumerate(kept):
+        item = dataset[first_index + offset]
+        state_stamp = published[state_topic].header[picks["state"]]
+        np.testing.assert_allclose(item["observation.state"].numpy(),
+                                   [state_value(state_stamp, j) for j in range(robot.num_joints)], atol=1e-6)
+        if "action" in picks:
+            leader_stamp = published[leader_topic].header[picks["action"]]
+            np.testing.assert_allclose(item["action"].numpy(),
+                                       [leader_value(leader_stamp, j) for j in range(robot.num_joints)], atol=1e-6)
+        for cam in robot.cameras:
+            level = published[cam.topic].levels[picks[cam.name]]
+            rgb = item[cam.feature].numpy() * 255
+            assert abs(rgb[0].mean() - level) < 8 and abs(rgb[1].mean() - (255 - level)) < 8, (offset, cam.name)
+
+
+def recorded_streams(robot, published, source="header"):
+    """Stamps of every stream as the converter sees them (``header`` or ``receive`` times)."""
+    pick = (lambda p: p.header) if source == "header" else (lambda p: p.receive)
+    streams = {"state": pick(published[robot.joint_state_topic])}
+    for cam in robot.cameras:
+        streams[cam.name] = pick(published[cam.topic])
+    streams["action"] = pick(published[robot.action.topic])
+    return streams

@@ -18,17 +18,21 @@ from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 def tiny_robot(joints: Sequence[str] = ("j1", "j2", "j3"), cameras: Sequence[str] = ("front",), size: int = 32,
                control_rate: int = 10, command_rate: int | None = None, command_type: str = "joint_trajectory",
                trajectory_mode: str = "single_point", camera_type: str = "image", limit: float = 2.0,
-               velocity_limit: float = 3.0, topic_prefix: str = "") -> RobotInterface:
+               velocity_limit: float = 3.0, topic_prefix: str = "", interpolate_from: str = "measured",
+               acceleration_limit: float | None = None) -> RobotInterface:
     """A small robot interface for tests (topics may be prefixed to keep tests apart)."""
+    acceleration = {} if acceleration_limit is None else {"acceleration_limit": acceleration_limit}
     return parse_robot_interface({
         "name": "tiny_robot",
         "control_rate": control_rate,
         "command_rate": command_rate or control_rate,
         "joint_state_topic": f"{topic_prefix}/joint_states",
-        "joints": [{"name": j, "position_limits": [-limit, limit], "velocity_limit": velocity_limit} for j in joints],
+        "joints": [{"name": j, "position_limits": [-limit, limit], "velocity_limit": velocity_limit, **acceleration}
+                   for j in joints],
         "cameras": [{"name": c, "topic": f"{topic_prefix}/camera/{c}/image_raw", "type": camera_type,
                      "width": size, "height": size} for c in cameras],
-        "command": {"topic": f"{topic_prefix}/command", "type": command_type, "trajectory_mode": trajectory_mode},
+        "command": {"topic": f"{topic_prefix}/command", "type": command_type, "trajectory_mode": trajectory_mode,
+                    "interpolate_from": interpolate_from},
         "action": {"source": "leader", "topic": f"{topic_prefix}/leader/joint_states"},
     }, source="tiny_robot")
 

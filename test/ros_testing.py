@@ -13,7 +13,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 @contextmanager
-def ros_node(name: str) -> Iterator:
+def ros_node(name: str, **node_kwargs) -> Iterator:
     """An rclpy node in its own context with a single-threaded executor."""
     import rclpy
     from rclpy.context import Context
@@ -21,7 +21,7 @@ def ros_node(name: str) -> Iterator:
 
     context = Context()
     rclpy.init(context=context)
-    node = rclpy.create_node(name, context=context)
+    node = rclpy.create_node(name, context=context, **node_kwargs)
     executor = SingleThreadedExecutor(context=context)
     executor.add_node(node)
     node.executor_for_tests = executor

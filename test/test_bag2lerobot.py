@@ -6,7 +6,6 @@ the tolerance), then compared with the dataset.
 """
 from __future__ import annotations
 
-import math
 import os
 import shutil
 import subprocess
@@ -15,11 +14,14 @@ import sys
 import numpy as np
 import pytest
 
-from bag_fixtures import BagSpec, expected_pick, leader_value, state_value, write_bag, write_split_bag
+from bag_fixtures import (BagSpec, check_frames, expected_frames, leader_value, load_dataset, recorded_streams,
+                          write_bag, write_split_bag)
 from lerobot_fixtures import tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.bag_conversion import ConversionError, ConversionOptions, convert_bags
+from dp_ros.data.bag_conversion import convert_bags
+from dp_ros.data.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.frame_sync import SAME_TIME
 from dp_ros.data.bag_reader import BagError, BagReader
 from dp_ros.robot_interface import save_robot_interface
 
@@ -30,87 +32,21 @@ def robot():
     return tiny_robot(cameras=("front", "wrist"), size=32)
 
 
-def _load(root):
-    from lerobot.datasets.lerobot_dataset import LeRobotDataset
-
-    return LeRobotDataset("local/test", root=root)
-
-
-def expected_frames(streams: dict[str, list[float]], fps: int, tolerance: float, leads: dict[str, float] | None = None,
-                    start: float = -math.inf, end: float | None = None):
-    """Frame times and, per kept frame, the index each stream takes; plus the number of dropped frames."""
-    leads = leads or {}
-    period = 1.0 / fps
-    firsts = []
-    for name, stamps in streams.items():
-        if name in leads:
-            continue
-        fresh = [s for s in stamps if s >= start - tolerance]
-        firsts.append(max(fresh[0], start))
-    t0 = max(firsts)
-    watermark = max(max(s for s in stamps if s >= start) for stamps in streams.values())
-    end = watermark if end is None else end
-    max_lead = max(leads.values(), default=0.0)
-    kept, dropped, k = [], 0, 0
-    while True:
-        t = t0 + k * period
-        if t > end - max_lead + 1e-9:
-            break
-        k += 1
-        picks = {}
-        for name, stamps in streams.items():
-            target = t + leads.get(name, 0.0)
-            index = expected_pick(stamps, target)
-            if index is not None and target - stamps[index] <= tolerance:
-                picks[name] = index
-        if len(picks) == len(streams):
-            kept.append((t, picks))
-        else:
-            dropped += 1
-    return kept, dropped
-
-
-def _check_frames(dataset, robot, published, kept, first_index=0, state_source="header"):
-    state_topic, leader_topic = robot.joint_state_topic, robot.action.topic
-    for offset, (t, picks) in enumerate(kept):
-        item = dataset[first_index + offset]
-        state_stamp = published[state_topic].header[picks["state"]]
-        np.testing.assert_allclose(item["observation.state"].numpy(),
-                                   [state_value(state_stamp, j) for j in range(robot.num_joints)], atol=1e-6)
-        if "action" in picks:
-            leader_stamp = published[leader_topic].header[picks["action"]]
-            np.testing.assert_allclose(item["action"].numpy(),
-                                       [leader_value(leader_stamp, j) for j in range(robot.num_joints)], atol=1e-6)
-        for cam in robot.cameras:
-            level = published[cam.topic].levels[picks[cam.name]]
-            rgb = item[cam.feature].numpy() * 255
-            assert abs(rgb[0].mean() - level) < 8 and abs(rgb[1].mean() - (255 - level)) < 8, (offset, cam.name)
-
-
-def _streams(robot, published, source="header"):
-    pick = (lambda p: p.header) if source == "header" else (lambda p: p.receive)
-    streams = {"state": pick(published[robot.joint_state_topic])}
-    for cam in robot.cameras:
-        streams[cam.name] = pick(published[cam.topic])
-    streams["action"] = pick(published[robot.action.topic])
-    return streams
-
-
 @pytest.mark.parametrize("storage", ["sqlite3", "mcap"])
 def test_image_compressed_and_reordered_joint_states_convert_to_a_loadable_dataset(tmp_path, robot, storage):
     published = write_bag(tmp_path / "bag", robot, storage, BagSpec(camera_formats={"wrist": "jpeg"}))
     report = convert_bags([tmp_path / "bag"], tmp_path / "out", robot, progress=False)
-    kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
+    kept, dropped = expected_frames(recorded_streams(robot, published), robot.fps, 0.1)
     assert dropped == 0 and len(kept) == report.frames == 20
 
-    dataset = _load(tmp_path / "out")
+    dataset = load_dataset(tmp_path / "out")
     assert dataset.num_episodes == 1 and len(dataset) == len(kept) and dataset.fps == robot.fps
     for key, feature in robot.lerobot_features().items():
         assert dataset.features[key]["dtype"] == feature["dtype"]
         assert tuple(dataset.features[key]["shape"]) == tuple(feature["shape"])
     assert dataset[0]["observation.images.front"].shape == (3, 32, 32)
     assert dataset[0]["task"] == "demonstration"
-    _check_frames(dataset, robot, published, kept)
+    check_frames(dataset, robot, published, kept)
     assert not list(tmp_path.glob(".out.*"))  # no staging folder left behind
 
 
@@ -119,8 +55,8 @@ def test_every_raw_encoding_and_png_give_rgb(tmp_path):
     robot = tiny_robot(cameras=formats, size=32)
     published = write_bag(tmp_path / "bag", robot, "sqlite3", BagSpec(seconds=1.0, camera_formats={f: f for f in formats}))
     convert_bags([tmp_path / "bag"], tmp_path / "out", robot, progress=False)
-    dataset = _load(tmp_path / "out")
-    kept, _ = expected_frames(_streams(robot, published), robot.fps, 0.1)
+    dataset = load_dataset(tmp_path / "out")
+    kept, _ = expected_frames(recorded_streams(robot, published), robot.fps, 0.1)
     for offset, (_, picks) in enumerate(kept):
         item = dataset[offset]
         for name in formats:
@@ -131,19 +67,21 @@ def test_every_raw_encoding_and_png_give_rgb(tmp_path):
 
 
 def test_header_and_receive_time_pick_different_messages_causally(tmp_path, robot):
-    spec = BagSpec(seconds=2.0, camera_receive_delay=0.05)  # cameras arrive 50 ms after capture
+    # cameras arrive 50 ms after capture; the episode starts at a marker, the same instant in both clocks
+    spec = BagSpec(seconds=2.0, camera_receive_delay=0.05, markers=[(0.2, True), (1.9, False)])
     published = write_bag(tmp_path / "bag", robot, "mcap", spec)
+    start, end = published["/episode_marker"].receive
     picked_levels = {}
     for source in ("header", "receive"):
-        convert_bags([tmp_path / "bag"], tmp_path / source, robot, ConversionOptions(time_source=source),
-                     progress=False)
-        kept, dropped = expected_frames(_streams(robot, published, source), robot.fps, 0.1)
-        dataset = _load(tmp_path / source)
+        options = ConversionOptions(time_source=source, split="marker", split_topic="/episode_marker")
+        convert_bags([tmp_path / "bag"], tmp_path / source, robot, options, progress=False)
+        kept, dropped = expected_frames(recorded_streams(robot, published, source), robot.fps, 0.1, start=start, end=end)
+        dataset = load_dataset(tmp_path / source)
         assert len(dataset) == len(kept)
-        camera_times = _streams(robot, published, source)["front"]
+        camera_times = recorded_streams(robot, published, source)["front"]
         picked_levels[source] = []
         for offset, (t, picks) in enumerate(kept):
-            assert camera_times[picks["front"]] <= t  # never a later message
+            assert camera_times[picks["front"]] <= t + SAME_TIME  # never a later message
             level = published[robot.camera("front").topic].levels[picks["front"]]
             picked_levels[source].append(level)
             assert abs(dataset[offset]["observation.images.front"][0].mean().item() * 255 - level) < 8
@@ -151,23 +89,58 @@ def test_header_and_receive_time_pick_different_messages_causally(tmp_path, robo
     assert picked_levels["header"] != picked_levels["receive"]
 
 
-def test_tolerance_drops_stale_frames_or_fails_leaving_nothing(tmp_path, robot):
-    spec = BagSpec(seconds=3.0, camera_gaps=[(1.0, 1.6)])
-    published = write_bag(tmp_path / "bag", robot, "sqlite3", spec)
-    report = convert_bags([tmp_path / "bag"], tmp_path / "drop", robot, ConversionOptions(tolerance=0.1),
-                          progress=False)
-    kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
-    assert dropped >= 4 and report.dropped == dropped and report.frames == len(kept)
-    stats = report.stream_totals()
-    assert stats["observation.images.front"].stale == dropped and stats["observation.state"].stale == 0
-    assert stats["observation.images.front"].age_max <= 0.1
-    assert "frames dropped as stale or missing: %d" % dropped in report.summary()
-    _check_frames(_load(tmp_path / "drop"), robot, published, kept)
+def _runs(kept, period):
+    """The kept frames cut wherever consecutive frame times are more than one period apart."""
+    runs = [[kept[0]]]
+    for frame in kept[1:]:
+        if frame[0] - runs[-1][-1][0] > 1.5 * period:
+            runs.append([])
+        runs[-1].append(frame)
+    return runs
 
-    with pytest.raises(ConversionError, match=r"observation.images.front is \d+ ms old.*--on-stale drop"):
+
+def test_a_camera_gap_splits_the_episode_so_time_is_never_compressed(tmp_path, robot):
+    spec = BagSpec(seconds=3.0, camera_gaps=[(1.0, 1.6)])  # both cameras pause for 0.6 s mid-episode
+    published = write_bag(tmp_path / "bag", robot, "sqlite3", spec)
+    report = convert_bags([tmp_path / "bag"], tmp_path / "split", robot, ConversionOptions(tolerance=0.1),
+                          progress=False)
+    kept, dropped = expected_frames(recorded_streams(robot, published), robot.fps, 0.1)
+    runs = _runs(kept, 0.1)
+    assert len(runs) == 2 and dropped >= 4 and all(len(run) >= 10 for run in runs)
+
+    dataset = load_dataset(tmp_path / "split")
+    assert dataset.num_episodes == 2 and report.frames == len(kept)
+    first = 0
+    for episode, run in enumerate(runs):
+        rows = [dataset[first + k] for k in range(len(run))]
+        assert int(dataset.meta.episodes[episode]["length"]) == len(run)
+        assert all(int(row["episode_index"]) == episode for row in rows)
+        # each frame's timestamp is its true time since the episode's first frame: no gap inside an episode
+        times = np.array([row["timestamp"].item() for row in rows])
+        np.testing.assert_allclose(times, [t - run[0][0] for t, _ in run], atol=1e-4)
+        assert np.all(np.diff(times) <= 0.1 + 1e-4)
+        check_frames(dataset, robot, published, run, first_index=first)
+        first += len(run)
+
+    (split,) = report.splits
+    assert split.gap_before.frames == dropped == report.dropped
+    assert set(split.gap_before.causes) == {"observation.images.front", "observation.images.wrist"}
+    assert split.start == pytest.approx(runs[1][0][0])
+    assert f"split 1 times" in report.summary() and f"#0.1 after {dropped} unusable frames" in report.summary()
+    as_json = report.as_dict()
+    assert as_json["splits"] == 1 and as_json["episodes"][1]["gap_before"]["frames"] == dropped
+    assert as_json["episodes"][1]["part"] == 1 and as_json["episodes"][1]["saved_as"] == 1
+
+    with pytest.raises(ConversionError, match=r"observation.images.front was \d+ ms old.*--on-stale split"):
         convert_bags([tmp_path / "bag"], tmp_path / "fail", robot, ConversionOptions(on_stale="fail"),
                      progress=False)
     assert not (tmp_path / "fail").exists() and not list(tmp_path.glob(".fail.*"))
+
+    # a part shorter than --min-frames is not written, and the summary says so
+    report = convert_bags([tmp_path / "bag"], tmp_path / "long_only", robot,
+                          ConversionOptions(min_frames=len(runs[0]) + 1), progress=False)
+    assert [e.saved_as for e in report.episodes] == [None, 0] and report.frames == len(runs[1])
+    assert "not written, fewer frames than --min-frames" in report.summary()
 
 
 def test_marker_and_gap_splits_and_one_episode_per_bag(tmp_path, robot):
@@ -176,14 +149,14 @@ def test_marker_and_gap_splits_and_one_episode_per_bag(tmp_path, robot):
     options = ConversionOptions(split="marker", split_topic="/episode_marker")
     report = convert_bags([tmp_path / "marked"], tmp_path / "by_marker", robot, options, progress=False)
     marks = published["/episode_marker"].receive
-    dataset = _load(tmp_path / "by_marker")
+    dataset = load_dataset(tmp_path / "by_marker")
     assert dataset.num_episodes == 2
     first = 0
     for episode, (a, b) in enumerate([(marks[0], marks[1]), (marks[2], marks[3])]):
-        kept, _ = expected_frames(_streams(robot, published), robot.fps, 0.1, start=a, end=b)
+        kept, _ = expected_frames(recorded_streams(robot, published), robot.fps, 0.1, start=a, end=b)
         assert int(dataset.meta.episodes[episode]["length"]) == len(kept)
         assert kept[0][0] >= a and kept[-1][0] <= b
-        _check_frames(dataset, robot, published, kept, first_index=first)
+        check_frames(dataset, robot, published, kept, first_index=first)
         first += len(kept)
     assert report.as_dict()["episodes_saved"] == 2
 
@@ -193,7 +166,7 @@ def test_marker_and_gap_splits_and_one_episode_per_bag(tmp_path, robot):
                           ConversionOptions(split="gap", split_gap=0.5), progress=False)
     assert [(e.bag.split("/")[-1], e.index_in_bag) for e in report.saved] == [
         ("paused", 0), ("paused", 1), ("second.mcap_bag", 0)]
-    dataset = _load(tmp_path / "by_gap")
+    dataset = load_dataset(tmp_path / "by_gap")
     assert dataset.num_episodes == 3
     lengths = [int(dataset.meta.episodes[i]["length"]) for i in range(3)]
     assert 10 <= lengths[0] <= 12 and 8 <= lengths[1] <= 10 and 8 <= lengths[2] <= 10, lengths
@@ -207,30 +180,30 @@ def test_split_bags_with_or_without_metadata_read_as_one(tmp_path, robot, storag
     with BagReader(tmp_path / "split") as bag:
         assert bag.message_count == sum(len(p.header) for p in published.values())
     convert_bags([tmp_path / "split"], tmp_path / "out", robot, progress=False)
-    kept, dropped = expected_frames(_streams(robot, published), robot.fps, 0.1)
-    dataset = _load(tmp_path / "out")
+    kept, dropped = expected_frames(recorded_streams(robot, published), robot.fps, 0.1)
+    dataset = load_dataset(tmp_path / "out")
     assert dataset.num_episodes == 1 and len(dataset) == len(kept) == 20 and dropped == 0
-    _check_frames(dataset, robot, published, kept)
+    check_frames(dataset, robot, published, kept)
 
 
 def test_next_state_and_command_action_sources(tmp_path, robot):
     published = write_bag(tmp_path / "bag", robot, "sqlite3", BagSpec(seconds=2.0, command_rate=25.0))
     convert_bags([tmp_path / "bag"], tmp_path / "next", robot, ConversionOptions(action_source="next_state"),
                  progress=False)
-    dataset = _load(tmp_path / "next")
+    dataset = load_dataset(tmp_path / "next")
     states = np.stack([dataset[i]["observation.state"].numpy() for i in range(len(dataset))])
     actions = np.stack([dataset[i]["action"].numpy() for i in range(len(dataset))])
     np.testing.assert_allclose(actions[:-1], states[1:], atol=1e-6)
-    streams = _streams(robot, published)
+    streams = recorded_streams(robot, published)
     streams["action"] = streams["state"]  # read one frame period ahead
     kept, _ = expected_frames(streams, robot.fps, 0.1, leads={"action": 0.1})
     assert len(dataset) == len(kept) == 19  # the last frame of the bag has no next state
 
     convert_bags([tmp_path / "bag"], tmp_path / "command", robot, ConversionOptions(action_source="command"),
                  progress=False)
-    dataset = _load(tmp_path / "command")
+    dataset = load_dataset(tmp_path / "command")
     command_times = published[robot.command.topic].receive  # zero header stamps: receive times
-    streams = _streams(robot, published)
+    streams = recorded_streams(robot, published)
     streams["action"] = command_times
     kept, _ = expected_frames(streams, robot.fps, 0.1)
     assert len(dataset) == len(kept)
@@ -306,7 +279,7 @@ def test_command_line_summary_json_and_exit_codes(tmp_path, robot):
 
     stats = json.loads((tmp_path / "stats.json").read_text())
     assert stats["frames"] == 10 and stats["episodes"][0]["saved_as"] == 0
-    assert _load(tmp_path / "out")[0]["task"] == "reach"
+    assert load_dataset(tmp_path / "out")[0]["task"] == "reach"
 
     failed = subprocess.run([sys.executable, "-m", "dp_ros.cli.main", "bag2lerobot", str(tmp_path / "bad"), "-o",
                              str(tmp_path / "out2"), "--robot-config", str(robot_yaml)],
@@ -324,10 +297,10 @@ def test_an_episode_without_some_input_is_skipped_and_says_why(tmp_path, robot):
                    camera_gaps=[(0.0, 0.9)])
     write_bag(tmp_path / "bag", robot, "sqlite3", spec)
     report = convert_bags([tmp_path / "bag"], tmp_path / "out", robot,
-                          ConversionOptions(split="marker", split_topic="/episode_marker"), progress=False)
+                          ConversionOptions(split="marker", split_topic="/episode_marker", min_frames=1), progress=False)
     first, second = report.episodes
     assert first.saved_as is None and first.frames == 0
     assert first.silent == ["observation.images.front", "observation.images.wrist"]
     assert "bag#0 (0 frames; no messages from observation.images.front, observation.images.wrist)" in report.summary()
     assert second.saved_as == 0 and second.frames == 7  # 1.2 s .. 1.8 s, both ends included
-    assert _load(tmp_path / "out").num_episodes == 1
+    assert load_dataset(tmp_path / "out").num_episodes == 1

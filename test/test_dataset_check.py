@@ -14,7 +14,8 @@ import pytest
 from lerobot_fixtures import synthetic_frame, tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.dataset_check import CheckOptions, check_dataset, plot_report
+from dp_ros.data.dataset_check import CheckOptions, check_dataset
+from dp_ros.data.dataset_plot import plot_report
 from dp_ros.data.dataset_writer import EpisodeWriter
 
 
@@ -48,7 +49,7 @@ def test_a_clean_dataset_passes_with_only_the_episode_count_warning(tmp_path, ro
     assert (report.episodes, report.frames, report.fps) == (4, 80, robot.fps)
     assert [(f.severity, f.check) for f in report.findings] == [("warning", "episodes")]
     assert "fewer than 100" in report.findings[0].message
-    assert report.summary["nonfinite_values"] == 0 and report.summary["timestamp_gaps"] == 0
+    assert report.summary["nonfinite_values"] == 0 and report.summary["uneven_timestamp_episodes"] == 0
     assert report.summary["frozen_runs"] == 0 and report.summary["action_jerk"]["outliers"] == 0
     assert report.summary["episode_length"] == {"min": 20, "median": 20.0, "max": 20, "std": 0.0}
 
@@ -74,7 +75,8 @@ def test_each_problem_is_found_by_episode_and_frame(tmp_path, robot):
             frozen_image.setdefault("image", frame["observation.images.front"].copy())
             frame["observation.images.front"] = frozen_image["image"]
 
-    records = {0: {"frames_dropped": 4}}
+    gap = {"time": 12.5, "frames": 3, "seconds": 0.3, "causes": {"observation.images.front": 0.42}}
+    records = {0: {"frames_dropped": 4}, 4: {"part": 1, "gap_before": gap}}  # an older recorder; a split
     root = _write(tmp_path / "bad", robot, episodes=5, frames=lambda e: 6 if e == 4 else 20, spoil=spoil,
                   records=records)
     # a recording whose clock skipped: shift the timestamps of episode 3 after frame 12 by two periods
@@ -91,11 +93,15 @@ def test_each_problem_is_found_by_episode_and_frame(tmp_path, robot):
     assert any(f.check == "smoothness" and f.episode == 1 and 7 <= f.frame <= 10 for f in report.findings)
     # lossy video: the first repeated frame may still differ from the one before it
     assert any(f.check == "frozen" and f.episode == 3 and f.frame in (5, 6) for f in report.findings)
-    assert ("warning", "timestamps", 3, 13) in found
-    assert ("warning", "dropped", 0, None) in found
+    assert ("error", "timestamps", 3, 13) in found
+    (uneven,) = [f for f in report.findings if f.check == "timestamps"]
+    assert "not evenly spaced at 1/fps: 1 steps between frames are not 100 ms (first: 300 ms before frame 13)" \
+        in uneven.message
+    assert ("warning", "dropped", 0, None) in found and ("note", "split", 4, None) in found
     assert ("warning", "lengths", 4, None) in found
     assert not any(f.episode in (0, 4) and f.check in ("smoothness", "frozen", "nan") for f in report.findings)
-    assert report.summary["frames_dropped"] == 4
+    assert report.summary["frames_dropped_inside"] == 4 and report.summary["split_episodes"] == 1
+    assert report.summary["uneven_timestamp_episodes"] == 1
 
     plot = plot_report(report, tmp_path / "check.png")
     assert plot.stat().st_size > 20_000

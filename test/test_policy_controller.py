@@ -5,6 +5,7 @@ chunks and advances the manual clock by a chosen inference time) so that late
 actions, replanning and the watchdog can be checked exactly; real checkpoints
 drive the controller in test_policy_node.py.
 """
+import dataclasses
 import time
 
 import numpy as np
@@ -90,12 +91,45 @@ def test_chunk_is_stamped_from_its_observation_and_late_actions_dropped():
     # obs at 100.0; inference took 0.25 s, so actions for 100.0, 100.1 and 100.2 are late
     assert controller.stats.actions_dropped_late == 3
     assert clock.t == pytest.approx(100.25)
+    feed(controller, 100.02, clock.t)
     command = controller.step(clock.t)
-    # at 100.25 the plan interpolates between action 2 (100.2, dropped) ... first kept is action 3 at 100.3
-    np.testing.assert_allclose(command.positions, [0.13] * 3)
+    # a single-point trajectory reaches the plan one policy step ahead: at 100.35, between action 3 (100.3)
+    # and action 4 (100.4)
+    np.testing.assert_allclose(command.times_from_start, [0.1])
+    np.testing.assert_allclose(command.positions, [[0.135] * 3])
     clock.t = 100.35
-    np.testing.assert_allclose(controller.step(clock.t).positions, [0.135] * 3)
-    assert command.path_times[0] == pytest.approx(0.05)
+    feed(controller, 100.27, clock.t)
+    np.testing.assert_allclose(controller.step(clock.t).positions, [[0.145] * 3])
+    controller.close()
+
+
+def test_a_chunk_trajectory_carries_the_plan_at_its_own_times():
+    controller, clock, predictor = make(latency=0.25, watchdog_timeout=1.0, trajectory_lead_time=0.05)
+    controller.shaper.settings = dataclasses.replace(controller.shaper.settings, single_point=False)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    feed(controller, 100.02, clock.t)
+    command = controller.step(clock.t)  # 100.25
+    # first point 0.05 s ahead (100.3, action 3); the planned actions after it at their own times; action 4 at
+    # 100.4 is 0.1 s after the first point
+    np.testing.assert_allclose(command.times_from_start, [0.05, 0.15, 0.25, 0.35, 0.45])
+    np.testing.assert_allclose(command.positions[:, 0], [0.13, 0.14, 0.15, 0.16, 0.17])
+    controller.close()
+
+
+def test_the_watchdog_default_is_two_control_periods_unless_a_sensor_is_slower():
+    controller, clock, _ = make(watchdog_timeout=0.0)
+    assert controller.watchdog_limit() == pytest.approx(2 * 0.1 - 2 * 0.02)
+    for t in np.arange(99.0, 100.0, 0.25):  # a 4 Hz camera
+        controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
+    assert controller.watchdog_limit() == pytest.approx(1.5 * 0.25)
+    controller.history.clear()
+    for t in np.arange(99.0, 100.0, 0.05):  # a 20 Hz camera that now and then skips three frames
+        if round(t / 0.05) % 10 not in (1, 2, 3):
+            controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
+    assert 2 * 0.1 - 2 * 0.02 < controller.watchdog_limit() <= 1.5 * 0.2, "stretched for the uneven camera"
     controller.close()
 
 
@@ -128,11 +162,21 @@ def test_watchdog_stops_on_stale_camera_and_resumes_with_fresh_data():
     controller.start()
     controller.step(clock.t)
     assert wait_for(lambda: controller.stats.chunks_produced == 1)
-    assert controller.step(clock.t + 0.01) is not None
-    # camera goes silent at 100.0; joint states keep coming
-    clock.t = 100.21
-    feed(controller, 100.02, clock.t, camera=False)
-    assert controller.step(clock.t) is None
+    # camera goes silent after 100.0; joint states keep coming; commands go on until the watchdog trips
+    last_regular = None
+    for t in np.arange(100.02, 100.3, 0.02):
+        clock.t = t
+        feed(controller, t - 0.019, t, camera=False)
+        command = controller.step(t)
+        if controller.stats.watchdog_trips:
+            break
+        assert command is not None
+        last_regular = t
+    # the newest frame is from 100.0 and the timeout 0.2 s: the last regular command comes at 100.2 at the latest
+    assert 100.17 < last_regular < 100.21 and clock.t == pytest.approx(last_regular + 0.02)
+    assert command is not None and controller.stats.stop_commands == 1, "one command brings the arm to rest"
+    assert controller.shaper.published.end_time <= clock.t + 0.1 + 1e-9
+    assert controller.step(clock.t + 0.02) is None
     assert controller.state == State.STOPPED and "observation.images.front" in controller.reason
     assert controller.stats.watchdog_trips == 1
     assert controller.queue_depth(clock.t) == 0, "the plan made from old data is discarded"
@@ -155,8 +199,10 @@ def test_stop_reset_and_start():
     controller.start()
     controller.step(clock.t)
     assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    assert controller.step(clock.t + 0.02) is not None
     controller.stop()
-    assert controller.step(clock.t) is None and controller.state == State.STOPPED
+    assert controller.step(clock.t + 0.04) is not None, "the stop command"
+    assert controller.step(clock.t + 0.06) is None and controller.state == State.STOPPED
     controller.start()
     controller.reset()
     assert controller.queue_depth(clock.t) == 0

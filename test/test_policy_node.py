@@ -38,7 +38,7 @@ def running_system(robot_yaml, checkpoint, *params, drivers=True):
     drivers_proc = python_process(["test/sensor_publisher.py", str(robot_yaml)], stdin=subprocess.PIPE) if drivers else None
     node = python_process(["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", str(checkpoint),
                            "--robot-config", str(robot_yaml), "--noise-scheduler", "ddim",
-                           "--num-inference-steps", "4", "--param", "watchdog_timeout=0.1", *params])
+                           "--num-inference-steps", "4", *params])
     log = []
     try:
         yield drivers_proc, node, log
@@ -133,24 +133,58 @@ def adversarial_checkpoint(directory, nan=False):
     return path
 
 
-def test_limits_and_velocity_limits_hold_for_adversarial_outputs(tmp_path):
-    robot, robot_yaml = robot_for(tmp_path, command_type="joint_state")
+class ExecutionJudge:
+    """This process plays the robot's controller: it takes each command when DDS delivers it (the received
+    timestamp) and judges its execution from where the controller starts it (core.command_execution)."""
+
+    def __init__(self, node, robot):
+        from rclpy.qos import qos_profile_sensor_data
+        from sensor_msgs.msg import JointState
+
+        from dp_ros.conversions.commands import command_message_class, parse_command
+        from dp_ros.conversions.joint_state import JointOrder
+        from dp_ros.core.command_execution import CommandLedger, ControllerModel, JointLimits
+
+        form = "trajectory" if robot.command.type == "joint_trajectory" else "step"
+        self.ledger = CommandLedger(ControllerModel(JointLimits.for_robot(robot), form,
+                                                    robot.command.interpolate_from, 1.0 / robot.command_rate))
+        self.order, self.parse, self.measured, self.checks = JointOrder(robot.joint_names), parse_command, None, []
+        node.create_subscription(JointState, robot.joint_state_topic, self._on_joint_state, qos_profile_sensor_data)
+        node.create_subscription(command_message_class(robot.command.type), robot.command.topic, self._on_command, 100)
+
+    def _on_joint_state(self, msg):
+        self.measured = self.order.positions(msg)
+
+    def _on_command(self, msg, info):
+        command = self.parse(msg, self.order)
+        assert command.stamp is None or not hasattr(msg, "points"), "trajectories start on receipt (stamp zero)"
+        receipt = info["received_timestamp"] * 1e-9
+        self.checks.append(self.ledger.judge(receipt, command.times_from_start, command.positions, self.measured))
+
+
+@pytest.mark.parametrize("command_type,mode,interpolate_from,acceleration", [
+    ("joint_trajectory", "chunk", "desired", None), ("joint_trajectory", "chunk", "measured", 20.0),
+    ("joint_trajectory", "single_point", "measured", None), ("float64_multi_array", "chunk", "measured", 20.0),
+    ("joint_state", "chunk", "measured", None)])
+def test_every_command_executes_within_the_limits_for_adversarial_outputs(tmp_path, command_type, mode,
+                                                                           interpolate_from, acceleration):
+    robot, robot_yaml = robot_for(tmp_path, command_type=command_type, trajectory_mode=mode,
+                                  interpolate_from=interpolate_from, acceleration_limit=acceleration)
     checkpoint = adversarial_checkpoint(tmp_path / "wild")
-    with running_system(robot_yaml, checkpoint, "--param", "watchdog_timeout=0.5") as (drivers, node_proc, log), \
-            ros_node("listener") as node:
-        commands, statuses = listen(node, robot)
-        assert spin_until(node, lambda: len(commands) >= 100, 90), log
-        spin_until(node, lambda: statuses and statuses[-1].position_clamps > 0, 5)
-    positions = np.array([np.array(m.position) for _, m in commands])
-    stamps = np.array([m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for _, m in commands])
-    assert np.all(np.abs(positions) <= LIMIT + 1e-9)
-    # each command moves no further from the previous one than the velocity limits allow in the time
-    # between them (after a watchdog stop the first command starts from the measured joint state instead)
-    steps, dt = np.abs(np.diff(positions, axis=0)), np.diff(stamps)
-    consecutive = dt < 0.1
-    assert consecutive.sum() > 50
-    assert np.all(steps[consecutive] <= VELOCITY * dt[consecutive, None] + 1e-6), steps.max()
-    assert statuses[-1].position_clamps > 0 and statuses[-1].velocity_clamps > 0
+    with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
+        judge = ExecutionJudge(node, robot)
+        statuses = []
+        from dp_ros_msgs.msg import PolicyStatus
+        node.create_subscription(PolicyStatus, "/policy_node/status", statuses.append, 10)
+        assert spin_until(node, lambda: len(judge.checks) >= 150, 90), log
+        spin_until(node, lambda: statuses and statuses[-1].commands_published >= 150, 5)
+    worst = judge.ledger.worst
+    assert judge.ledger.violations == 0, f"{judge.ledger.violations} of {judge.ledger.judged}: {worst.describe()}"
+    assert worst.velocity_ratio > 0.5, "the policy is wild: commands go as fast as allowed"
+    status = statuses[-1]
+    assert status.self_check_failures == 0
+    assert status.position_clamps > 0 and status.velocity_clamps > 0
+    assert acceleration is None or status.acceleration_clamps > 0
 
 
 def test_a_policy_that_outputs_nan_never_commands(tmp_path):
@@ -164,8 +198,10 @@ def test_a_policy_that_outputs_nan_never_commands(tmp_path):
     assert statuses[-1].chunks_produced == 0
 
 
-def test_watchdog_stops_within_two_control_periods_and_resumes(tmp_path, checkpoint):
-    robot, robot_yaml = robot_for(tmp_path, command_type="float64_multi_array")
+@pytest.mark.parametrize("command_type", ["float64_multi_array", "joint_trajectory"])
+def test_watchdog_stops_within_two_control_periods_and_resumes(tmp_path, checkpoint, command_type):
+    """With default parameters; a trajectory's last command is the one that brings the arm to rest."""
+    robot, robot_yaml = robot_for(tmp_path, command_type=command_type, trajectory_mode="chunk")
     period = robot.control_period
     with running_system(robot_yaml, checkpoint) as (drivers, node_proc, log), ros_node("listener") as node:
         commands, statuses = listen(node, robot)
@@ -237,3 +273,29 @@ def test_bad_inputs_give_warnings_never_a_crash_or_a_bad_command(tmp_path, check
         assert expected in output, f"missing warning {expected!r} in:\n{output[-3000:]}"
     positions = np.array([np.array(m.data) for _, m in commands])
     assert np.all(np.isfinite(positions)) and np.all(np.abs(positions) <= LIMIT + 1e-9)
+
+
+def test_a_controller_that_starts_trajectories_elsewhere_is_reported(tmp_path, checkpoint):
+    """joint_trajectory_controller cannot run here (no ros2_control from a registry): a node of its name
+    declares its parameter as the controller does, and the policy node reads it over ROS at start-up."""
+    from rclpy.parameter import Parameter
+
+    from dp_ros.nodes.controller_check import controller_node, interpolate_from
+
+    assert controller_node("/arm_controller/joint_trajectory") == "/arm_controller"
+    assert controller_node("/joint_commands") is None
+    assert interpolate_from({"interpolate_from_desired_state": False, "open_loop_control": False}) == "measured"
+    assert interpolate_from({"interpolate_from_desired_state": False, "open_loop_control": True}) == "desired"
+    robot, _ = robot_for(tmp_path, command_type="joint_trajectory", trajectory_mode="chunk", interpolate_from="desired")
+    topic = robot.command.topic.rpartition("/")[0] + "/arm_controller/joint_trajectory"
+    robot = robot.model_copy(update={"command": robot.command.model_copy(update={"topic": topic})})
+    robot_yaml = save_robot_interface(robot, tmp_path / "robot_with_controller.yaml")
+    namespace, _, name = controller_node(robot.command.topic).rpartition("/")
+    with ros_node(name, namespace=namespace or "/", automatically_declare_parameters_from_overrides=True,
+                  parameter_overrides=[Parameter("interpolate_from_desired_state", value=False)]) as stand_in, \
+            running_system(robot_yaml, checkpoint) as (drivers, node_proc, log):
+        commands, statuses = listen(stand_in, robot)
+        assert spin_until(stand_in, lambda: len(commands) >= 20, 90)
+        spin_for(stand_in, 1.0)
+    assert "starts new trajectories from the measured state but the robot interface says interpolate_from: desired" \
+        in log[-1], log[-1][-3000:]

@@ -98,7 +98,7 @@ def test_records_live_topics_keeps_saved_episodes_after_sigkill_and_resumes(tmp_
     robot_yaml, _ = _robot_yaml(tmp_path)
     root = tmp_path / "demos"
     publisher = _start_publisher(robot_yaml)
-    recorder = _start_recorder(robot_yaml, root)
+    recorder = _start_recorder(robot_yaml, root, "-p", "min_frames:=3")
     try:
         with ros_node("recorder_test_client") as node:
             client = RecorderClient(node)
@@ -137,7 +137,7 @@ def test_records_live_topics_keeps_saved_episodes_after_sigkill_and_resumes(tmp_
         assert np.all(np.abs(states) <= 0.5 + 1e-6) and np.ptp(states[:, 0]) > 0.05
         assert np.abs(actions - states - 0.05).max() < 0.03  # the leader: state + 0.05, sampled at the same times
 
-        recorder = _start_recorder(robot_yaml, root)
+        recorder = _start_recorder(robot_yaml, root, "-p", "min_frames:=3")
         with ros_node("recorder_test_client2") as node:
             client = RecorderClient(node)
             client.wait_ready()
@@ -162,7 +162,7 @@ def test_stale_inputs_and_malformed_messages_are_reported_not_fatal(tmp_path):
     robot_yaml, _ = _robot_yaml(tmp_path)
     root = tmp_path / "demos"
     publisher = _start_publisher(robot_yaml)
-    recorder = _start_recorder(robot_yaml, root, "-p", "max_input_age:=0.3")
+    recorder = _start_recorder(robot_yaml, root, "-p", "max_input_age:=0.3", "-p", "min_frames:=3")
     try:
         with ros_node("recorder_test_client3") as node:
             client = RecorderClient(node)
@@ -175,14 +175,15 @@ def test_stale_inputs_and_malformed_messages_are_reported_not_fatal(tmp_path):
             spin_for(node, 0.8)
             _command(publisher, "stall front")
             client.wait_status(lambda s: s.frames_dropped >= 3)
+            _command(publisher, "resume front")
             _command(publisher, "bad_encoding")
             _command(publisher, "bad_joints")
-            _command(publisher, "resume front")
             spin_for(node, 1.0)
-            stopped = client.call("stop_episode")
-            assert stopped.success and "dropped" in stopped.message and "front" in stopped.message, stopped.message
-            client.wait_status(lambda s: s.episodes_saved == 1)
             _command(publisher, "ok")
+            spin_for(node, 1.0)
+            stopped = client.call("stop_episode")  # the stall split the episode: two episodes, true times in each
+            assert stopped.success and "split 1 times" in stopped.message and "front" in stopped.message, stopped.message
+            client.wait_status(lambda s: s.episodes_saved == 2)
             assert client.call("start_episode").success
             spin_for(node, 0.6)
             discarded = client.call("discard_episode")
@@ -196,4 +197,7 @@ def test_stale_inputs_and_malformed_messages_are_reported_not_fatal(tmp_path):
         stop_process(recorder)
         stop_process(publisher)
     dataset = _load(root)
-    assert dataset.num_episodes == 1
+    assert dataset.num_episodes == 2
+    for episode in range(2):  # every frame one period after the previous one: nothing closed up
+        times = [dataset[i]["timestamp"].item() for i in range(len(dataset)) if int(dataset[i]["episode_index"]) == episode]
+        np.testing.assert_allclose(np.diff(times), 0.1, atol=1e-4)

@@ -5,12 +5,15 @@ dataset, which is loaded back with LeRobotDataset.
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
 from bag_fixtures import expected_pick, image_level, leader_value, state_value
 from lerobot_fixtures import tiny_robot
 
+from dp_ros.data.dataset_writer import read_episode_log
 from dp_ros.data.recording import RecorderSettings, RecordingSession
 
 STATE_STAMPS = [0.003 + 0.02 * i for i in range(100)]
@@ -18,7 +21,7 @@ LEADER_STAMPS = [0.007 + 0.02 * i for i in range(100)]
 CAMERA_STAMPS = [0.011 + i / 15 for i in range(30)]
 
 
-def _feed(session, robot, until: float, camera_until: float = 99.0) -> None:
+def _feed(session, robot, until: float, camera_until: float = 99.0, camera_gap: tuple[float, float] = (0, 0)) -> None:
     for stamp in STATE_STAMPS:
         if stamp <= until:
             session.add_state(stamp, np.array([state_value(stamp, k) for k in range(robot.num_joints)]))
@@ -26,7 +29,7 @@ def _feed(session, robot, until: float, camera_until: float = 99.0) -> None:
         if stamp <= until:
             session.add_action(stamp, np.array([leader_value(stamp, k) for k in range(robot.num_joints)]))
     for index, stamp in enumerate(CAMERA_STAMPS):
-        if stamp <= min(until, camera_until):
+        if stamp <= min(until, camera_until) and not camera_gap[0] <= stamp < camera_gap[1]:
             level = image_level(index)
             image = np.empty((robot.cameras[0].height, robot.cameras[0].width, 3), np.uint8)
             image[..., 0], image[..., 1], image[..., 2] = level, 255 - level, 60
@@ -84,23 +87,58 @@ def test_frames_on_the_grid_take_the_latest_input_at_or_before_their_time(tmp_pa
         assert abs(red - image_level(c)) < 8, (k, red, image_level(c))
 
 
-def test_stale_camera_frames_are_dropped_counted_and_reported(tmp_path, robot):
-    session = _session(robot, tmp_path / "ds", max_input_age=0.15)
-    _feed(session, robot, until=1.2, camera_until=0.5)
+def test_a_camera_pause_splits_the_recording_and_time_is_never_compressed(tmp_path, robot):
+    root = tmp_path / "ds"
+    session = _session(robot, root, max_input_age=0.15, min_frames=3)
+    _feed(session, robot, until=2.0, camera_gap=(0.5, 0.9))
     session.start_episode(0.05)
-    session.tick(0.999)
+    session.tick(1.9)
+    # the camera's last frame before the pause is at 0.478: frames at 0.65, 0.75, 0.85 are unusable
     status = session.status()
-    # camera's last frame is at 0.478: frames at 0.65 and later are more than 0.15 s after it
-    assert status.frames_in_episode == 6 and status.frames_dropped == 4
-    assert any(level == "warn" and "observation.images.front is" in message for level, message in session.logs)
+    assert (status.frames_dropped, status.splits, status.frames_in_episode) == (3, 1, 10)
+    assert any(level == "warn" and "frame at 0.650 s unusable (observation.images.front was 172 ms old" in message
+               and "split after episode 0 (6 frames)" in message for level, message in session.logs)
     ok, message = session.stop_episode()
-    assert ok and "4 dropped" in message and "observation.images.front stale 4x" in message
+    assert ok and "split 1 times" in message and "2 parts kept" in message
     session.close()
-    assert _load(tmp_path / "ds").num_frames == 6
+
+    dataset = _load(root)
+    assert dataset.num_episodes == 2 and [int(e["length"]) for e in dataset.meta.episodes] == [6, 10]
+    camera = [stamp for stamp in CAMERA_STAMPS if not 0.5 <= stamp < 0.9]
+    first = 0
+    for episode, start in enumerate((0.05, 0.95)):
+        length = int(dataset.meta.episodes[episode]["length"])
+        for k in range(length):
+            item = dataset[first + k]
+            t = start + k * 0.1  # the true time of the frame: its timestamp counts from its episode's start
+            assert item["timestamp"].item() == pytest.approx(k * 0.1, abs=1e-4)
+            s = STATE_STAMPS[expected_pick(STATE_STAMPS, t)]
+            np.testing.assert_allclose(item["observation.state"].numpy(), [state_value(s, j) for j in range(3)],
+                                       atol=1e-6)
+            red = float(item["observation.images.front"][0].mean()) * 255
+            assert abs(red - image_level(CAMERA_STAMPS.index(camera[expected_pick(camera, t)]))) < 8
+        first += length
+    log = read_episode_log(root)
+    assert [r["part"] for r in log] == [0, 1] and "gap_before" not in log[0]
+    assert log[1]["gap_before"]["frames"] == 3 and list(log[1]["gap_before"]["causes"]) == ["observation.images.front"]
+    assert log[1]["start_time"] == pytest.approx(0.95)
+
+
+def test_with_on_stale_discard_an_unusable_frame_discards_the_recording(tmp_path, robot):
+    session = _session(robot, tmp_path / "ds", max_input_age=0.15, on_stale="discard", min_frames=1)
+    _feed(session, robot, until=2.0, camera_gap=(0.5, 0.9))
+    session.start_episode(0.05)
+    session.tick(1.9)
+    status = session.status()
+    assert status.state == "idle" and "discarded" in status.message and "on_stale is discard" in status.message
+    assert session.stop_episode()[0] is False
+    session.close()
+    info = json.loads((tmp_path / "ds" / "meta" / "info.json").read_text())
+    assert info["total_episodes"] == 0 and read_episode_log(tmp_path / "ds") == []
 
 
 def test_next_state_action_is_the_following_frames_state(tmp_path, robot):
-    session = _session(robot, tmp_path / "ds", action_source="next_state")
+    session = _session(robot, tmp_path / "ds", action_source="next_state", min_frames=1)
     _feed(session, robot, until=1.2)
     session.start_episode(0.05)
     session.tick(0.999)
@@ -114,7 +152,7 @@ def test_next_state_action_is_the_following_frames_state(tmp_path, robot):
 
 
 def test_episode_limit_missing_inputs_and_service_misuse(tmp_path, robot):
-    session = _session(robot, tmp_path / "ds", max_episode_seconds=0.5)
+    session = _session(robot, tmp_path / "ds", max_episode_seconds=0.5, min_frames=1)
     assert session.stop_episode()[0] is False
     assert session.discard_episode()[0] is False
     ok, message = session.start_episode(0.05)
@@ -140,14 +178,14 @@ def test_episode_limit_missing_inputs_and_service_misuse(tmp_path, robot):
 
 def test_a_restarted_session_continues_the_same_dataset(tmp_path, robot):
     root = tmp_path / "ds"
-    first = _session(robot, root)
+    first = _session(robot, root, min_frames=1)
     _feed(first, robot, until=1.2)
     first.start_episode(0.05)
     first.tick(0.5)
     first.stop_episode()
     first.close()
 
-    second = _session(robot, root)
+    second = _session(robot, root, min_frames=1)
     assert second.status().episodes_saved == 1 and second.status().episode_index == 1
     assert "continuing" in second.status().message
     _feed(second, robot, until=1.2)

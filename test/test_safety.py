@@ -1,59 +1,139 @@
-"""The safety filter: limits, velocity limits, NaN rejection (no ROS)."""
-import numpy as np
+"""The safety filter shapes commands so that their execution keeps the limits (no ROS).
 
-from dp_ros.core.safety import SafetyFilter
+The property tests feed adversarial plans (random, huge, alternating extremes) through the command shaper
+at 50 Hz and judge every command with an independent ControllerModel, taking it as a controller would:
+later by a random delivery delay, from the measured position of an arm that lags its set-point.
+"""
+import numpy as np
+import pytest
+
+from dp_ros.core.command_execution import ControllerModel, JointLimits
+from dp_ros.core.command_shaping import CommandSettings, CommandShaper
+from dp_ros.core.safety import SafetyFilter, StartState
 from lerobot_fixtures import tiny_robot
 
-
-def make_filter():
-    return SafetyFilter.for_robot(tiny_robot(limit=1.0, velocity_limit=2.0))
-
-
-def test_clamps_to_position_limits():
-    f = make_filter()
-    out = f.filter(np.array([5.0, -5.0, 0.5]), None, 0.02)
-    np.testing.assert_allclose(out, [1.0, -1.0, 0.5])
-    assert f.counters.position_clamps == 1
+JOINTS = 3
+COMMAND_PERIOD, CONTROL_PERIOD = 0.02, 0.1
 
 
-def test_limits_the_change_per_step_by_the_velocity_limits():
-    f = make_filter()
-    out = f.filter(np.array([1.0, 0.0, -1.0]), np.zeros(3), 0.02)
-    np.testing.assert_allclose(out, [0.04, 0.0, -0.04])
-    assert f.counters.velocity_clamps == 1
+def make_limits(acceleration=None):
+    return JointLimits(np.full(JOINTS, -1.0), np.full(JOINTS, 1.0), np.full(JOINTS, 2.0),
+                       None if acceleration is None else np.full(JOINTS, acceleration))
 
 
-def test_rejects_nan_and_inf_and_wrong_sizes():
-    f = make_filter()
-    assert f.filter(np.array([np.nan, 0, 0]), np.zeros(3), 0.02) is None
-    assert f.filter(np.array([np.inf, 0, 0]), np.zeros(3), 0.02) is None
-    assert f.filter(np.zeros(4), np.zeros(3), 0.02) is None
-    assert f.counters.nonfinite_rejections == 3
+def test_limits_come_from_the_robot_interface():
+    safety = SafetyFilter.for_robot(tiny_robot(limit=1.0, velocity_limit=2.0), velocity_scale=0.5)
+    np.testing.assert_allclose(safety.limits.velocity, 1.0)
+    assert safety.limits.acceleration is None
 
 
-def test_previous_outside_limits_still_gives_a_command_inside():
-    f = make_filter()
-    out = f.filter(np.zeros(3), np.array([3.0, 0, 0]), 0.02)
-    assert np.all(out <= 1.0)
+def test_trajectory_points_are_clamped_and_slowed_and_counted():
+    safety = SafetyFilter(make_limits())
+    shaped = safety.shape_trajectory(StartState(np.zeros(JOINTS)), np.array([0.1, 0.2]),
+                                     np.array([[5.0, -5.0, 0.1], [5.0, -5.0, 0.2]]))
+    np.testing.assert_allclose(shaped[:, 0], [0.2, 0.4])
+    np.testing.assert_allclose(shaped[:, 2], [0.1, 0.2])
+    assert safety.counters.velocity_clamps == 1 and safety.counters.position_clamps == 1  # 5.0 is beyond 1.0 too
 
 
-def test_adversarial_sequence_never_leaves_the_envelope():
-    f = make_filter()
-    rng = np.random.default_rng(0)
-    previous = np.zeros(3)
-    for _ in range(2000):
-        target = rng.normal(0, 100, 3)
-        if rng.random() < 0.1:
-            target[rng.integers(3)] = rng.choice([np.nan, np.inf, -np.inf])
-        out = f.filter(target, previous, 0.02)
-        if out is None:
-            continue
-        assert np.all(np.isfinite(out)) and np.all(np.abs(out) <= 1.0)
-        assert np.all(np.abs(out - previous) <= 2.0 * 0.02 + 1e-12)
-        previous = out
+def test_the_first_segment_keeps_the_start_uncertainty_in_reserve():
+    safety = SafetyFilter(make_limits())
+    shaped = safety.shape_trajectory(StartState(np.zeros(JOINTS), spread=0.04), np.array([0.1]),
+                                     np.full((1, JOINTS), 1.0))
+    np.testing.assert_allclose(shaped[0], 2.0 * (0.1 - 0.02))
 
 
-def test_filter_path_chains_the_velocity_limit():
-    f = make_filter()
-    path = f.filter_path(np.zeros(3), np.array([0.1, 0.2]), np.array([[1.0, 1.0, 1.0], [1.0, 1.0, 1.0]]))
-    np.testing.assert_allclose(path[:, 0], [0.2, 0.4])
+def test_nan_inf_wrong_sizes_and_unordered_times_are_rejected():
+    safety = SafetyFilter(make_limits())
+    start = StartState(np.zeros(JOINTS))
+    assert safety.shape_trajectory(start, np.array([0.1]), np.array([[np.nan, 0, 0]])) is None
+    assert safety.shape_trajectory(start, np.array([0.1]), np.array([[np.inf, 0, 0]])) is None
+    assert safety.shape_trajectory(start, np.array([0.1]), np.zeros((1, 4))) is None
+    assert safety.shape_trajectory(start, np.array([0.2, 0.1]), np.zeros((2, JOINTS))) is None
+    assert safety.shape_step(start, np.array([np.nan, 0, 0]), 0.02) is None
+    assert safety.counters.nonfinite_rejections == 5
+
+
+def test_a_start_beyond_the_limits_heads_back_at_full_speed():
+    safety = SafetyFilter(make_limits())
+    shaped = safety.shape_trajectory(StartState(np.array([3.0, 0, 0])), np.array([0.1]), np.zeros((1, JOINTS)))
+    assert shaped[0, 0] == pytest.approx(3.0 - 0.2)
+
+
+def test_with_acceleration_limits_a_trajectory_brakes_to_rest_at_its_end():
+    safety = SafetyFilter(make_limits(acceleration=4.0))
+    times = 0.1 * np.arange(1, 11)
+    shaped = safety.shape_trajectory(StartState(np.zeros(JOINTS)), times, np.full((10, JOINTS), 0.9))
+    velocities = np.diff(np.vstack([np.zeros(JOINTS), shaped]), axis=0) / 0.1
+    assert abs(velocities[-1, 0]) <= 4.0 * 0.1 + 1e-9
+    assert np.all(np.abs(np.diff(velocities[:, 0])) <= 4.0 * 0.1 + 1e-9)
+
+
+def plan_source(kind, rng):
+    def plan(t0):
+        times = t0 + CONTROL_PERIOD * np.arange(8)
+        if kind == "random":
+            return times, rng.normal(0, 3, (8, JOINTS))
+        if kind == "alternating":
+            sign = np.where((np.arange(8) + int(round(t0 / CONTROL_PERIOD))) % 2 == 0, 1.0, -1.0)
+            return times, 50.0 * sign[:, None] * np.ones((8, JOINTS))
+        return times, 0.9 * np.sin(3 * times[:, None] + np.arange(JOINTS))
+    return plan
+
+
+def run_closed_loop(form, interpolate_from, acceleration, kind, single_point=False, seed=0, ticks=200,
+                    jitter=0.02, joint_state_age=0.015, margin=None):
+    """Commands at 50 Hz from a plan replaced every policy step; returns (commands judged, violations)."""
+    rng = np.random.default_rng(seed)
+    lim = make_limits(acceleration)
+    settings = CommandSettings(form, single_point, interpolate_from, COMMAND_PERIOD, CONTROL_PERIOD,
+                               lead_time=CONTROL_PERIOD, timing_margin=jitter if margin is None else margin)
+    shaper = CommandShaper(settings, SafetyFilter(lim))
+    judge = ControllerModel(lim, form, interpolate_from, COMMAND_PERIOD)
+    plan = plan_source(kind, rng)
+    plan_times, plan_positions = plan(0.0)
+    arm = np.zeros(JOINTS)
+    judged = violations = 0
+    for k in range(ticks):
+        now = k * COMMAND_PERIOD
+        if k % 5 == 0:
+            plan_times, plan_positions = plan(now)
+
+        def at(t, pt=plan_times, pp=plan_positions):
+            return None if t > pt[-1] + 1e-9 else np.array([np.interp(t, pt, pp[:, j]) for j in range(JOINTS)])
+
+        def after(t, pt=plan_times, pp=plan_positions):
+            return pt[pt > t + 1e-9], pp[pt > t + 1e-9]
+
+        command = shaper.command(now, at, after, arm.copy(), joint_state_age)
+        assert command is not None
+        receipt = now + rng.uniform(0, jitter)
+        setpoint = judge.setpoint(receipt)
+        # the arm moves on (no faster than the limit) between the joint state and the controller's update
+        measured = arm if setpoint is None else arm + np.clip(setpoint - arm, -2.0 * joint_state_age,
+                                                               2.0 * joint_state_age)
+        check = judge.execute(receipt, command.times_from_start, command.positions, measured)
+        judged += 1
+        violations += not check.within_limits
+        assert shaper.self_check_failures == 0
+        setpoint = judge.setpoint(now + COMMAND_PERIOD)
+        arm = arm + np.clip(setpoint - arm, -2.0 * COMMAND_PERIOD, 2.0 * COMMAND_PERIOD)
+    return judged, violations
+
+
+@pytest.mark.parametrize("kind", ["random", "alternating", "smooth"])
+@pytest.mark.parametrize("acceleration", [None, 20.0])
+@pytest.mark.parametrize("form,interpolate_from,single_point", [
+    ("trajectory", "desired", False), ("trajectory", "desired", True), ("trajectory", "measured", False),
+    ("trajectory", "measured", True), ("step", "desired", False)])
+def test_every_command_executes_within_the_limits(form, interpolate_from, single_point, acceleration, kind):
+    for seed in range(2):
+        judged, violations = run_closed_loop(form, interpolate_from, acceleration, kind, single_point, seed=seed)
+        assert judged == 200 and violations == 0
+
+
+def test_without_the_timing_reserve_delivery_jitter_breaks_the_limits():
+    """The judge is not lenient: the same loop with commands shaped for exact delivery, taken up to 20 ms late."""
+    violations = sum(run_closed_loop("trajectory", "desired", None, "random", seed=seed, margin=0.0)[1]
+                     for seed in range(3))
+    assert violations > 0

@@ -91,6 +91,38 @@ def test_following_a_trajectory_moves_through_its_points(env):
     assert env.joint_positions()[0] == pytest.approx(start[0] + 0.4, abs=0.01)
 
 
+def test_commands_are_judged_as_the_controller_executes_them_and_still_protected(env):
+    env.reset(4)
+    before = env.commands.violations
+    start = env.joint_positions()
+    assert env.command_trajectory(np.array([0.1, 0.2]), np.stack([start + 0.05, start + 0.1])).within_limits
+    env.run(0.05)
+    # replacing it mid-way with a point 5 ms ahead of a set-point that is 0.025 rad behind: 5x the speed limit
+    check = env.command_trajectory(np.array([0.005]), (env.position_target() + 0.05)[None, :])
+    assert check.velocity_ratio == pytest.approx(5.0, rel=0.05) and env.commands.violations == before + 1
+    wild = env.command_trajectory(np.array([5.0]), np.array([[5.0, 0.0, 0.0]]))
+    assert wild.position_excess > 3 and env.commands.violations == before + 2
+    env.run(1.0)
+    assert np.all(env.joint_positions() <= np.array(env.robot.upper_limits) + 0.02), "the model is still protected"
+
+
+def test_a_trajectory_starts_from_the_measured_position_when_the_robot_interface_says_so():
+    robot = load_robot_interface(default_robot_config_path())
+    robot = robot.model_copy(update={"command": robot.command.model_copy(update={"interpolate_from": "measured"})})
+    env = SimEnvironment(robot, seed=5)
+    try:
+        start = env.joint_positions()
+        env.command_trajectory(np.array([0.3]), (start + 0.3)[None, :])
+        env.run(0.15)
+        lag = env.position_target() - env.joint_positions()
+        assert np.all(lag > 0.01), "the arm lags its set-point"
+        measured = env.joint_positions()
+        env.command_trajectory(np.array([0.1]), (start + 0.3)[None, :])
+        np.testing.assert_allclose(env.follower.sample(env.time), measured)
+    finally:
+        env.close()
+
+
 def test_reset_randomises_and_is_seedable(env):
     first = env.reset(11)
     episode = env.episode
@@ -262,3 +294,28 @@ def test_dp_ros_sim_help_explains_every_option():
     for action in parser._actions:
         assert action.help, action.dest
     assert sim.__doc__ and "--expert" in sim.__doc__
+
+
+def test_the_demonstrator_leads_the_arm_to_success_within_the_limits(env):
+    """expert_node's behaviour without ROS: episodes from the status, commands shaped like the policy node's."""
+    from dp_ros.sim.demonstrator import Demonstrator
+
+    demonstrator = Demonstrator(env.robot, ScriptedExpert(env.geometry, seed=0), side="alternate", start_delay=0.2)
+    violations_before = env.commands.violations
+    sides = []
+    for seed in (21, 22):
+        task = env.reset(seed)
+        status = env.status()
+        demonstrator.on_task_status(status.episode, task.seed, status.task, env.time, 0.0, now=env.time)
+        while env.episode_time < 4.0 and not env.status().success:
+            demonstrator.on_joint_state(env.time, env.joint_positions())
+            if demonstrator.due_to_start(env.time):
+                demonstrator.start(env.time)
+            command = demonstrator.command(env.time, 0.02)
+            if command is not None:
+                env.command_trajectory(command.times_from_start, command.positions)
+            env.run(0.02)
+        assert env.status().success and not env.status().collided
+        sides.append(env.status().solution)
+    assert sorted(sides) == ["left", "right"]
+    assert env.commands.violations == violations_before

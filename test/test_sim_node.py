@@ -209,6 +209,59 @@ def test_bad_commands_are_rejected_without_harm(ros, trajectory_sim):
     ros.destroy_publisher(publisher)
 
 
+def violations(listener):
+    return listener.latest_status().limit_violations
+
+
+def test_commands_a_real_controller_could_not_execute_are_counted_not_hidden(ros, trajectory_sim):
+    from trajectory_msgs.msg import JointTrajectory
+
+    from dp_ros.conversions.commands import make_trajectory
+
+    proc, listener = trajectory_sim
+    publisher = ros.create_publisher(JointTrajectory, "/arm_controller/joint_trajectory", 10)
+    assert spin_until(ros, lambda: publisher.get_subscription_count() > 0, 20)
+    wait_until_at_rest(ros, listener)
+    before, start = listener.latest_status(), listener.positions()
+    slow = start + [0.05, 0.0, 0.0]   # 0.5 rad/s of 2
+    publisher.publish(make_trajectory(JOINTS, [0.1], slow[None, :]))
+    assert spin_until(ros, lambda: listener.latest_status().commands_received > before.commands_received, 5)
+    assert violations(listener) == before.limit_violations
+    # the first round's bug: a point a fraction of a millisecond after the one before
+    publisher.publish(make_trajectory(JOINTS, [0.02, 0.0205], np.stack([slow, slow + [0.1, 0.0, 0.0]])))
+    publisher.publish(make_trajectory(JOINTS, [0.1], (slow + [0.0, 5.0, 0.0])[None, :]))   # beyond the limits
+    assert spin_until(ros, lambda: violations(listener) >= before.limit_violations + 2, 5)
+    status = listener.latest_status()
+    assert status.worst_velocity_ratio > 30 and status.worst_position_excess > 1.0
+    assert "breaks the joint limits as the controller executes it" in proc.log_path.read_text()
+    spin_for(ros, 1.0)
+    assert np.all(np.abs(listener.positions()) <= [1.6, 2.0, 2.6]), "the simulator still protects its model"
+    ros.destroy_publisher(publisher)
+
+
+def test_the_policy_node_commands_the_simulator_within_the_limits(ros, trajectory_sim, tmp_path):
+    """A random (untrained) checkpoint for the simulated arm: wild plans, none breaking a limit as executed."""
+    from lerobot_fixtures import make_checkpoint
+    from dp_ros.robot_interface import load_robot_interface
+
+    proc, listener = trajectory_sim
+    checkpoint = make_checkpoint(tmp_path / "pretrained_model", load_robot_interface(default_robot_config_path()))
+    assert call_trigger(ros, "/sim_node/reset").success
+    before = listener.latest_status()
+    policy = python_process(["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", str(checkpoint),
+                             "--noise-scheduler", "ddim", "--num-inference-steps", "4"],
+                            stdout=open(tmp_path / "policy.log", "w"))
+    try:
+        received = lambda: listener.latest_status().commands_received > before.commands_received + 200  # noqa: E731
+        assert spin_until(ros, received, 90), (tmp_path / "policy.log").read_text()
+    finally:
+        stop_process(policy)
+    status = listener.latest_status()
+    assert status.limit_violations == before.limit_violations, (status.worst_velocity_ratio,
+                                                                 status.worst_acceleration_ratio)
+    assert status.commands_rejected == before.commands_rejected
+
+
 def test_reset_starts_a_new_random_episode(ros, trajectory_sim):
     proc, listener = trajectory_sim
     episodes, seeds, starts = [], [], []

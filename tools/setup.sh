@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # One-command set-up of dp_ros for the pip route (no ROS install needed):
 #   system packages (apt-get, only when missing) -> .venv with Python 3.12 ->
-#   pinned requirements.txt -> dp_ros_msgs built with the wheels' CMake -> dp_ros editable.
+#   the pinned requirement files (requirements.txt: LeRobot, torch, data; requirements-ros.txt:
+#   ROS 2 Jazzy wheels and build tools; requirements-test.txt) -> dp_ros_msgs built with the
+#   wheels' CMake -> dp_ros editable.
 # Every step is skipped when its inputs have not changed, so a second run is quick.
 set -euo pipefail
 
@@ -59,12 +61,16 @@ fi
     || die "$VENV is not a Python 3.12 environment; remove it (rm -rf $VENV) and run make setup again"
 
 # --- 3. pinned Python dependencies -------------------------------------------
-req_digest="$(digest requirements.txt)"
+REQUIREMENT_FILES=(requirements.txt requirements-ros.txt requirements-test.txt)
+req_digest="$(digest "${REQUIREMENT_FILES[@]}")"
 if ! stamp_ok requirements "$req_digest"; then
-    say "installing pinned dependencies from requirements.txt (the first time downloads about 3 GB)"
-    "$VENV/bin/python" -m pip install -r requirements.txt 2>&1 \
-        | grep -v -E '^(Requirement already satisfied|WARNING: Location .* is ignored)' \
-        || die "pip could not install requirements.txt (see above)"
+    say "installing pinned dependencies from ${REQUIREMENT_FILES[*]} (the first time downloads about 3 GB)"
+    pip_args=()
+    for file in "${REQUIREMENT_FILES[@]}"; do pip_args+=(-r "$file"); done
+    # grep -v finds nothing to print when every pin is already satisfied: that is no error.
+    "$VENV/bin/python" -m pip install "${pip_args[@]}" 2>&1 \
+        | { grep -v -E '^(Requirement already satisfied|WARNING: Location .* is ignored)' || true; } \
+        || die "pip could not install ${REQUIREMENT_FILES[*]} (see above)"
     stamp_set requirements "$req_digest"
 fi
 

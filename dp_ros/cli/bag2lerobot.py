@@ -6,15 +6,28 @@ cameras, image sizes and the fps come from the robot interface YAML, so the
 dataset has the features the policy node expects. Frames are taken at the
 robot's fps; each feature takes the latest message at or before the frame
 time, never a later one. One episode per bag by default, or split by a marker
-topic or by pauses. The dataset is written to a hidden folder next to
+topic or by pauses.
+
+Time is never compressed: a frame with a stale or missing input cannot be
+dropped from the middle of an episode (the policy would learn that the gap took
+no time). By default the episode is split there into two episodes, each with
+true timestamps (--on-stale split); parts shorter than --min-frames are not
+written. The summary and --json list every split.
+
+Only the topics the robot interface needs are read: a bag may hold anything
+else (service events, rosbag2's event topics, custom types). Bags compressed by
+rosbag2 (zstd, per file or per message) and MCAP files with compressed chunks
+are read as they are. The dataset is written to a hidden folder next to
 --output and moved there only when every bag converted: a failure leaves
-nothing at --output.
+nothing at --output. With --jobs N, bags are converted by N processes and the
+parts merged with LeRobot's dataset aggregation (the same dataset as one job).
 
 Examples:
   dp-ros bag2lerobot run1/ run2/ run3.mcap --output data/pick --task "pick the cube"
   dp-ros bag2lerobot session/ --output data/pick --split marker --split-topic /episode_marker
   dp-ros bag2lerobot day1/*.db3 --output data/pick --split gap --split-gap 2.0 --time-source receive
   dp-ros bag2lerobot run1/ --output data/pick --camera-topic front=/camera/front/image_raw/compressed
+  dp-ros bag2lerobot fleet/*.mcap --output data/fleet --jobs 4
 
 Exit codes: 0 converted, 1 conversion failed (nothing written at --output), 2 bad options.
 """
@@ -26,7 +39,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dp_ros.data.bag_conversion import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
+    from dp_ros.data.conversion_options import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
 
     defaults = ConversionOptions()
     parser.add_argument("bags", nargs="+", metavar="BAG",
@@ -41,7 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a frame whose newest message of some feature is older than this is stale "
                              f"(default: {defaults.tolerance})")
     parser.add_argument("--on-stale", choices=STALE_POLICIES, default=defaults.on_stale,
-                        help="drop stale frames (counted in the summary) or fail the conversion (default: drop)")
+                        help="split: an episode with stale or missing inputs inside is cut there into separate "
+                             "episodes (stale frames at its ends are trimmed); fail: stop at the first stale frame "
+                             f"(default: {defaults.on_stale})")
     parser.add_argument("--time-source", choices=TIME_SOURCES, default=defaults.time_source,
                         help="header: the messages' header stamps; receive: the times the bag recorded them "
                              "(messages without a header always use receive times) (default: header)")
@@ -49,8 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="bag: one episode per bag; marker: episodes delimited by --split-topic; "
                              "gap: a new episode after a pause in the joint states (default: bag)")
     parser.add_argument("--split-topic", default="", metavar="TOPIC",
-                        help="marker topic for --split marker: std_msgs/Bool true starts and false ends an "
-                             "episode; a message of any other type starts the next episode")
+                        help="marker topic for --split marker: std_msgs/Bool (or a custom type with a bool 'data' "
+                             "field) true starts and false ends an episode; a message of any other type starts "
+                             "the next episode")
     parser.add_argument("--split-gap", type=float, default=defaults.split_gap, metavar="SECONDS",
                         help=f"pause in the joint states that separates episodes (--split gap; default: {defaults.split_gap})")
     parser.add_argument("--action-source", choices=("leader", "command", "next_state"), default=None,
@@ -63,7 +79,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--camera-topic", action="append", default=[], metavar="NAME=TOPIC",
                         help="read camera NAME from TOPIC, sensor_msgs/Image or CompressedImage (repeatable)")
     parser.add_argument("--min-frames", type=int, default=defaults.min_frames, metavar="N",
-                        help=f"skip episodes with fewer frames (default: {defaults.min_frames})")
+                        help="do not write episodes, or parts of split episodes, with fewer frames "
+                             f"(default: {defaults.min_frames})")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="convert the bags in N worker processes and merge the parts with LeRobot's dataset "
+                             "aggregation; each job takes about 1 GB of memory (default: 1)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset at --output (only once the new one is complete)")
     parser.add_argument("--json", dest="json_path", default="", metavar="PATH",
@@ -82,7 +102,8 @@ def _camera_topics(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.bag_conversion import ConversionError, ConversionOptions, convert_bags
+    from dp_ros.data.bag_conversion import convert_bags
+    from dp_ros.data.conversion_options import ConversionError, ConversionOptions
     from dp_ros.data.bag_reader import BagError
     from dp_ros.data.dataset_writer import DatasetWriterError
     from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
@@ -94,13 +115,15 @@ def run(args: argparse.Namespace) -> int:
             action_topic=args.action_topic, joint_state_topic=args.joint_state_topic,
             camera_topics=_camera_topics(args.camera_topic), task=args.task, min_frames=args.min_frames)
         options.validate()
+        if args.jobs < 1:
+            raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
         robot = load_robot_interface(args.robot_config or default_robot_config_path())
     except (ValueError, RobotInterfaceError) as exc:
         print(f"bag2lerobot: error: {exc}", file=sys.stderr)
         return 2
     try:
         report = convert_bags(args.bags, args.output, robot, options, overwrite=args.overwrite,
-                              progress=not args.no_progress, repo_id=args.repo_id)
+                              progress=not args.no_progress, repo_id=args.repo_id, jobs=args.jobs)
     except (BagError, ConversionError, DatasetWriterError) as exc:
         print(f"bag2lerobot: error: {exc}\nnothing was written at {args.output}", file=sys.stderr)
         return 1

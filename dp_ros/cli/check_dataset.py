@@ -1,7 +1,8 @@
 """Check a LeRobot dataset against what the Diffusion Policy guide asks of demonstration data.
 
 Reports the episode count (100 for basic training, 500 recommended), NaN or
-infinite values, timestamp gaps, frames dropped while recording or converting,
+infinite values, episodes whose timestamps are not evenly spaced at 1/fps (their
+time is not true time), frames dropped inside episodes and episodes split at gaps,
 action smoothness (jerk statistics; outliers listed by episode and frame),
 cameras frozen while the arm moves, and the spread of episode lengths.
 Human-readable by default, --json for machines, --plot for a PNG overview.
@@ -50,15 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.dataset_check import (
-        ERROR,
-        WARNING,
-        CheckOptions,
-        DatasetCheckError,
-        check_dataset,
-        nan_safe,
-        plot_report,
-    )
+    from dp_ros.data.dataset_check import CheckOptions, DatasetCheckError, check_dataset
+    from dp_ros.data.dataset_plot import plot_report
+    from dp_ros.data.dataset_report import ERROR, WARNING, nan_safe
 
     options = CheckOptions(min_episodes=args.min_episodes, recommended_episodes=args.recommended_episodes,
                            jerk_outlier=args.jerk_outlier, frozen_frames=args.frozen_frames,

@@ -1,10 +1,13 @@
 """Check that dp_ros can run here.
 
-Prints the versions found (Python, ROS 2 client library and distro, DDS
-middleware, dp_ros_msgs, LeRobot, torch, diffusers, MuJoCo, rosbags, cv_bridge)
-and the compute device, then tries the middleware for real (a node publishes a
-PolicyStatus to itself). Exits 1 and says how to fix each problem when something
-is missing.
+First the environment: Python new enough for LeRobot, one ROS 2 install (each
+ROS Python package importable from one place, no packages for another Python on
+PYTHONPATH, a sourced ROS_DISTRO that matches the installed ROS 2 wheels). Then
+the versions found (rclpy, dp_ros_msgs, LeRobot, torch, diffusers, MuJoCo,
+rosbags, cv_bridge) and the compute device; the middleware is tried for real (a
+node publishes a PolicyStatus to itself), and its RMW and ROS domain are compared
+with the robot's side when --robot-rmw / --robot-domain-id are given. Exits 1 and
+says how to fix each problem found.
 """
 from __future__ import annotations
 
@@ -13,20 +16,14 @@ import importlib
 import importlib.metadata as metadata
 import json
 import os
-import platform
-import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 
-SETUP_HINT = "run `make setup` in the dp_ros repository (or pip install -r requirements.txt)"
+from dp_ros import environment_check
+from dp_ros.environment_check import Check
 
-
-@dataclass
-class Check:
-    name: str
-    ok: bool
-    detail: str
-    fix: str = ""
+SETUP_HINT = ("pip route: run `make setup` in the dp_ros repository; ROS workspace: "
+              "pip install -r src/dp_ros/requirements.txt in the workspace's venv")
 
 
 def _version(dist: str) -> str:
@@ -36,32 +33,31 @@ def _version(dist: str) -> str:
         return ""
 
 
-def check_python() -> Check:
-    ok = sys.version_info[:2] >= (3, 10)
-    detail = f"{platform.python_version()} ({sys.executable})"
-    return Check("python", ok, detail, "" if ok else "dp_ros needs Python >= 3.10 (3.12 for LeRobot 0.6.1)")
+def _location(module) -> str:
+    """The folder a module was imported from (every folder of a namespace package)."""
+    return os.path.dirname(module.__file__) if module.__file__ else ", ".join(module.__path__)
 
 
 def check_rclpy() -> Check:
     try:
-        import rclpy  # noqa: F401
+        import rclpy
     except Exception as exc:  # noqa: BLE001 - report any import failure
         return Check("rclpy", False, f"cannot import: {exc}",
-                     "source your ROS 2 setup.bash, or " + SETUP_HINT)
-    distro = os.environ.get("ROS_DISTRO") or ("jazzy (PyPI wheels)" if _version("ros-jazzy-rclpy") else "unknown")
-    version = _version("ros-rclpy") or _version("rclpy") or "from ROS install"
-    return Check("rclpy", True, f"{version}, ROS 2 distro {distro}")
+                     "ROS workspace: source /opt/ros/jazzy/setup.bash; pip route: run `make setup`")
+    version = _version("ros-rclpy") or _version("rclpy") or "version unknown"
+    return Check("rclpy", True, f"{version} from {_location(rclpy)}")
 
 
-def check_middleware() -> Check:
-    """Create a node and get a message through the middleware."""
+def check_middleware() -> tuple[Check, str | None]:
+    """Create a node and get a message through the middleware; also return the RMW's name."""
     try:
         import rclpy
         from rclpy.context import Context
 
         from dp_ros_msgs.msg import PolicyStatus
     except Exception as exc:  # noqa: BLE001
-        return Check("middleware", False, f"cannot import: {exc}", SETUP_HINT)
+        return Check("middleware", False, f"cannot import: {exc}", SETUP_HINT), None
+    rmw = None
     context = Context()
     try:
         rclpy.init(context=context)
@@ -79,14 +75,40 @@ def check_middleware() -> Check:
         node.destroy_node()
         if not received:
             return Check("middleware", False, f"{rmw}: a node did not receive its own message within 3 s",
-                         "check ROS_DOMAIN_ID / ROS_LOCALHOST_ONLY and the firewall")
-        return Check("middleware", True, f"{rmw}, a PolicyStatus went through it")
+                         "check ROS_DOMAIN_ID, ROS_AUTOMATIC_DISCOVERY_RANGE and the firewall"), rmw
+        return Check("middleware", True, f"{rmw}, a PolicyStatus went through it"), rmw
     except Exception as exc:  # noqa: BLE001
-        hint = "install ros-jazzy-rmw-fastrtps-cpp (" + SETUP_HINT + ")" if "rmw" in str(exc) else SETUP_HINT
-        return Check("middleware", False, str(exc), hint)
+        hint = SETUP_HINT
+        if "rmw" in str(exc).lower():
+            hint = (f"RMW_IMPLEMENTATION={os.environ.get('RMW_IMPLEMENTATION', '(unset)')}: install that RMW "
+                    "(workspace: apt install ros-jazzy-rmw-...; the pip route has only rmw_fastrtps_cpp) or unset it")
+        return Check("middleware", False, str(exc), hint), rmw
     finally:
         if context.ok():
             rclpy.shutdown(context=context)
+
+
+def check_standard_messages() -> Check:
+    """Serialize standard messages through the C type support, with numpy arrays in them.
+
+    In a ROS workspace the venv's numpy (LeRobot needs numpy 2) meets message packages built
+    by the distro against its own numpy; this is where such a mismatch would show.
+    """
+    try:
+        import numpy
+        from rclpy.serialization import deserialize_message, serialize_message
+        from sensor_msgs.msg import CameraInfo
+        from trajectory_msgs.msg import JointTrajectory, JointTrajectoryPoint
+
+        info = deserialize_message(serialize_message(CameraInfo(k=numpy.arange(9.0))), CameraInfo)
+        trajectory = JointTrajectory(joint_names=["a"], points=[JointTrajectoryPoint(positions=[0.5])])
+        trajectory = deserialize_message(serialize_message(trajectory), JointTrajectory)
+        if info.k[8] != 8.0 or trajectory.points[0].positions[0] != 0.5:
+            raise ValueError("a message changed its values on a serialization round trip")
+    except Exception as exc:  # noqa: BLE001
+        return Check("ros messages", False, f"standard messages do not serialize: {exc}",
+                     "the message packages and numpy do not fit together; " + environment_check.ONE_ROS_FIX)
+    return Check("ros messages", True, f"CameraInfo and JointTrajectory serialize with numpy {numpy.__version__}")
 
 
 def check_messages() -> Check:
@@ -97,7 +119,7 @@ def check_messages() -> Check:
                      "pip route: `make msgs`; ROS workspace: colcon build the dp_ros_msgs package and source install/setup.bash")
     import dp_ros_msgs
 
-    return Check("dp_ros_msgs", True, f"PolicyStatus, TrainingStatus, RecorderStatus, TaskStatus from {os.path.dirname(dp_ros_msgs.__file__)}")
+    return Check("dp_ros_msgs", True, f"PolicyStatus, TrainingStatus, RecorderStatus, TaskStatus from {_location(dp_ros_msgs)}")
 
 
 def check_module(name: str, dist: str, fix: str = SETUP_HINT) -> Check:
@@ -105,8 +127,8 @@ def check_module(name: str, dist: str, fix: str = SETUP_HINT) -> Check:
         module = importlib.import_module(name)
     except Exception as exc:  # noqa: BLE001
         return Check(name, False, f"cannot import: {exc}", fix)
-    version = getattr(module, "__version__", "") or _version(dist)
-    return Check(name, True, version or "installed")
+    version = getattr(module, "__version__", "") or _version(dist) or "version unknown"
+    return Check(name, True, f"{version} from {_location(module)}")
 
 
 def check_device() -> Check:
@@ -120,8 +142,19 @@ def check_device() -> Check:
     return Check("device", True, f"cpu ({os.cpu_count()} cores, no CUDA device); policies run on the CPU")
 
 
-def run_checks() -> list[Check]:
-    checks = [check_python(), check_rclpy(), check_messages(), check_middleware()]
+def run_checks(robot_rmw: str | None = None, robot_domain: int | None = None) -> list[Check]:
+    checks = [
+        environment_check.check_python(),
+        environment_check.check_pythonpath(),
+        environment_check.check_ros_packages(),
+        environment_check.check_distro(os.environ.get("ROS_DISTRO") or None, environment_check.wheel_distros()),
+        check_rclpy(),
+        check_standard_messages(),
+        check_messages(),
+    ]
+    middleware, rmw = check_middleware()
+    checks.append(middleware)
+    checks.append(environment_check.check_robot_side(rmw, environment_check.node_domain_id(), robot_rmw, robot_domain))
     checks.append(check_module("lerobot", "lerobot"))
     checks.append(check_module("torch", "torch"))
     checks.append(check_module("diffusers", "diffusers"))
@@ -134,17 +167,23 @@ def run_checks() -> list[Check]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print the checks as JSON instead of a table")
+    parser.add_argument("--robot-rmw", metavar="RMW",
+                        help="the middleware of the robot's ROS 2 nodes (its RMW_IMPLEMENTATION, e.g. "
+                             "rmw_fastrtps_cpp, rmw_cyclonedds_cpp); a different one from this node's is a problem")
+    parser.add_argument("--robot-domain-id", type=int, metavar="ID",
+                        help="the robot's ROS_DOMAIN_ID; a different one from this node's is a problem")
 
 
 def run(args: argparse.Namespace) -> int:
-    checks = run_checks()
-    failed = [c for c in checks if not c.ok]
-    if args.json:
-        print(json.dumps({"ok": not failed, "checks": [asdict(c) for c in checks]}, indent=2))
-    else:
-        import dp_ros
+    import dp_ros
 
-        print(f"dp_ros {dp_ros.__version__}")
+    checks = run_checks(args.robot_rmw, args.robot_domain_id)
+    failed = [c for c in checks if not c.ok]
+    location = _location(dp_ros)
+    if args.json:
+        print(json.dumps({"ok": not failed, "dp_ros": location, "checks": [asdict(c) for c in checks]}, indent=2))
+    else:
+        print(f"dp_ros {dp_ros.__version__} from {location}")
         width = max(len(c.name) for c in checks)
         for c in checks:
             mark = "ok  " if c.ok else "FAIL"

@@ -13,11 +13,12 @@ import sys
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dp_ros.cli.demo", "the end-to-end demo on the simulated arm: record, train, run in closed loop, report"),
-    "doctor": ("dp_ros.cli.doctor", "check the installation: Python, ROS 2, middleware, messages, LeRobot, torch, device"),
+    "doctor": ("dp_ros.cli.doctor", "check the installation: one ROS 2 (no mixed environment), Python, middleware and the robot's, messages, LeRobot, torch, device"),
     "run-policy": ("dp_ros.cli.run_policy", "run the policy node (a checkpoint commands the robot) without the launch system"),
     "train": ("dp_ros.cli.train", "train or fine-tune a Diffusion Policy with LeRobot (progress bar, clean stop, resume)"),
     "record": ("dp_ros.cli.record", "record demonstrations from live topics into a LeRobot dataset (recorder node, keyboard)"),
     "bag2lerobot": ("dp_ros.cli.bag2lerobot", "convert rosbag2 bags (.db3, .mcap) into a LeRobot dataset, synchronised at the robot's fps"),
+    "lerobot2bag": ("dp_ros.cli.lerobot2bag", "write a LeRobot dataset back as a rosbag2 MCAP file (joint states, cameras, actions)"),
     "check-dataset": ("dp_ros.cli.check_dataset", "check a dataset: episode count, NaN, gaps, dropped and frozen frames, action jerk"),
     "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
     "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),

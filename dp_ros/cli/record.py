@@ -34,7 +34,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="demonstrated action = action_source (default: the robot interface's)")
     parser.add_argument("--action-topic", default=None, help="topic of the leader JointState or commands = action_topic")
     parser.add_argument("--max-input-age", type=float, default=None, metavar="SECONDS",
-                        help="drop frames whose inputs are older = max_input_age (default 0.2)")
+                        help="a frame whose inputs are older is unusable = max_input_age (default 0.2)")
+    parser.add_argument("--on-stale", default=None, choices=["split", "discard"],
+                        help="an unusable frame inside an episode splits it into two episodes (split, default) or "
+                             "discards it (discard) = on_stale")
+    parser.add_argument("--min-frames", type=int, default=None, metavar="N",
+                        help="do not save episodes, or parts of split ones, with fewer frames = min_frames (default 10)")
     parser.add_argument("--max-episode-seconds", type=float, default=None, metavar="SECONDS",
                         help="stop and save an episode after this long = max_episode_seconds (default 0: no limit)")
     parser.add_argument("--time-source", default=None, choices=["receive", "header"],
@@ -52,6 +57,7 @@ def node_parameters(args: argparse.Namespace) -> dict:
     for name, value in (("dataset_root", args.root), ("task", args.task), ("robot_config", args.robot_config),
                         ("repo_id", args.repo_id), ("action_source", args.action_source),
                         ("action_topic", args.action_topic), ("max_input_age", args.max_input_age),
+                        ("on_stale", args.on_stale), ("min_frames", args.min_frames),
                         ("max_episode_seconds", args.max_episode_seconds), ("time_source", args.time_source)):
         if value is not None:
             values[name] = value
@@ -102,7 +108,6 @@ def run(args: argparse.Namespace) -> int:
         holder.append(node)
         return node
 
-    sys.setswitchinterval(0.001)  # as recorder_node's main(): keep callbacks prompt while episodes are saved
     if not args.no_keyboard and sys.stdin.isatty():
         threading.Thread(target=_keyboard, args=(holder,), daemon=True).start()
     return spin_nodes([make_node], startup_errors=STARTUP_ERRORS)

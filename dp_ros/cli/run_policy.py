@@ -51,9 +51,7 @@ def node_parameters(args: argparse.Namespace) -> dict:
 
 def run(args: argparse.Namespace) -> int:
     from dp_ros.bringup import parameter_overrides, spin_nodes
-    from dp_ros.core.rate_loop import prefer_short_gil_waits
     from dp_ros.nodes.policy_node import STARTUP_ERRORS, PolicyNode
 
-    prefer_short_gil_waits()
     overrides = parameter_overrides(node_parameters(args))
     return spin_nodes([lambda: PolicyNode(parameter_overrides=overrides)], startup_errors=STARTUP_ERRORS)

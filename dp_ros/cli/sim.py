@@ -138,7 +138,6 @@ def run(args: argparse.Namespace) -> int:
     from dp_ros.nodes.expert_node import STARTUP_ERRORS as EXPERT_ERRORS, ExpertNode
     from dp_ros.nodes.sim_node import STARTUP_ERRORS as SIM_ERRORS, SimNode
 
-    sys.setswitchinterval(0.0005)
     try:
         sim_values, expert_values = node_parameters(args)
     except BringupError as exc:

@@ -84,6 +84,17 @@ def make_position_command(command_type: str, joint_names: Sequence[str], positio
     raise CommandError(f"unknown command type {command_type!r}")
 
 
+def command_message(command_type: str, joint_names: Sequence[str], times_from_start: np.ndarray,
+                    positions: np.ndarray, stamp: Any = None):
+    """The message for a command shaped by dp_ros's safety filter, with exactly its points and times.
+
+    A JointTrajectory keeps a zero header stamp: the controller starts it when it takes it (``stamp`` is
+    only for the other types, whose JointState header it fills)."""
+    if command_type == "joint_trajectory":
+        return make_trajectory(joint_names, times_from_start, positions)
+    return make_position_command(command_type, joint_names, np.asarray(positions)[0], stamp=stamp)
+
+
 @dataclass(frozen=True)
 class ParsedCommand:
     """Targets from one command message, in the robot interface's joint order."""
@@ -130,3 +141,4 @@ def parse_command(msg: Any, order: JointOrder) -> ParsedCommand:
         stamp = stamp_to_seconds(msg.header.stamp)
         return ParsedCommand(np.zeros(1), positions[None, :], stamp if stamp > 0 else None)
     raise CommandError(f"not a joint command message: {type(msg).__name__}")
+

@@ -18,12 +18,23 @@ class PolicySnapshot:
     newest_observation_age: float
     chunks_produced: int
     actions_dropped_late: int
+    inference_errors: int
+    queue_underruns: int
     commands_published: int
     command_rate: float
+    stop_commands: int
     position_clamps: int
     velocity_clamps: int
+    acceleration_clamps: int
     nonfinite_rejections: int
+    self_check_failures: int
     watchdog_trips: int
+    watchdog_timeout: float
+
+
+COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
+            "stop_commands", "position_clamps", "velocity_clamps", "acceleration_clamps", "nonfinite_rejections",
+            "self_check_failures", "watchdog_trips")
 
 
 def policy_status_msg(snapshot: PolicySnapshot, stamp=None):
@@ -40,10 +51,10 @@ def policy_status_msg(snapshot: PolicySnapshot, stamp=None):
     msg.queue_depth = int(snapshot.queue_depth)
     age = snapshot.newest_observation_age
     msg.newest_observation_age = float(age) if age != float("inf") else -1.0
-    for name in ("chunks_produced", "actions_dropped_late", "commands_published", "position_clamps",
-                 "velocity_clamps", "nonfinite_rejections", "watchdog_trips"):
+    for name in COUNTERS:
         setattr(msg, name, int(getattr(snapshot, name)))
     msg.command_rate = float(snapshot.command_rate)
+    msg.watchdog_timeout = float(snapshot.watchdog_timeout)
     return msg
 
 
@@ -61,14 +72,9 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "mean_inference_time_s": f"{snapshot.mean_inference_time:.4f}",
         "queue_depth": str(snapshot.queue_depth),
         "newest_observation_age_s": f"{snapshot.newest_observation_age:.3f}",
-        "chunks_produced": str(snapshot.chunks_produced),
-        "actions_dropped_late": str(snapshot.actions_dropped_late),
-        "commands_published": str(snapshot.commands_published),
         "command_rate_hz": f"{snapshot.command_rate:.2f}",
-        "position_clamps": str(snapshot.position_clamps),
-        "velocity_clamps": str(snapshot.velocity_clamps),
-        "nonfinite_rejections": str(snapshot.nonfinite_rejections),
-        "watchdog_trips": str(snapshot.watchdog_trips),
+        "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
+        **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]
     array = DiagnosticArray(status=[status])

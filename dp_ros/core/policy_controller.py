@@ -5,8 +5,11 @@ it answers with the next safe command (or nothing). Inference runs in a worker
 thread so commands keep flowing while the next chunk is computed: when few
 planned actions remain, the worker samples the observation history at that
 moment, runs the policy, and merges the new chunk into the plan, stamped from
-the observation time. A watchdog stops commanding while any input is stale and
-resumes when fresh data and a full history return.
+the observation time. Every command is shaped by the safety filter exactly as it
+will be published (see command_shaping). A watchdog stops commanding while any
+input is stale and resumes when fresh data and a full history return; whenever
+commanding stops (watchdog, stop, reset, fault) one last command brings the arm
+to rest within the limits.
 """
 from __future__ import annotations
 
@@ -14,12 +17,13 @@ import enum
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from dp_ros.core.action_schedule import ActionSchedule
+from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
@@ -56,22 +60,18 @@ class ControllerConfig:
     solutions; the new chunk then replaces the old instead of being averaged with it."""
     ensemble_decay: float = 0.1
     """ensemble: weight exp(-decay * age) of older predictions."""
-    watchdog_timeout: float = 0.5
-    """Seconds after which a silent camera or joint state stops commanding."""
+    watchdog_timeout: float = 0.0
+    """Seconds after which a silent camera or joint state stops commanding. 0: two control periods from the
+    newest sample to the last command (longer only for a sensor slower than that; see watchdog_limit)."""
     velocity_scale: float = 1.0
-    """Fraction of the velocity limits the commands may use."""
+    """Fraction of the velocity (and acceleration) limits the commands may use."""
     late_margin: float = 0.0
     """Actions due within this many seconds after a chunk arrives count as late too."""
-
-
-@dataclass
-class Command:
-    stamp: float
-    positions: np.ndarray
-    """The command for now, safe."""
-    path_times: np.ndarray = field(default_factory=lambda: np.empty(0))
-    """Seconds after ``stamp`` of the planned points that follow (safe too)."""
-    path_positions: np.ndarray = field(default_factory=lambda: np.empty((0, 0)))
+    trajectory_lead_time: float = 0.0
+    """Seconds after the controller takes a trajectory at which its first point is reached; 0: one policy step."""
+    timing_margin: float = 0.02
+    """Seconds by which the controller may start a command earlier or later than expected (its update period
+    plus the delivery jitter); the first segment keeps that much full-speed motion in reserve."""
 
 
 @dataclass
@@ -82,6 +82,7 @@ class Stats:
     watchdog_trips: int = 0
     inference_errors: int = 0
     queue_underruns: int = 0
+    stop_commands: int = 0
     last_inference_time: float = 0.0
     total_inference_time: float = 0.0
 
@@ -92,24 +93,33 @@ class Stats:
 
 class PolicyController:
     def __init__(self, robot: RobotInterface, predictor: ChunkPredictor, config: ControllerConfig,
-                 clock: Callable[[], float], log: Callable[[str, str], None] | None = None):
+                 clock: Callable[[], float], log: Callable[[str, str], None] | None = None,
+                 command_type: str | None = None, trajectory_mode: str | None = None):
         self.robot = robot
         self.predictor = predictor
         self.config = config
         self.clock = clock
         self.log = log or (lambda level, text: None)
         period = robot.control_period
-        self.history = ObservationHistory(robot, predictor.n_obs_steps, period, config.watchdog_timeout)
+        self.history = ObservationHistory(robot, predictor.n_obs_steps, period,
+                                          config.watchdog_timeout or self.default_watchdog_timeout(robot))
         self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
                                        config.late_margin, config.blend_max_deviation)
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
+        self.command_type = command_type or robot.command.type
+        self.trajectory_mode = trajectory_mode or robot.command.trajectory_mode
+        self.shaper = CommandShaper(CommandSettings.for_robot(robot, self.command_type, self.trajectory_mode,
+                                                              config.trajectory_lead_time, config.timing_margin),
+                                    self.safety)
         self.stats = Stats()
         self.state = State.IDLE
         self.reason = "waiting for start"
         self._enabled = False
         self._stale = False
-        self._last_command: np.ndarray | None = None
-        self._last_command_time: float | None = None
+        self._commanding = False
+        """The last command came from the plan (so the arm may be moving)."""
+        self._brake = False
+        self._forget = False
         self._lock = threading.Lock()
         self._request = threading.Event()
         self._inflight = False
@@ -117,6 +127,23 @@ class PolicyController:
         self._closing = False
         self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
         self._worker.start()
+
+    # --- the watchdog ---------------------------------------------------------------------
+    @staticmethod
+    def default_watchdog_timeout(robot: RobotInterface) -> float:
+        """Two control periods from the newest sample to the last command's arrival: the last command comes up to
+        a command period after the timeout, and one more is left for its delivery."""
+        return 2 * robot.control_period - 2.0 / robot.command_rate
+
+    def watchdog_limit(self) -> float:
+        """The watchdog timeout in force: the configured one, or the default stretched to 1.5 times the longest
+        usual gap of the slowest sensor (the 90th percentile of its recent intervals): a 5 Hz camera, or one
+        whose frames come unevenly, cannot be fresh within 0.2 s."""
+        if self.config.watchdog_timeout:
+            return self.config.watchdog_timeout
+        intervals = [b.interval_percentile(90) for b in self.history.streams.values()]
+        slowest = max((i for i in intervals if i is not None), default=0.0)
+        return max(self.default_watchdog_timeout(self.robot), 1.5 * slowest)
 
     # --- inputs -------------------------------------------------------------------------
     def on_joint_state(self, stamp: float, positions: np.ndarray) -> None:
@@ -129,37 +156,46 @@ class PolicyController:
     def start(self) -> str:
         with self._lock:
             self._enabled = True
-            self._set_state(State.WARMING_UP, "started: waiting for a full observation history")
+            self.set_status(State.WARMING_UP, "started: waiting for a full observation history")
         return "started"
 
     def stop(self, reason: str = "stopped by request") -> str:
         with self._lock:
             self._enabled = False
-            self._generation += 1
-            self.schedule.clear()
-            self._set_state(State.STOPPED, reason)
+            self._halt()
+            self.set_status(State.STOPPED, reason)
         return reason
 
     def reset(self) -> str:
-        """Clear the history and the plan; keep running if running."""
+        """Clear the history and the plan (bringing the arm to rest); keep running if running.
+
+        The next command starts from the measured position: after a reset the world may have changed."""
         with self._lock:
-            self._generation += 1
-            self.schedule.clear()
+            self._halt(forget=True)
             self.history.clear()
-            self._last_command = None
-            self._last_command_time = None
             if self._enabled:
-                self._set_state(State.WARMING_UP, "reset: waiting for a full observation history")
+                self.set_status(State.WARMING_UP, "reset: waiting for a full observation history")
         return "history and action queue cleared"
 
     def set_fault(self, reason: str) -> None:
         with self._lock:
             self._enabled = False
-            self._generation += 1
-            self.schedule.clear()
-            self._set_state(State.FAULT, reason)
+            self._halt()
+            self.set_status(State.FAULT, reason)
 
-    def _set_state(self, state: State, reason: str, announce: bool = False) -> None:
+    def _halt(self, forget: bool = False, keep_inflight: bool = False) -> None:
+        """Forget the plan; the next step brings the arm to rest (call with the lock held).
+
+        ``forget``: also forget what was published, so the next command starts from the measured position.
+        ``keep_inflight``: a chunk being computed (from data that was fresh) may still join the plan; its actions
+        whose time has passed are dropped when commanding resumes."""
+        if not keep_inflight:
+            self._generation += 1
+        self.schedule.clear()
+        self._brake = self._brake or self._commanding
+        self._forget = self._forget or forget
+
+    def set_status(self, state: State, reason: str, announce: bool = False) -> None:
         """Change state; the log hears of state changes (and of reasons marked ``announce``)."""
         if state != self.state or (announce and reason != self.reason):
             level = {State.FAULT: "error", State.STOPPED: "warn"}.get(state, "info")
@@ -171,27 +207,30 @@ class PolicyController:
         """The command to send at ``now``, or None to send nothing."""
         age, stream = self.history.newest_age(now)
         with self._lock:
+            if self._brake or self._forget:
+                return self._stop_command(now)
             if not self._enabled:
                 return None
             if age == np.inf and not self._stale:
-                self._set_state(State.WARMING_UP, f"waiting for the first {stream} message")
+                self.set_status(State.WARMING_UP, f"waiting for the first {stream} message")
                 return None
-            if age > self.config.watchdog_timeout:
+            limit = self.watchdog_limit()
+            self.history.max_sample_age = limit
+            if age > limit:
                 if not self._stale:
                     self._stale = True
                     self.stats.watchdog_trips += 1
-                    self._generation += 1
-                    self.schedule.clear()
-                    self._last_command = None
+                    self._halt(keep_inflight=True)
                     what = "never received" if age == np.inf else f"{age:.3f}s old"
-                    self._set_state(State.STOPPED, f"watchdog: newest {stream} is {what} "
-                                                   f"(timeout {self.config.watchdog_timeout}s); holding")
+                    self.set_status(State.STOPPED, f"watchdog: newest {stream} is {what} (timeout {limit:.3f}s); "
+                                                   "holding")
+                    return self._stop_command(now)
                 return None
             if self._stale or self.state != State.RUNNING:
                 try:
                     self.history.sample(now)
                 except HistoryNotReady as exc:
-                    self._set_state(State.WARMING_UP if not self._stale else State.STOPPED,
+                    self.set_status(State.WARMING_UP if not self._stale else State.STOPPED,
                                     ("watchdog: fresh data again, " if self._stale else "") + f"waiting: {exc}")
                     return None
                 if self._stale:
@@ -199,33 +238,45 @@ class PolicyController:
             if self.schedule.remaining(now) <= self.config.replan_steps and not self._inflight:
                 self._inflight = True
                 self._request.set()
-            target = self.schedule.at(now)
-            if target is None:
-                if self.stats.chunks_produced and self.state == State.RUNNING:
-                    self.stats.queue_underruns += 1
-                    self._set_state(State.RUNNING, "action queue ran dry: inference is slower than the plan it "
-                                                   "makes; lower num_inference_steps or raise replan_steps",
-                                    announce=True)
-                elif not self.stats.chunks_produced:
-                    self._set_state(State.WARMING_UP, "waiting for the first action chunk")
-                return None
-            previous = self._last_command
-            if previous is None:
-                current = self.history.streams[JOINT_STATE_STREAM].latest()
-                previous = None if current is None else np.asarray(current.value, dtype=np.float64)
-            dt = (now - self._last_command_time) if self._last_command_time is not None else 1.0 / self.robot.command_rate
-            command = self.safety.filter(target, previous, dt)
+            command = self._plan_command(now)
             if command is None:
                 return None
-            times, planned = self.schedule.upcoming(now)
-            path = self.safety.filter_path(command, times - now, planned) if times.size else np.empty((0, command.size))
-            if path is None:
-                times, path = np.empty(0), np.empty((0, command.size))
-            self._last_command, self._last_command_time = command, now
+            self._commanding = True
             self.stats.commands_published += 1
             if self.state != State.RUNNING or self.reason != "commanding":
-                self._set_state(State.RUNNING, "commanding", announce=True)
-            return Command(now, command, times - now, path)
+                self.set_status(State.RUNNING, "commanding", announce=True)
+            return command
+
+    def _measured(self, now: float) -> tuple[np.ndarray, float] | None:
+        newest = self.history.streams[JOINT_STATE_STREAM].latest()
+        if newest is None:
+            return None
+        return np.asarray(newest.value, dtype=np.float64), max(0.0, now - newest.stamp)
+
+    def _plan_command(self, now: float) -> Command | None:
+        if self.schedule.at(now) is None:
+            if self.stats.chunks_produced and self.state == State.RUNNING:
+                self.stats.queue_underruns += 1
+                self.set_status(State.RUNNING, "action queue ran dry: inference is slower than the plan it makes; "
+                                               "lower num_inference_steps or raise replan_steps", announce=True)
+            elif not self.stats.chunks_produced:
+                self.set_status(State.WARMING_UP, "waiting for the first action chunk")
+            return None
+        measured, age = self._measured(now)
+        return self.shaper.command(now, self.schedule.at, self.schedule.upcoming, measured, age)
+
+    def _stop_command(self, now: float) -> Command | None:
+        """Once, after the controller stopped planning: the command that brings the arm to rest."""
+        measured = self._measured(now)
+        command = None if measured is None or not self._brake else self.shaper.stop_command(now, *measured)
+        self._brake = self._commanding = False
+        if self._forget:
+            self._forget = False
+            self.shaper.reset()
+        if command is not None:
+            self.stats.stop_commands += 1
+            self.stats.commands_published += 1
+        return command
 
     # --- inference worker -------------------------------------------------------------------
     def _inference_loop(self) -> None:

@@ -12,6 +12,8 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Generic, Iterable, Sequence, TypeVar
 
+import numpy as np
+
 T = TypeVar("T")
 
 
@@ -75,6 +77,14 @@ class TimestampedBuffer(Generic[T]):
             if not self._stamps:
                 return None
             return Sample(self._stamps[-1], self._values[-1])
+
+    def interval_percentile(self, percentile: float, last: int = 50) -> float | None:
+        """A percentile of the spacing of the newest ``last`` stamps (None with fewer than three samples)."""
+        with self._lock:
+            stamps = self._stamps[-last:]
+        if len(stamps) < 3:
+            return None
+        return float(np.percentile(np.diff(stamps), percentile))
 
     def at_or_before(self, t: float) -> Sample[T] | None:
         """The newest sample whose stamp is <= t, or None (never a later one)."""

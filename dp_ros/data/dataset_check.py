@@ -3,31 +3,30 @@
 Reads the dataset's files directly (info.json, the episode metadata and data
 parquet files, the videos) and reports: the episode count against the minimum
 for basic training (100) and the recommended 500; NaN or infinite values;
-timestamp gaps and frames dropped while recording or converting (dp_ros's
-episode log); action smoothness (jerk statistics, outliers by episode and
-frame); cameras frozen while the arm moves; and the spread of episode lengths.
-Findings are errors (the dataset should not be trained on as it is), warnings
-or notes.
+episodes whose timestamps are not evenly spaced at 1/fps from 0 (their time is
+not true time: training would learn wrong speeds); frames dropped inside
+episodes by older recorders, and episodes split at gaps (dp_ros's episode log);
+action smoothness (jerk statistics, outliers by episode and frame); cameras
+frozen while the arm moves; and the spread of episode lengths. Findings are
+errors (the dataset should not be trained on as it is), warnings or notes.
 """
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
+from dp_ros.data.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
+                                       load_dataset_files, video_path)
+from dp_ros.data.dataset_report import ERROR, NOTE, WARNING, DatasetReport
 from dp_ros.data.dataset_writer import read_episode_log
 
-ERROR, WARNING, NOTE = "error", "warning", "note"
+__all__ = ["CheckOptions", "DatasetCheckError", "check_dataset"]
+
 MIN_EPISODES = 100
 RECOMMENDED_EPISODES = 500
-
-
-class DatasetCheckError(ValueError):
-    """The dataset cannot be read at all (the message says why)."""
 
 
 @dataclass
@@ -50,116 +49,9 @@ class CheckOptions:
     """At most this many findings of one kind are listed one by one."""
 
 
-@dataclass
-class Finding:
-    severity: str
-    check: str
-    message: str
-    episode: int | None = None
-    frame: int | None = None
-
-
-@dataclass
-class DatasetReport:
-    root: str
-    fps: int = 0
-    episodes: int = 0
-    frames: int = 0
-    summary: dict[str, Any] = field(default_factory=dict)
-    findings: list[Finding] = field(default_factory=list)
-    data: Any = field(default=None, repr=False)
-    """The columns read, kept for plotting."""
-
-    def add(self, severity: str, check: str, message: str, episode: int | None = None, frame: int | None = None):
-        self.findings.append(Finding(severity, check, message, episode, frame))
-
-    def count(self, severity: str) -> int:
-        return sum(f.severity == severity for f in self.findings)
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"dataset": self.root, "fps": self.fps, "episodes": self.episodes, "frames": self.frames,
-                "errors": self.count(ERROR), "warnings": self.count(WARNING), "summary": self.summary,
-                "findings": [asdict(f) for f in self.findings]}
-
-    def text(self) -> str:
-        s = self.summary
-        lines = [f"dataset {self.root}: {self.episodes} episodes, {self.frames} frames at {self.fps} fps"]
-        lengths = s.get("episode_length", {})
-        if lengths:
-            lines.append(f"  episode length   min {lengths['min']}  median {lengths['median']:g}  max {lengths['max']}  "
-                         f"(std {lengths['std']:.1f} frames)")
-        jerk = s.get("action_jerk", {})
-        if jerk:
-            lines.append(f"  action jerk      |jerk| median {jerk['median']:.3g}  p95 {jerk['p95']:.3g}  max "
-                         f"{jerk['max']:.3g} (units/s^3); {jerk['outliers']} outlier windows")
-        lines.append(f"  non-finite       {s.get('nonfinite_values', 0)} NaN/Inf values")
-        lines.append(f"  timestamps       {s.get('timestamp_gaps', 0)} gaps")
-        if "frames_dropped" in s:
-            lines.append(f"  frames dropped   {s['frames_dropped']} while recording/converting "
-                         f"(in {s.get('episodes_with_drops', 0)} episodes)")
-        if "frozen_runs" in s:
-            lines.append(f"  frozen cameras   {s['frozen_runs']} runs")
-        for severity in (ERROR, WARNING, NOTE):
-            for finding in (f for f in self.findings if f.severity == severity):
-                lines.append(f"{severity.upper():8s}{finding.check}: {finding.message}")
-        lines.append(f"{self.count(ERROR)} errors, {self.count(WARNING)} warnings")
-        return "\n".join(lines)
-
-
 # --- reading --------------------------------------------------------------------------------
-def _read_parquets(folder: Path, columns: list[str] | None = None):
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    paths = sorted(folder.glob("*/*.parquet"))
-    if not paths:
-        raise DatasetCheckError(f"no parquet files under {folder}")
-    try:
-        tables = [pq.read_table(p, columns=columns) for p in paths]
-    except Exception as exc:  # noqa: BLE001 - pyarrow raises several kinds for damaged files
-        raise DatasetCheckError(f"cannot read the parquet files under {folder}: {exc}") from None
-    return pa.concat_tables(tables, promote_options="default")
-
-
-def _matrix(table, name: str) -> np.ndarray:
-    column = table.column(name).combine_chunks()
-    values = np.asarray(column.flatten().to_numpy(zero_copy_only=False), dtype=np.float64)
-    return values.reshape(len(column), -1) if len(column) else values.reshape(0, 0)
-
-
-@dataclass
-class _Data:
-    info: dict
-    episode_index: np.ndarray
-    frame_index: np.ndarray
-    timestamp: np.ndarray
-    action: np.ndarray | None
-    state: np.ndarray | None
-    episodes_meta: list[dict]
-
-
-def _load(root: Path) -> _Data:
-    info_path = root / "meta" / "info.json"
-    if not info_path.is_file():
-        raise DatasetCheckError(f"{root} is not a LeRobot dataset (no meta/info.json)")
-    info = json.loads(info_path.read_text())
-    features = info.get("features", {})
-    columns = [c for c in ("episode_index", "frame_index", "timestamp", "action", "observation.state") if c in features]
-    table = _read_parquets(root / "data", columns)
-    meta_table = _read_parquets(root / "meta" / "episodes")
-    meta_columns = [c for c in meta_table.column_names if not c.startswith("stats/")]
-    episodes_meta = meta_table.select(meta_columns).to_pylist()
-    return _Data(info=info,
-                 episode_index=np.asarray(table.column("episode_index").to_numpy(), dtype=np.int64),
-                 frame_index=np.asarray(table.column("frame_index").to_numpy(), dtype=np.int64),
-                 timestamp=np.asarray(table.column("timestamp").to_numpy(), dtype=np.float64),
-                 action=_matrix(table, "action") if "action" in columns else None,
-                 state=_matrix(table, "observation.state") if "observation.state" in columns else None,
-                 episodes_meta=sorted(episodes_meta, key=lambda e: e["episode_index"]))
-
-
 # --- the checks -------------------------------------------------------------------------------
-def _check_structure(data: _Data, report: DatasetReport) -> dict[int, np.ndarray]:
+def _check_structure(data: DatasetFiles, report: DatasetReport) -> dict[int, np.ndarray]:
     """Rows of each episode in frame order; errors for inconsistent indices."""
     rows: dict[int, np.ndarray] = {}
     order = np.lexsort((data.frame_index, data.episode_index))
@@ -191,7 +83,7 @@ def _check_count(report: DatasetReport, options: CheckOptions) -> None:
                                      f"{options.recommended_episodes} are recommended")
 
 
-def _check_nonfinite(data: _Data, rows: dict[int, np.ndarray], report: DatasetReport, options: CheckOptions) -> None:
+def _check_nonfinite(data: DatasetFiles, rows: dict[int, np.ndarray], report: DatasetReport, options: CheckOptions) -> None:
     total = 0
     listed = 0
     for name, values in (("action", data.action), ("observation.state", data.state)):
@@ -209,38 +101,57 @@ def _check_nonfinite(data: _Data, rows: dict[int, np.ndarray], report: DatasetRe
     report.summary["nonfinite_values"] = total
 
 
-def _check_timestamps(data: _Data, rows: dict[int, np.ndarray], report: DatasetReport, options: CheckOptions) -> None:
+def _check_timestamps(data: DatasetFiles, rows: dict[int, np.ndarray], report: DatasetReport,
+                      options: CheckOptions) -> None:
+    """Every episode's timestamps must be 0, 1/fps, 2/fps, ...: otherwise its time is not true time."""
     period = 1.0 / report.fps
-    gaps = 0
+    uneven = 0
     for episode, index in rows.items():
-        steps = np.diff(data.timestamp[index])
-        if np.any(steps <= 0):
-            report.add(ERROR, "timestamps", "timestamps do not increase", episode,
-                       int(data.frame_index[index][1:][steps <= 0][0]))
-        for k in np.flatnonzero(np.abs(steps - period) > 1e-4):
-            if steps[k] > 0:
-                gaps += 1
-                if gaps <= options.max_listed:
-                    report.add(WARNING, "timestamps", f"gap of {steps[k] * 1000:.0f} ms (expected {period * 1000:.0f} ms)",
-                               episode, int(data.frame_index[index][k + 1]))
-    report.summary["timestamp_gaps"] = gaps
+        times = data.timestamp[index]
+        off_grid = np.flatnonzero(np.abs(times - np.arange(len(times)) * period) > TIME_TOLERANCE)
+        if not len(off_grid):
+            continue
+        uneven += 1
+        if uneven > options.max_listed:
+            continue
+        steps = np.diff(times)
+        bad_steps = np.flatnonzero(np.abs(steps - period) > TIME_TOLERANCE)
+        if len(bad_steps):
+            k = int(bad_steps[0])
+            what = (f"{len(bad_steps)} steps between frames are not {period * 1000:.0f} ms (first: "
+                    f"{steps[k] * 1000:.0f} ms before frame {int(data.frame_index[index][k + 1])})")
+            frame = int(data.frame_index[index][k + 1])
+        else:
+            what = f"they start at {times[0]:.3f} s instead of 0"
+            frame = int(data.frame_index[index][0])
+        report.add(ERROR, "timestamps", f"timestamps are not evenly spaced at 1/fps: {what}; time in this episode "
+                                        "is not true time, so a policy trained on it learns wrong speeds", episode, frame)
+    if uneven > options.max_listed:
+        report.add(ERROR, "timestamps", f"... and {uneven - options.max_listed} more episodes with uneven timestamps")
+    report.summary["uneven_timestamp_episodes"] = uneven
 
 
-def _check_dropped(root: Path, report: DatasetReport) -> None:
+def _check_episode_log(root: Path, report: DatasetReport) -> None:
+    """dp_ros's episode log: frames an older recorder dropped inside episodes, and episodes split at gaps."""
     log = read_episode_log(root)
     if not log:
         return
     dropped = {int(r["episode_index"]): int(r.get("frames_dropped", 0)) for r in log}
-    report.summary["frames_dropped"] = sum(dropped.values())
-    report.summary["episodes_with_drops"] = sum(1 for d in dropped.values() if d)
-    lengths = {int(r["episode_index"]): int(r.get("length", 0)) for r in log}
+    report.summary["frames_dropped_inside"] = sum(dropped.values())
     for episode, count in dropped.items():
-        if count and count >= 0.05 * max(1, lengths.get(episode, 0) + count):
-            report.add(WARNING, "dropped", f"{count} frames were dropped (stale or missing inputs) while recording "
-                                           f"or converting: the episode has holes in time", episode)
+        if count:
+            report.add(WARNING, "dropped", f"{count} frames were dropped inside this episode and the frames after them "
+                                           "renumbered (an older dp_ros did this): its time is compressed where they "
+                                           "were; record or convert it again", episode)
+    splits = [r for r in log if r.get("gap_before") and int(r.get("part", 0)) > 0]
+    report.summary["split_episodes"] = len(splits)
+    for record in splits:
+        gap = record["gap_before"]
+        report.add(NOTE, "split", f"split from the previous episode at {gap['frames']} unusable frames "
+                                  f"({gap['seconds']:.2f} s: {', '.join(gap['causes'])})", int(record["episode_index"]))
 
 
-def _check_smoothness(data: _Data, rows: dict[int, np.ndarray], report: DatasetReport, options: CheckOptions) -> None:
+def _check_smoothness(data: DatasetFiles, rows: dict[int, np.ndarray], report: DatasetReport, options: CheckOptions) -> None:
     if data.action is None:
         report.add(ERROR, "action", "the dataset has no action feature")
         return
@@ -306,30 +217,14 @@ def _check_lengths(rows: dict[int, np.ndarray], report: DatasetReport) -> None:
                                            f"{'short' if n < median else 'long'} demonstration", episode)
 
 
-def _video_path(root: Path, info: dict, key: str, meta: dict) -> Path:
-    template = info.get("video_path") or "videos/{video_key}/chunk-{chunk_index:03d}/file-{file_index:03d}.mp4"
-    return root / template.format(video_key=key, chunk_index=int(meta[f"videos/{key}/chunk_index"]),
-                                  file_index=int(meta[f"videos/{key}/file_index"]))
-
-
-def _decoded_frames(path: Path):
-    """(time in seconds, HxWx3 uint8) for every frame of a video file."""
-    import av
-
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        for frame in container.decode(stream):
-            yield float(frame.time), frame.to_ndarray(format="rgb24")
-
-
-def _check_frozen(root: Path, data: _Data, rows: dict[int, np.ndarray], report: DatasetReport,
+def _check_frozen(root: Path, data: DatasetFiles, rows: dict[int, np.ndarray], report: DatasetReport,
                   options: CheckOptions, progress: Callable[[int], None] | None) -> None:
     video_keys = [k for k, f in data.info.get("features", {}).items() if f.get("dtype") == "video"]
     runs = 0
     by_file: dict[tuple[str, Path], list[dict]] = {}
     for meta in data.episodes_meta:
         for key in video_keys:
-            by_file.setdefault((key, _video_path(root, data.info, key, meta)), []).append(meta)
+            by_file.setdefault((key, video_path(root, data.info, key, meta)), []).append(meta)
     for (key, path), metas in by_file.items():
         if not path.is_file():
             report.add(ERROR, "videos", f"{key}: video file {path} is missing", int(metas[0]["episode_index"]))
@@ -339,7 +234,7 @@ def _check_frozen(root: Path, data: _Data, rows: dict[int, np.ndarray], report: 
         differences: dict[int, list[float]] = {}
         previous: dict[int, np.ndarray] = {}
         try:
-            for time, image in _decoded_frames(path):
+            for time, image in decoded_frames(path):
                 episode = next((e for a, b, e in spans if a - 1e-3 <= time < b - 1e-3), None)
                 if episode is None:
                     continue
@@ -357,7 +252,7 @@ def _check_frozen(root: Path, data: _Data, rows: dict[int, np.ndarray], report: 
     report.summary["frozen_runs"] = runs
 
 
-def _frozen_runs(key: str, episode: int, diffs: np.ndarray, data: _Data, rows: dict[int, np.ndarray],
+def _frozen_runs(key: str, episode: int, diffs: np.ndarray, data: DatasetFiles, rows: dict[int, np.ndarray],
                  report: DatasetReport, options: CheckOptions) -> int:
     """Runs of unchanged images during which the joint state moves; diffs[k] compares frames k and k+1."""
     same = diffs < options.frozen_difference
@@ -387,7 +282,7 @@ def check_dataset(root: str | Path, options: CheckOptions | None = None, progres
     """Run every check; raises DatasetCheckError only when the dataset cannot be read at all."""
     options = options or CheckOptions()
     root = Path(root).expanduser()
-    data = _load(root)
+    data = load_dataset_files(root)
     report = DatasetReport(root=str(root), fps=int(data.info.get("fps", 0)))
     if report.fps <= 0:
         raise DatasetCheckError(f"{root}: info.json has no valid fps")
@@ -396,7 +291,7 @@ def check_dataset(root: str | Path, options: CheckOptions | None = None, progres
     _check_count(report, options)
     _check_nonfinite(data, rows, report, options)
     _check_timestamps(data, rows, report, options)
-    _check_dropped(root, report)
+    _check_episode_log(root, report)
     _check_smoothness(data, rows, report, options)
     _check_lengths(rows, report)
     if options.check_videos:
@@ -414,73 +309,3 @@ def check_dataset(root: str | Path, options: CheckOptions | None = None, progres
     return report
 
 
-def plot_report(report: DatasetReport, path: str | Path, episodes_shown: int = 10) -> Path:
-    """A PNG: episode lengths, actions of the first episodes, the jerk distribution, drops and frozen frames."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    data = report.data
-    rows = {e: np.flatnonzero(data.episode_index == e) for e in np.unique(data.episode_index)}
-    fig, axes = plt.subplots(2, 2, figsize=(13, 8))
-    fig.suptitle(f"dp-ros check-dataset: {Path(report.root).name} ({report.episodes} episodes, {report.fps} fps)")
-
-    ax = axes[0, 0]
-    episodes = sorted(rows)
-    ax.bar(episodes, [len(rows[e]) for e in episodes], color="tab:blue", label="frames")
-    ax.axhline(report.summary.get("episode_length", {}).get("median", 0), color="k", ls="--", label="median")
-    ax.set(title="Episode lengths", xlabel="episode", ylabel="frames")
-    ax.legend()
-
-    ax = axes[0, 1]
-    names = data.info.get("features", {}).get("action", {}).get("names") or []
-    if data.action is not None:
-        for e in episodes[:episodes_shown]:
-            for j in range(data.action.shape[1]):
-                ax.plot(np.arange(len(rows[e])) / report.fps, data.action[rows[e], j], color=f"C{j}", alpha=0.6,
-                        label=(names[j] if j < len(names) else f"joint {j}") if e == episodes[0] else None)
-    ax.set(title=f"Actions of the first {min(episodes_shown, len(episodes))} episodes", xlabel="time in episode (s)",
-           ylabel="action")
-    ax.legend(loc="upper right", fontsize="small")
-
-    ax = axes[1, 0]
-    if data.action is not None:
-        jerks = [np.abs(np.diff(data.action[rows[e]], n=3, axis=0)).ravel() * report.fps ** 3
-                 for e in episodes if len(rows[e]) >= 4]
-        jerks = np.concatenate(jerks) if jerks else np.zeros(0)
-        jerks = jerks[np.isfinite(jerks) & (jerks > 0)]
-        if len(jerks):
-            ax.hist(np.log10(jerks), bins=60, color="tab:orange", label="|jerk| of action, all joints")
-            ax.axvline(np.log10(np.percentile(jerks, 95)), color="k", ls="--", label="95th percentile")
-    ax.set(title="Action smoothness", xlabel="log10 |jerk| (units/s^3)", ylabel="windows")
-    ax.legend()
-
-    ax = axes[1, 1]
-    dropped = {int(r["episode_index"]): int(r.get("frames_dropped", 0)) for r in read_episode_log(Path(report.root))}
-    frozen = {}
-    for finding in report.findings:
-        if finding.check == "frozen" and finding.episode is not None:
-            frozen[finding.episode] = frozen.get(finding.episode, 0) + 1
-    ax.bar(np.array(episodes) - 0.2, [dropped.get(e, 0) for e in episodes], width=0.4, label="frames dropped")
-    ax.bar(np.array(episodes) + 0.2, [frozen.get(e, 0) for e in episodes], width=0.4, label="frozen camera runs")
-    ax.set(title="Data problems per episode", xlabel="episode", ylabel="count")
-    ax.set_ylim(0, max([1, *dropped.values(), *frozen.values()]) * 1.1)
-    ax.legend()
-
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
-
-
-def nan_safe(value: Any) -> Any:
-    """JSON has no NaN: replace non-finite floats by None, recursively."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: nan_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [nan_safe(v) for v in value]
-    return value

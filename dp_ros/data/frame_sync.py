@@ -7,6 +7,10 @@ the latest sample at or before ``t + lead``. A pick older than ``tolerance``
 seconds is *stale*, a stream with nothing yet is *missing*: either way the frame
 is not usable, and the statistics say which stream was to blame. Used by the
 live recorder and the bag converter alike.
+
+Stamps and frame times are float seconds computed along different paths (a
+stamp from integer nanoseconds, a frame time as start + k / fps), so a sample
+stamped within :data:`SAME_TIME` after a frame time counts as taken at it.
 """
 from __future__ import annotations
 
@@ -15,6 +19,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dp_ros.core.time_alignment import Sample, TimestampedBuffer
+
+SAME_TIME = 1e-6
+"""Seconds: stamps this close are the same instant (far below any sensor's resolution, far above float error)."""
 
 
 @dataclass
@@ -53,6 +60,8 @@ class FramePick:
 
     time: float
     samples: dict[str, Sample] = field(default_factory=dict)
+    ages: dict[str, float] = field(default_factory=dict)
+    """Stream -> age in seconds of the sample taken."""
     stale: dict[str, float] = field(default_factory=dict)
     """Stream -> age in seconds of its newest sample, for streams beyond the tolerance."""
     missing: list[str] = field(default_factory=list)
@@ -61,10 +70,15 @@ class FramePick:
     def ok(self) -> bool:
         return not self.stale and not self.missing
 
-    def reason(self) -> str:
-        parts = [f"{name} has no message yet" for name in self.missing]
-        parts += [f"{name} is {age * 1000:.0f} ms old" for name, age in self.stale.items()]
-        return "; ".join(parts)
+    def causes(self) -> dict[str, float | None]:
+        """Why the frame is unusable: stream -> age of its newest sample, None when it had none."""
+        return {**{name: None for name in self.missing}, **self.stale}
+
+
+def describe_causes(causes: dict[str, float | None]) -> str:
+    """Why frames are unusable (:meth:`FramePick.causes`), in words."""
+    return ", ".join(f"{name} had no message" if age is None else f"{name} was {age * 1000:.0f} ms old"
+                     for name, age in causes.items())
 
 
 class FrameSync:
@@ -105,33 +119,36 @@ class FrameSync:
     def add(self, name: str, stamp: float, value: Any) -> bool:
         return self.buffers[name].add(stamp, value)
 
-    def has_passed(self, name: str, t: float) -> bool:
-        """Whether stream ``name`` holds a sample stamped at or after ``t``, so later samples cannot change picks up to ``t``."""
-        latest = self.buffers[name].latest()
-        return latest is not None and latest.stamp >= t
-
     def pick(self, t: float, count: bool = True) -> FramePick:
         """The latest sample at or before ``t`` (plus lead) of every stream; updates the statistics when ``count``."""
         result = FramePick(time=t)
         for name, (source, lead) in self._views.items():
             target = t + lead
-            sample = self.buffers[source].at_or_before(target)
-            stats = self.stats[name]
+            sample = self.buffers[source].at_or_before(target + SAME_TIME)
             if sample is None:
                 result.missing.append(name)
-                stats.missing += count
                 continue
-            age = target - sample.stamp
+            age = max(0.0, target - sample.stamp)
             if age > self.tolerance:
                 result.stale[name] = age
-                stats.stale += count
                 continue
             result.samples[name] = sample
-            if count:
-                stats.used += 1
-                stats.age_sum += age
-                stats.age_max = max(stats.age_max, age)
+            result.ages[name] = age
+        if count:
+            self.count(result)
         return result
+
+    def count(self, pick: FramePick) -> None:
+        """Add ``pick`` to the statistics (for a pick made with ``count=False``)."""
+        for name in pick.missing:
+            self.stats[name].missing += 1
+        for name in pick.stale:
+            self.stats[name].stale += 1
+        for name, age in pick.ages.items():
+            stats = self.stats[name]
+            stats.used += 1
+            stats.age_sum += age
+            stats.age_max = max(stats.age_max, age)
 
     def reset_stats(self) -> dict[str, StreamStats]:
         """Return the statistics so far and start counting afresh."""
@@ -139,6 +156,20 @@ class FrameSync:
         self.stats = {name: StreamStats() for name in self._views}
         return old
 
-    def clear(self) -> None:
-        for buffer in self.buffers.values():
-            buffer.clear()
+
+@dataclass
+class Gap:
+    """A run of unusable frames (some input stale or missing) next to an episode."""
+
+    time: float
+    """Time of the first unusable frame (seconds, in the chosen time source)."""
+    frames: int
+    causes: dict[str, float | None] = field(default_factory=dict)
+    """At the first unusable frame: stream -> age of its newest message in seconds, None when it had none."""
+
+    def as_dict(self, period: float) -> dict[str, Any]:
+        return {"time": round(self.time, 6), "frames": self.frames, "seconds": round(self.frames * period, 6),
+                "causes": {k: None if v is None else round(v, 6) for k, v in self.causes.items()}}
+
+    def describe(self) -> str:
+        return f"{self.frames} unusable frames from {self.time:.3f} s ({describe_causes(self.causes)})"

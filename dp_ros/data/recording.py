@@ -4,10 +4,16 @@ The recorder node feeds it joint states, camera frames and actions with their
 time stamps; a timer calls :meth:`RecordingSession.tick`. Frames are taken on a
 fixed grid (episode start + k / fps), each from the latest data at or before its
 grid time (the same causal rule as the policy node and the bag converter), so a
-late timer does not change what a frame holds. A frame with stale or missing
-input is dropped and counted, never filled in. Frames go to a worker thread that
-owns the :class:`~dp_ros.data.dataset_writer.EpisodeWriter`, so saving episode N
-never holds up the callbacks that record episode N+1.
+late timer does not change what a frame holds.
+
+Time is never compressed: a frame with a stale or missing input is never filled
+in, and the frames after it are never renumbered to close the hole. With
+``on_stale: split`` (the default) the recording is cut there: the frames so far
+are saved as one episode and the next usable frame starts another, each with
+true timestamps (parts shorter than ``min_frames`` are not saved); with
+``on_stale: discard`` the whole recording is discarded. Frames go to a worker
+thread that owns the :class:`~dp_ros.data.dataset_writer.EpisodeWriter`, so
+saving episode N never holds up the callbacks that record episode N+1.
 """
 from __future__ import annotations
 
@@ -21,10 +27,11 @@ from typing import Any, Callable
 import numpy as np
 
 from dp_ros.data.dataset_writer import DatasetWriterError, EpisodeWriter, disk_bytes
-from dp_ros.data.frame_sync import FrameSync
+from dp_ros.data.frame_sync import FrameSync, Gap, describe_causes
 from dp_ros.robot_interface import ACTION_FEATURE, ACTION_SOURCES, STATE_FEATURE, RobotInterface
 
 IDLE, RECORDING, SAVING, FAULT = "idle", "recording", "saving", "fault"
+STALE_POLICIES = ("split", "discard")
 STATE_CODES = {IDLE: 0, RECORDING: 1, SAVING: 2, FAULT: 3}
 WARNING_INTERVAL = 2.0
 
@@ -43,7 +50,12 @@ class RecorderSettings:
     action_source: str = ""
     """``leader``, ``command`` or ``next_state``; empty: the robot interface's."""
     max_input_age: float = 0.2
-    """Seconds: a frame whose newest joint state, camera frame or action is older is dropped."""
+    """Seconds: a frame whose newest joint state, camera frame or action is older is unusable."""
+    on_stale: str = "split"
+    """An unusable frame after the first frame: ``split`` saves the frames so far as an episode and starts the
+    next episode at the next usable frame; ``discard`` discards the recording (to be recorded again)."""
+    min_frames: int = 10
+    """An episode (or a part of a split recording) with fewer frames is not saved."""
     max_episode_seconds: float = 0.0
     """An episode stops and is saved after this long; 0 = no limit."""
     repo_id: str = "local/dp_ros"
@@ -59,6 +71,9 @@ class RecorderStatus:
     episodes_saved: int
     frames_in_episode: int
     frames_dropped: int
+    """Unusable frames in this recording (none of them is in the dataset)."""
+    splits: int
+    """Times this recording was split at unusable frames (each part is its own episode)."""
     disk_bytes: int
 
 
@@ -78,6 +93,10 @@ class RecordingSession:
             raise ValueError(f"action_source must be one of {ACTION_SOURCES}, got {self.action_source!r}")
         if not settings.max_input_age > 0:
             raise ValueError(f"max_input_age must be positive seconds, got {settings.max_input_age}")
+        if settings.on_stale not in STALE_POLICIES:
+            raise ValueError(f"on_stale must be one of {STALE_POLICIES}, got {settings.on_stale!r}")
+        if settings.min_frames < 1:
+            raise ValueError(f"min_frames must be at least 1, got {settings.min_frames}")
         if settings.max_episode_seconds < 0:
             raise ValueError(f"max_episode_seconds must be >= 0, got {settings.max_episode_seconds}")
         if not settings.task:
@@ -102,9 +121,11 @@ class RecordingSession:
         self._saves_pending = 0
         self._disk_bytes = disk_bytes(self.writer.root)
         self._frames = 0
+        self._in_part = False
+        self._parts = 0
         self._dropped = 0
-        self._pending: dict[str, np.ndarray] | None = None
-        self._last_warning: dict[str, float] = {}
+        self._pending: tuple[float, dict[str, np.ndarray]] | None = None
+        self._last_warning: dict[frozenset, float] = {}
         self._jobs: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="dataset-writer", daemon=True)
         self._worker.start()
@@ -142,14 +163,20 @@ class RecordingSession:
             self._t0 = now
             self._k = 0
             self._frames = 0
+            self._in_part = False
+            self._parts = 0
+            self._saved_parts = 0
             self._dropped = 0
+            self._part_start = now
+            self._gap: Gap | None = None
+            self._gap_before: Gap | None = None
             self._pending = None
             self._task = self.settings.task
             self.sync.reset_stats()
             silent = [name for name, buffer in self.sync.buffers.items() if buffer.latest() is None]
             message = f"recording episode {self.episode_index} at {self.robot.fps} fps, task {self._task!r}"
             if silent:
-                message += (f"; no messages yet for {', '.join(silent)}: frames are dropped until they arrive "
+                message += (f"; no messages yet for {', '.join(silent)}: recording starts when they arrive "
                             "(check the topics in the robot interface)")
             self._message = message
             self.log("warn" if silent else "info", message)
@@ -161,46 +188,60 @@ class RecordingSession:
                 return False, "not recording; call start_episode first"
             self._recording = False
             self._pending = None
-            index = self.episode_index
-            if self._frames == 0:
-                self._jobs.put(("discard", None))
-                message = (f"episode {index} has no usable frames ({self._dropped} dropped: "
-                           f"{self._drop_summary() or 'no input'}); nothing saved")
-                self._message = message
-                self.log("warn", message)
-                return False, message
-            record = {"task": self._task, "frames_dropped": self._dropped,
-                      "sync": {k: v.as_dict() for k, v in self.sync.stats.items()}}
-            self._saves_pending += 1
-            self._jobs.put(("save", (index, record)))
-            message = f"episode {index}: {self._frames} frames"
-            if self._dropped:
-                message += f" ({self._dropped} dropped: {self._drop_summary()})"
-            message += f" queued for saving to {self.writer.root}" + (f" ({reason})" if reason else "")
+            closed = self._close_part()
+            if not self._saved_parts:
+                why = (f"its usable frames were fewer than min_frames ({self.settings.min_frames})" if self._parts
+                       else "it has no usable frames")
+                message = (f"episode {self.episode_index}: nothing saved, {why} ({self._dropped} unusable"
+                           + (f": {describe_causes(self._gap.causes)}" if self._gap else "") + ")")
+                level = "warn"
+            else:
+                message = f"{closed or 'the recording'} queued for saving to {self.writer.root}"
+                if self._parts > 1:
+                    message += (f"; it was split {self._parts - 1} times at unusable frames ({self._dropped} "
+                                f"frames; last: {describe_causes(self._gap_before_last.causes)}), "
+                                f"{self._saved_parts} parts kept as episodes")
+                message += f" ({reason})" if reason else ""
+                level = "info"
             self._message = message
-            self.log("info", message)
-            return True, message
+            self.log(level, message)
+            return bool(self._saved_parts), message
 
-    def discard_episode(self) -> tuple[bool, str]:
+    def discard_episode(self, why: str = "") -> tuple[bool, str]:
         with self._lock:
             if not self._recording:
                 return False, "not recording; nothing to discard"
             self._recording = False
             self._pending = None
             self._jobs.put(("discard", None))
-            message = f"episode {self.episode_index} discarded ({self._frames} frames)"
+            message = f"episode {self.episode_index} discarded ({self._frames} frames)" + (f": {why}" if why else "")
+            if self._saved_parts:
+                message += f"; the {self._saved_parts} episodes saved before it was split are kept"
             self._message = message
-            self.log("info", message)
+            self.log("warn" if why else "info", message)
             return True, message
 
-    def _drop_summary(self) -> str:
-        parts = []
-        for name, stats in self.sync.stats.items():
-            if stats.stale:
-                parts.append(f"{name} stale {stats.stale}x")
-            if stats.missing:
-                parts.append(f"{name} missing {stats.missing}x")
-        return ", ".join(parts)
+    def _close_part(self) -> str:
+        """End the current part: queue it for saving (enough frames) or discard it; returns what was saved."""
+        if not self._in_part:
+            return ""
+        self._in_part = False
+        frames = self._frames
+        gap_before, self._gap_before = self._gap_before, None
+        if frames < self.settings.min_frames:
+            self._jobs.put(("discard", None))
+            self.log("warn", f"{frames} frames from {self._part_start:.3f} s not saved: fewer than min_frames "
+                             f"({self.settings.min_frames})")
+            return ""
+        period = 1.0 / self.robot.fps
+        record = {"task": self._task, "part": self._parts - 1, "start_time": round(self._part_start, 6),
+                  **({"gap_before": gap_before.as_dict(period)} if gap_before else {}),
+                  "sync": {k: v.as_dict() for k, v in self.sync.reset_stats().items()}}
+        index = self.episode_index
+        self._saves_pending += 1
+        self._saved_parts += 1
+        self._jobs.put(("save", (index, record)))
+        return f"episode {index} ({frames} frames)"
 
     # --- sampling -------------------------------------------------------------------------
     def tick(self, now: float) -> None:
@@ -213,42 +254,55 @@ class RecordingSession:
                 t = self._t0 + self._k * self.period
                 self._k += 1
                 self._sample(t)
-                if limit and self._frames >= limit:
+                if limit and self._k >= limit:
                     self.stop_episode(reason=f"reached max_episode_seconds = {self.settings.max_episode_seconds} s")
 
     def _sample(self, t: float) -> None:
         pick = self.sync.pick(t)
         values = {name: sample.value for name, sample in pick.samples.items()}
-        if self.action_source == "next_state":
-            if self._pending is not None:
-                if STATE_FEATURE in values:
-                    self._emit({**self._pending, ACTION_FEATURE: values[STATE_FEATURE]})
-                else:
-                    self._drop(t, f"no fresh joint state at {t:.3f} s for the previous frame's next-state action")
-                self._pending = None
-            if pick.ok:
-                self._pending = values
-            else:
-                self._drop(t, pick.reason())
+        if self.action_source != "next_state":
+            self._emit(t, values) if pick.ok else self._unusable(t, pick.causes())
             return
+        if self._pending is not None:
+            (pending_time, pending), self._pending = self._pending, None
+            if STATE_FEATURE in values:
+                self._emit(pending_time, {**pending, ACTION_FEATURE: values[STATE_FEATURE]})
+            else:  # the frame has no next state for its action
+                self._unusable(pending_time, {STATE_FEATURE: pick.causes().get(STATE_FEATURE)})
         if pick.ok:
-            self._emit(values)
+            self._pending = (t, values)
         else:
-            self._drop(t, pick.reason())
+            self._unusable(t, pick.causes())
 
-    def _emit(self, values: dict[str, np.ndarray]) -> None:
+    def _emit(self, t: float, values: dict[str, np.ndarray]) -> None:
+        if not self._in_part:  # the first frame of a part
+            self._in_part, self._frames, self._parts = True, 0, self._parts + 1
+            self._part_start, self._gap_before, self._gap = t, self._gap, None
+            if self._parts > 1:
+                self._gap_before_last = self._gap_before
         self._frames += 1
         self._jobs.put(("frame", (values, self._task)))
 
-    def _drop(self, t: float, reason: str) -> None:
+    def _unusable(self, t: float, causes: dict[str, float | None]) -> None:
         self._dropped += 1
-        key = reason.split(" is ")[0].split(" has ")[0]
+        if self._gap is None:
+            self._gap = Gap(t, 0, causes)
+        self._gap.frames += 1
+        if self._in_part and self.settings.on_stale == "discard":
+            self.discard_episode(why=f"the frame at {t:.3f} s is unusable ({describe_causes(causes)}; "
+                                     f"max_input_age {self.settings.max_input_age * 1000:.0f} ms) and on_stale "
+                                     "is discard")
+            return
+        split = self._in_part
+        saved = self._close_part()
+        key = frozenset(causes)
         wall = time.monotonic()
-        if wall - self._last_warning.get(key, -1e9) >= WARNING_INTERVAL:
+        if split or wall - self._last_warning.get(key, -1e9) >= WARNING_INTERVAL:
             self._last_warning[key] = wall
-            self.log("warn", f"episode {self.episode_index}: frame at {t:.3f} s dropped: {reason} "
-                             f"(max_input_age {self.settings.max_input_age * 1000:.0f} ms; "
-                             f"{self._dropped} dropped in this episode)")
+            what = f"split after {saved or 'a part too short to keep'}" if split else "waiting for usable inputs"
+            self.log("warn", f"frame at {t:.3f} s unusable ({describe_causes(causes)}; max_input_age "
+                             f"{self.settings.max_input_age * 1000:.0f} ms): {what}; {self._dropped} unusable "
+                             "frames in this recording")
 
     # --- the writer thread ----------------------------------------------------------------------
     def _work(self) -> None:
@@ -318,7 +372,7 @@ class RecordingSession:
             return RecorderStatus(state=state, message=self._message, dataset_root=str(self.writer.root),
                                   episode_index=self.episode_index, episodes_saved=self._episodes_saved,
                                   frames_in_episode=self._frames, frames_dropped=self._dropped,
-                                  disk_bytes=self._disk_bytes)
+                                  splits=max(0, self._parts - 1), disk_bytes=self._disk_bytes)
 
     def wait_until_written(self, timeout: float | None = None) -> bool:
         """Wait until every queued frame and save is done; False on timeout."""

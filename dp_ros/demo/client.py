@@ -34,6 +34,8 @@ class DemoClient:
         self.node = rclpy.create_node("dp_ros_demo", context=self.context)
         self._lock = threading.Lock()
         self.task_status = None
+        self.task_status_time = 0.0
+        """time.monotonic() when the newest TaskStatus arrived."""
         self.policy_status = None
         self.recorder_status = None
         self.policy_statuses: list = []
@@ -54,7 +56,7 @@ class DemoClient:
 
         from rclpy.qos import qos_profile_sensor_data
 
-        self.node.create_subscription(TaskStatus, TASK_STATUS_TOPIC, lambda m: setattr(self, "task_status", m), 10)
+        self.node.create_subscription(TaskStatus, TASK_STATUS_TOPIC, self._on_task_status, 10)
         self.node.create_subscription(PolicyStatus, f"{POLICY}/status", on_policy, 10)
         self.node.create_subscription(RecorderStatus, f"{RECORDER}/status", lambda m: setattr(self, "recorder_status", m), 10)
         self.node.create_subscription(JointState, robot.joint_state_topic, on_joints, qos_profile_sensor_data)
@@ -64,6 +66,9 @@ class DemoClient:
         self._spinner.start()
         self._clients: dict = {}
 
+
+    def _on_task_status(self, msg) -> None:
+        self.task_status, self.task_status_time = msg, time.monotonic()
     def _spin(self) -> None:
         try:
             self.executor.spin()

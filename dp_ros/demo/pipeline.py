@@ -114,6 +114,12 @@ class EpisodeResult:
     joint_times: list[float] = field(default_factory=list)
     joint_positions: list[list[float]] = field(default_factory=list)
     target: list[float] = field(default_factory=list)
+    commands_judged: int = 0
+    """Commands the simulator received in this episode, judged as the robot's controller executes them."""
+    limit_violations: int = 0
+    """Of those, the ones that broke a position, velocity or acceleration limit."""
+    worst_velocity_ratio: float = 0.0
+    """Largest executed speed over the velocity limit so far in the evaluation (1 = at the limit)."""
 
 
 Progress = Callable[[str], None]
@@ -313,7 +319,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                     episode = _reset_task(client, processes.check_alive)
                     seed = client.task_status.seed
                     client.call(f"{POLICY}/reset")
-                    before = client.policy_status
+                    before, task_before = client.policy_status, client.task_status
                     first_status = len(client.policy_statuses)
                     client.joint_trace = []
                     client.trace_joints = True
@@ -325,6 +331,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                     statuses = client.policy_statuses[first_status:]
                     result = _episode_result(index, seed, status, before, after, statuses, client.joint_trace,
                                              geometry, to_arm, TaskInstance.sample(seed, geometry, TaskConfig()))
+                    _judged_commands(client, result, task_before, processes.check_alive)
                     results.append(result)
                     bar.update(1)
                     done = sum(r.success for r in results)
@@ -334,6 +341,16 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
         finally:
             client.close()
     return results
+
+
+def _judged_commands(client: DemoClient, result: EpisodeResult, before, check) -> None:
+    """The simulator's judgement of this episode's commands (the stop's included: wait for a fresh status)."""
+    stopped = time.monotonic()
+    client.wait_for(lambda: client.task_status_time > stopped + 0.15, 5.0, "the simulator's status", check=check)
+    after = client.task_status
+    result.commands_judged = int(after.commands_received - before.commands_received)
+    result.limit_violations = int(after.limit_violations - before.limit_violations)
+    result.worst_velocity_ratio = float(after.worst_velocity_ratio)
 
 
 def _arm_joints():

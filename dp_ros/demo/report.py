@@ -27,6 +27,9 @@ def summarize(results: list[EpisodeResult], recording: RecordingResult) -> dict:
         "command_rate_hz": float(np.median([r.command_rate for r in results if r.command_rate])) if results else 0.0,
         "actions_dropped_late": int(sum(r.actions_dropped_late for r in results)),
         "chunks": int(sum(r.chunks for r in results)),
+        "commands_judged": int(sum(r.commands_judged for r in results)),
+        "limit_violations": int(sum(r.limit_violations for r in results)),
+        "worst_velocity_ratio": float(max((r.worst_velocity_ratio for r in results), default=0.0)),
     }
 
 
@@ -70,6 +73,8 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult, con
     per_chunk = summary["actions_dropped_late"] / max(1, summary["chunks"])
     lines.append(f"actions dropped as late: {summary['actions_dropped_late']} over {summary['chunks']} chunks "
                  f"({per_chunk:.1f} per chunk: their time had passed when the chunk was ready)")
+    lines.append(f"commands that broke a joint limit as the controller executes them: {summary['limit_violations']} "
+                 f"of {summary['commands_judged']} (fastest: {summary['worst_velocity_ratio']:.2f}x the velocity limit)")
     lines.append("stage times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
                  + f", in all {sum(timings.values()) / 60:.1f} min (reused stages: the time they took when they ran)")
     loads = ", ".join(f"{k} {v:.1f}" for k, v in conditions["load_average_after"].items())

@@ -14,7 +14,6 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-import numpy as np
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.time import Time
@@ -22,13 +21,15 @@ from rclpy.qos import QoSProfile, QoSReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
-from dp_ros.conversions.commands import command_message_class, make_position_command, make_trajectory
+from dp_ros.nodes.controller_check import check_controller_mode
+from dp_ros.conversions.commands import command_message, command_message_class
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb, resize_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
 from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg, policy_status_msg
-from dp_ros.core.policy_controller import Command, ControllerConfig, PolicyController, State
+from dp_ros.core.command_shaping import Command
+from dp_ros.core.policy_controller import ControllerConfig, PolicyController, State
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
-from dp_ros.core.rate_loop import RateLoop, prefer_short_gil_waits
+from dp_ros.core.rate_loop import RateLoop
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
@@ -48,9 +49,16 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "blend_max_deviation": (0.15, "blend: chunks differing from the plan by more than this (rad) are another solution "
                                   "of a multimodal task and replace it instead of being averaged with it"),
     "ensemble_decay": (0.1, "ensemble: older predictions weigh exp(-decay * age)"),
-    "watchdog_timeout": (0.5, "seconds after which a silent camera or joint state stops commanding"),
+    "watchdog_timeout": (0.0, "seconds after which a silent camera or joint state stops commanding; 0 = two control "
+                              "periods from the newest sample to the last command's arrival (longer for a sensor "
+                              "slower or more uneven than that: 1.5 times its usual longest gap)"),
     "velocity_scale": (1.0, "fraction (0, 1] of the robot interface's velocity limits commands may use"),
     "late_margin": (0.0, "actions due within this many seconds of a chunk's arrival are dropped as late too"),
+    "trajectory_lead_time": (0.0, "joint_trajectory: seconds after the controller takes a trajectory at which its first "
+                                  "point is reached; 0 = one policy step (1/control_rate)"),
+    "timing_margin": (0.02, "seconds by which the controller may start a command earlier or later than expected (its "
+                            "update period plus delivery jitter); the first segment keeps that much full-speed motion "
+                            "in reserve"),
     "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
     "warmup_runs": (2, "inference runs before reporting ready, so the first real chunk is not slow"),
     "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
@@ -106,8 +114,10 @@ class PolicyNode(Node):
         config = ControllerConfig(replan_steps=replan, transition=p["transition"], blend_steps=p["blend_steps"],
                                   ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
                                   blend_max_deviation=p["blend_max_deviation"],
-                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"])
-        self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log)
+                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"],
+                                  trajectory_lead_time=p["trajectory_lead_time"], timing_margin=p["timing_margin"])
+        self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log,
+                                           command_type=self.command_type, trajectory_mode=self.trajectory_mode)
         self.joint_order = JointOrder(self.robot.joint_names)
         self.use_header_stamps = p["stamp_source"] == "header"
         if p["stamp_source"] not in ("header", "receive"):
@@ -139,7 +149,7 @@ class PolicyNode(Node):
         self.create_timer(1.0 / p["status_rate"], self._publish_status)
         self.create_timer(1.0, self._publish_diagnostics)
 
-        self.controller._set_state(State.WARMING_UP, "warm-up inference")
+        self.controller.set_status(State.WARMING_UP, "warm-up inference")
         self._publish_status()
         warm = self.runtime.warm_up(runs=p["warmup_runs"]) if p["warmup_runs"] > 0 else 0.0
         self.get_logger().info(f"warm-up done: one chunk takes {warm * 1000:.1f} ms "
@@ -151,7 +161,9 @@ class PolicyNode(Node):
         if p["autostart"]:
             self.controller.start()
         else:
-            self.controller._set_state(State.IDLE, "ready; call ~/start to command the robot")
+            self.controller.set_status(State.IDLE, "ready; call ~/start to command the robot")
+        if self.command_type == "joint_trajectory":
+            check_controller_mode(self, self.robot.command.topic, self.robot.command.interpolate_from, self._log)
         self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
                                      on_error=self._command_loop_error, realtime_priority=p["command_priority"])
         self.command_loop.start()
@@ -247,17 +259,9 @@ class PolicyNode(Node):
         self.controller.set_fault(f"command step failed: {exc}")
 
     def _command_message(self, command: Command):
-        names = self.robot.joint_names
-        lead = 1.0 / self.robot.command_rate
-        if self.command_type != "joint_trajectory":
-            stamp = Time(nanoseconds=int(round(command.stamp * 1e9)), clock_type=self.get_clock().clock_type).to_msg()
-            return make_position_command(self.command_type, names, command.positions, stamp=stamp)
-        if self.trajectory_mode == "single_point" or command.path_times.size == 0:
-            return make_trajectory(names, [lead], command.positions[None, :])
-        later = command.path_times > lead + 1e-6
-        times = np.concatenate([[lead], command.path_times[later]])
-        positions = np.concatenate([command.positions[None, :], command.path_positions[later]])
-        return make_trajectory(names, times, positions)
+        stamp = Time(nanoseconds=int(round(command.stamp * 1e9)), clock_type=self.get_clock().clock_type).to_msg()
+        return command_message(self.command_type, self.robot.joint_names, command.times_from_start,
+                               command.positions, stamp)
 
     # --- services -------------------------------------------------------------------------------
     def _srv_start(self, request, response):
@@ -287,9 +291,13 @@ class PolicyNode(Node):
             last_inference_time=stats.last_inference_time, mean_inference_time=stats.mean_inference_time,
             queue_depth=self.controller.queue_depth(now), newest_observation_age=age,
             chunks_produced=stats.chunks_produced, actions_dropped_late=stats.actions_dropped_late,
+            inference_errors=stats.inference_errors, queue_underruns=stats.queue_underruns,
             commands_published=stats.commands_published, command_rate=float(len(recent)),
-            position_clamps=safety.position_clamps, velocity_clamps=safety.velocity_clamps,
-            nonfinite_rejections=safety.nonfinite_rejections, watchdog_trips=stats.watchdog_trips)
+            stop_commands=stats.stop_commands, position_clamps=safety.position_clamps,
+            velocity_clamps=safety.velocity_clamps, acceleration_clamps=safety.acceleration_clamps,
+            nonfinite_rejections=safety.nonfinite_rejections,
+            self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
+            watchdog_timeout=self.controller.watchdog_limit())
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
@@ -308,7 +316,6 @@ STARTUP_ERRORS = (CheckpointError, RobotInterfaceError, ValueError, FileNotFound
 
 
 def main(args=None) -> int:
-    prefer_short_gil_waits()
     return run_node(PolicyNode, "policy_node", STARTUP_ERRORS, args)
 
 

@@ -4,7 +4,8 @@ Subscribes to the joint states and cameras of the robot interface and to the
 demonstrated action (a leader arm's JointState, the command topic, or the next
 observed state). During an episode it takes frames at the dataset fps from the
 latest data at or before each frame time; a frame with a stale or missing input
-is dropped, counted and warned about. Services (std_srvs/Trigger):
+is never written, and the episode is split there (or discarded, ``on_stale``),
+so the dataset's timestamps stay true time. Services (std_srvs/Trigger):
 ``~/start_episode``, ``~/stop_episode`` (saves it), ``~/discard_episode``;
 ``~/status`` (dp_ros_msgs/RecorderStatus) tells the episode, its frames, the
 frames dropped and the disk used. Saving runs in the background, so the next
@@ -26,11 +27,11 @@ from std_srvs.srv import Trigger
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
-from dp_ros.conversions.recorder_status import recorder_status_msg
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.data.dataset_writer import DatasetWriterError
-from dp_ros.data.recording import RecorderSettings, RecordingSession
+from dp_ros.data.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
+from dp_ros_msgs.msg import RecorderStatus as RecorderStatusMsg
 
 # name -> (default, description); config/recorder.yaml lists the same with comments.
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -41,7 +42,10 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "task": ("demonstration", "task description stored with every frame"),
     "action_source": ("", "leader, command or next_state; empty = the robot interface's action.source"),
     "action_topic": ("", "topic of the leader JointState or of the commands; empty = the robot interface's"),
-    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is dropped"),
+    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is unusable"),
+    "on_stale": ("split", "an unusable frame inside an episode: split (save the frames so far as an episode, start "
+                          "the next one at the next usable frame; time is never compressed) or discard (the episode)"),
+    "min_frames": (10, "an episode, or a part of a split one, with fewer frames is not saved"),
     "max_episode_seconds": (0.0, "an episode is stopped and saved after this many seconds; 0 = no limit"),
     "time_source": ("receive", "receive (this node's clock on arrival) or header (the messages' header stamps)"),
     "input_reliability": ("best_effort", "QoS of the subscriptions: best_effort (matches any publisher) or reliable"),
@@ -50,6 +54,18 @@ PARAMETERS: dict[str, tuple[object, str]] = {
 WARNING_INTERVAL = 5.0
 STARTUP_ERRORS = (RobotInterfaceError, DatasetWriterError, ValueError, FileNotFoundError)
 
+
+
+def recorder_status_msg(status: RecorderStatus, stamp=None) -> RecorderStatusMsg:
+    """A dp_ros_msgs/RecorderStatus for a recording session's status."""
+    msg = RecorderStatusMsg(state=STATE_CODES[status.state], state_name=status.state, message=status.message,
+                            dataset_root=status.dataset_root, episode_index=int(status.episode_index),
+                            episodes_saved=int(status.episodes_saved), frames_in_episode=int(status.frames_in_episode),
+                            frames_dropped=int(status.frames_dropped), splits=int(status.splits),
+                            disk_bytes=int(status.disk_bytes))
+    if stamp is not None:
+        msg.header.stamp = stamp
+    return msg
 
 class RecorderNode(Node):
     def __init__(self, **node_kwargs):
@@ -66,6 +82,7 @@ class RecorderNode(Node):
         settings = RecorderSettings(
             dataset_root=Path(str(p["dataset_root"])).expanduser(), task=str(p["task"]),
             action_source=str(p["action_source"]), max_input_age=float(p["max_input_age"]),
+            on_stale=str(p["on_stale"]), min_frames=int(p["min_frames"]),
             max_episode_seconds=float(p["max_episode_seconds"]), repo_id=str(p["repo_id"]))
         self.session = RecordingSession(self.robot, settings, log=self._log)
         self.order = JointOrder(self.robot.joint_names)
@@ -193,7 +210,6 @@ def main(args=None) -> int:
 
     # The dataset writer thread runs long Python stretches (LeRobot's metadata); a
     # short switch interval keeps the subscription callbacks and the frame timer prompt.
-    sys.setswitchinterval(0.001)
     return run_node(RecorderNode, "recorder_node", STARTUP_ERRORS, args)
 
 

@@ -8,7 +8,10 @@ Reads the robot interface YAML and, in real time (physics in its own thread):
   state was taken;
 - follows commands on ``command.topic`` of ``command.type`` (JointTrajectory like
   joint_trajectory_controller, Float64MultiArray like forward_command_controller,
-  or JointState); malformed commands are rejected with a warning;
+  or JointState); malformed commands are rejected with a warning; every command is
+  judged as the robot's controller would execute it, and those that would break
+  the joint limits are counted and reported in TaskStatus (the simulator itself
+  still limits them, to protect its model);
 - ``~/reset`` (std_srvs/Trigger): a new random task instance (``seed`` makes the
   sequence reproducible);
 - ``dp_ros_msgs/TaskStatus`` on ``task_status_topic``: episode, seed, time,
@@ -19,7 +22,6 @@ from __future__ import annotations
 
 import random
 import sys
-import threading
 import time
 
 import numpy as np
@@ -41,7 +43,8 @@ from dp_ros_msgs.msg import TaskStatus
 
 from dp_ros.sim.environment import SimConfigurationError, SimEnvironment, SimState
 from dp_ros.sim.realtime import RealTimeSimulation
-from dp_ros.sim.rendering import CameraRenderer, RenderingUnavailable
+from dp_ros.sim.camera_stream import CameraStream
+from dp_ros.sim.rendering import RenderingUnavailable
 from dp_ros.sim.task import TaskConfig
 
 # name -> (default, description); config/sim.yaml documents the same names.
@@ -86,6 +89,7 @@ class SimNode(Node):
         self._publish_clock = bool(p["publish_clock"])
         self.commands_received = 0
         self.commands_rejected = 0
+
         self._reported: dict[str, int] = {}
 
         reliable = QoSProfile(depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -105,10 +109,11 @@ class SimNode(Node):
         self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
                                       clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]),
                                       logger=self.get_logger())
-        self._stop = threading.Event()
-        self._camera_thread = None
+        self.cameras = None
         if self._camera_pubs:
-            self._start_cameras(1.0 / float(p["camera_rate"]))
+            self.cameras = CameraStream(self.sim, self.env.camera_sizes(), list(self._camera_pubs),
+                                        float(p["camera_rate"]), self._publish_frame, self.get_logger().error)
+            self.cameras.start()
         self.sim.start()
         steady = Clock(clock_type=ClockType.STEADY_TIME)
         self.create_timer(1.0 / float(p["status_rate"]), self._on_status_timer, clock=steady)
@@ -143,52 +148,20 @@ class SimNode(Node):
         if self._clock_pub is not None:
             self._publish(self._clock_pub, ClockMsg(clock=_time_msg(state.time)))
 
-    # --- camera thread -----------------------------------------------------------------
-    def _start_cameras(self, period: float) -> None:
-        ready = threading.Event()
-        failure: list[BaseException] = []
-        self._camera_thread = threading.Thread(target=self._camera_loop, args=(period, ready, failure),
-                                               name="dp_ros_cameras", daemon=True)
-        self._camera_thread.start()
-        if not ready.wait(30.0):
-            raise RenderingUnavailable("the camera renderer did not start within 30 s")
-        if failure:
-            raise failure[0]
-
-    def _camera_loop(self, period: float, ready: threading.Event, failure: list) -> None:
-        try:
-            renderer = CameraRenderer(self.env.model, self.env.camera_sizes())
-        except BaseException as exc:  # noqa: BLE001 - reported to the constructor
-            failure.append(exc)
-            ready.set()
-            return
-        ready.set()
-        cameras = [c for c in self.robot.cameras if c.name in self._camera_pubs]
-        next_frame = time.monotonic()
-        try:
-            while not self._stop.is_set():
-                state = self.sim.latest()
-                stamp = self._stamp(state.time)
-                for cam in cameras:
-                    rgb = renderer.render(state.qpos, state.mocap_pos, cam.name)
-                    frame_id = f"{cam.name}_camera_optical_frame"
-                    msg = (rgb_to_compressed_msg(rgb, stamp, frame_id) if cam.type == "compressed"
-                           else rgb_to_image_msg(rgb, stamp, frame_id))
-                    self._publish(self._camera_pubs[cam.name], msg)
-                next_frame += period
-                now = time.monotonic()
-                if next_frame < now - period:  # rendering could not keep up: do not burst to catch up
-                    next_frame = now
-                self._stop.wait(max(0.0, next_frame - now))
-        except Exception as exc:  # noqa: BLE001 - keep the node up, say why the cameras stopped
-            if not self._stop.is_set():
-                self.get_logger().error(f"cameras stopped: {exc}")
-        finally:
-            renderer.close()
+    # --- cameras ---------------------------------------------------------------------
+    def _publish_frame(self, camera: str, rgb: np.ndarray, state: SimState) -> None:
+        cam = self.robot.camera(camera)
+        stamp, frame_id = self._stamp(state.time), f"{camera}_camera_optical_frame"
+        msg = (rgb_to_compressed_msg(rgb, stamp, frame_id) if cam.type == "compressed"
+               else rgb_to_image_msg(rgb, stamp, frame_id))
+        self._publish(self._camera_pubs[camera], msg)
 
     # --- commands --------------------------------------------------------------------
-    def _on_command(self, msg) -> None:
+    def _on_command(self, msg, info) -> None:
         self.commands_received += 1
+        # taken when DDS delivered it, as a controller's middleware would, not when this executor got to it;
+        # in the simulated time of the wall clock (the physics may lag it on a busy CPU)
+        receipt = self.sim.now() - max(0.0, time.time() - info["received_timestamp"] * 1e-9)
         try:
             command = parse_command(msg, self._order)
         except CommandError as exc:
@@ -196,12 +169,6 @@ class SimNode(Node):
             self.get_logger().warning(f"rejected a command on {self.robot.command.topic}: {exc} "
                                       f"({self.commands_rejected} rejected so far)", throttle_duration_sec=2.0)
             return
-        positions = command.positions
-        clamped = self.env.clamp(positions)
-        if not np.allclose(clamped, positions):
-            self.get_logger().warning(f"command outside the joint limits of {self.robot.joint_names}; clamped",
-                                      throttle_duration_sec=2.0)
-        timed = hasattr(msg, "points")
         stamped_at = None
         if command.stamp is not None:
             offset = command.stamp - self._now_stamp_seconds()
@@ -212,18 +179,24 @@ class SimNode(Node):
                     throttle_duration_sec=5.0)
             else:
                 stamped_at = self.sim.sim_time_of(command.stamp)
-        times = command.times_from_start
+        timed = hasattr(msg, "points")
+        self.sim.call_soon(lambda env: self._execute(env, command, timed, receipt, stamped_at))
 
-        def apply(env: SimEnvironment) -> None:
-            if stamped_at is not None and stamped_at < env.episode_start:
-                self.get_logger().info("ignored a command stamped before the last reset", throttle_duration_sec=2.0)
-                return
-            if not timed:
-                env.set_position_target(clamped[-1])
-                return
-            env.follow_trajectory((env.time if stamped_at is None else stamped_at) + times, clamped)
-
-        self.sim.call_soon(apply)
+    def _execute(self, env: SimEnvironment, command, timed: bool, receipt: float, stamped_at: float | None) -> None:
+        """In the physics thread: follow the command, judged as the robot's controller executes it."""
+        if min(receipt, stamped_at if stamped_at is not None else receipt) < env.episode_start:
+            self.get_logger().info("ignored a command sent before the last reset", throttle_duration_sec=2.0)
+            return
+        if timed:
+            offset = 0.0 if stamped_at is None else stamped_at - receipt
+            check = env.command_trajectory(command.times_from_start + offset, command.positions, receipt)
+        else:
+            check = env.command_step(command.positions[-1], receipt)
+        if not check.within_limits:
+            self.get_logger().warning(
+                f"a command on {self.robot.command.topic} breaks the joint limits as the controller executes it: "
+                f"{check.describe()} ({env.commands.violations} such commands so far; the simulator limits it to "
+                f"protect its model, a real controller would not)", throttle_duration_sec=2.0)
 
     # --- reset and status ------------------------------------------------------------
     def reset_episode(self) -> str:
@@ -246,10 +219,14 @@ class SimNode(Node):
         return response
 
     def _publish_status(self, state: SimState) -> None:
-        status = state.status
+        status, commands = state.status, self.env.commands
         msg = TaskStatus(episode=status.episode, seed=status.seed, task=status.task,
                          episode_time=status.episode_time, success=status.success, solution=status.solution,
-                         collided=status.collided, distance=status.distance, time_limit=status.time_limit)
+                         collided=status.collided, distance=status.distance, time_limit=status.time_limit,
+                         commands_received=self.commands_received, commands_rejected=self.commands_rejected,
+                         limit_violations=commands.violations, worst_velocity_ratio=commands.worst.velocity_ratio,
+                         worst_acceleration_ratio=commands.worst.acceleration_ratio,
+                         worst_position_excess=commands.worst.position_excess)
         msg.header.stamp = self._stamp(state.time)
         self._publish(self._status_pub, msg)
 
@@ -282,16 +259,14 @@ class SimNode(Node):
                 self.reset_episode()
 
     def destroy_node(self):
-        self._stop.set()
+        if self.cameras is not None:
+            self.cameras.stop()
         self.sim.stop()
-        if self._camera_thread is not None:
-            self._camera_thread.join(2.0)
         self.env.close()
         return super().destroy_node()
 
 
 def main(args=None) -> int:
-    sys.setswitchinterval(0.0005)  # the physics and camera threads must not wait long for the GIL
     return run_node(SimNode, "sim_node", STARTUP_ERRORS, args)
 
 

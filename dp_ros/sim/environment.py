@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dp_ros.core.command_execution import (CommandLedger, ControllerModel, JointLimits, LimitCheck,
+                                           points_from_receipt)
 from dp_ros.robot_interface import RobotInterface, default_robot_config_path, load_robot_interface
 from dp_ros.sim.kinematics import ARM_JOINTS, MODEL_PATH, SceneGeometry, load_model
 from dp_ros.sim.task import TASK_NAME, EpisodeMonitor, TaskConfig, TaskInstance
@@ -100,6 +102,9 @@ class SimEnvironment:
         self.task: TaskInstance | None = None
         self.monitor: EpisodeMonitor | None = None
         self.follower = TrajectoryFollower(self.joint_positions())
+        self.commands = CommandLedger(ControllerModel(
+            JointLimits.for_robot(self.robot), "trajectory" if self.robot.command.type == "joint_trajectory" else "step",
+            self.robot.command.interpolate_from, 1.0 / self.robot.command_rate))
         self.reset(seed)
 
     def _check_robot(self) -> None:
@@ -128,6 +133,7 @@ class SimEnvironment:
         self.data.qacc_warmstart[:] = 0.0
         self.data.mocap_pos[self._target_mocap] = [task.target[0], task.target[1], 0.002]
         self.follower.hold(start)
+        self.commands.model.reset()
         self._setpoint = start.copy()
         self.data.ctrl[self._actuator_index] = start
         mujoco.mj_forward(self.model, self.data)
@@ -159,9 +165,40 @@ class SimEnvironment:
         """Hold these joint positions (robot order) from now on."""
         self.follower.hold(self.clamp(np.asarray(positions, dtype=np.float64)))
 
-    def follow_trajectory(self, times: np.ndarray, positions: np.ndarray) -> None:
-        """Follow targets ``positions`` (P, J) at simulation ``times`` (P,), replacing the current ones."""
-        self.follower.follow(self.time, times, self.clamp(np.asarray(positions, dtype=np.float64)))
+    def follow_trajectory(self, times: np.ndarray, positions: np.ndarray, from_measured: bool = False,
+                          receipt: float | None = None) -> None:
+        """Follow targets ``positions`` (P, J) at simulation ``times`` (P,), replacing the current ones from
+        ``receipt`` (default: now) on, starting from the set-point then (or, ``from_measured``, from the
+        measured joint positions)."""
+        start = self.joint_positions() if from_measured else None
+        self.follower.follow(self.time if receipt is None else receipt, times,
+                             self.clamp(np.asarray(positions, dtype=np.float64)), start)
+
+    def command_step(self, target: np.ndarray, receipt: float | None = None) -> LimitCheck:
+        """A step command (forward_command_controller, JointState) taken at ``receipt`` (default: now); judged,
+        then held."""
+        receipt = self.time if receipt is None else receipt
+        check = self.commands.judge(receipt, np.zeros(1), np.asarray(target)[None, :], self.joint_positions())
+        self.follow_trajectory(np.array([receipt]), np.asarray(target)[None, :], receipt=receipt)
+        return check
+
+    def command_trajectory(self, times_after_receipt: np.ndarray, positions: np.ndarray,
+                           receipt: float | None = None) -> LimitCheck:
+        """A JointTrajectory taken at ``receipt`` (default: now; later when the physics lags the controller's
+        clock), its points ``times_after_receipt`` seconds after it; judged as joint_trajectory_controller
+        executes it (the robot interface's ``interpolate_from``), then followed."""
+        receipt = self.time if receipt is None else receipt
+        times_after_receipt = np.asarray(times_after_receipt, dtype=np.float64)
+        check = self.commands.judge(receipt, *points_from_receipt(times_after_receipt, positions),
+                                    self.joint_positions())
+        self.follow_trajectory(receipt + times_after_receipt, positions,
+                               from_measured=self.robot.command.interpolate_from == "measured", receipt=receipt)
+        return check
+
+    def shift_schedule(self, seconds: float) -> None:
+        """Move every commanded time ``seconds`` later (earlier when negative): the physics skipped ahead."""
+        self.follower.shift(seconds)
+        self.commands.model.shift(seconds)
 
     def position_target(self) -> np.ndarray:
         return self.follower.sample(self.time)

@@ -56,12 +56,17 @@ class RealTimeSimulation:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._epoch = time.time() - env.time
+        self._mono_start, self._sim_start = time.monotonic(), env.time
         self._latest = env.snapshot()
 
     # --- time ------------------------------------------------------------------------
     def stamp(self, sim_time: float) -> float:
         """The stamp (seconds) of a state taken at ``sim_time``."""
         return sim_time if self.clock == "sim" else self._epoch + sim_time
+
+    def now(self) -> float:
+        """The simulated time it is now by the wall clock (the physics may still be catching up to it)."""
+        return self._sim_start + (time.monotonic() - self._mono_start)
 
     def sim_time_of(self, stamp: float) -> float:
         """The simulated time a stamp (seconds, this simulation's clock) stands for."""
@@ -144,21 +149,21 @@ class RealTimeSimulation:
     def _loop(self) -> None:
         env = self.env
         step = env.timestep
-        mono_start, sim_start = time.monotonic(), env.time
+        self._mono_start, self._sim_start = time.monotonic(), env.time
         self._epoch = time.time() - env.time
         next_state = env.time + step  # the first state comes with the first step
         while not self._stop.is_set():
             self._run_calls()
-            due = sim_start + (time.monotonic() - mono_start)
+            due = self.now()
             lag = due - env.time
             if lag > self.max_lag:
                 skipped = lag - step
-                sim_start -= skipped
+                self._sim_start -= skipped
                 due -= skipped
                 if self.clock == "wall":
                     # stamps jump ahead with the wall clock; trajectories keep their wall-clock schedule
                     self._epoch += skipped
-                    env.follower.shift(-skipped)
+                    env.shift_schedule(-skipped)
                 self.resyncs += 1
                 self._report_resync(lag)
             while env.time + 0.5 * step <= due:
@@ -171,6 +176,6 @@ class RealTimeSimulation:
                     if next_state < env.time:
                         next_state = env.time + self.state_period
             self._latest = env.snapshot()
-            wait = env.time + step - (sim_start + (time.monotonic() - mono_start))
+            wait = env.time + step - self.now()
             if wait > 0:
                 self._stop.wait(wait)

@@ -1,8 +1,10 @@
 """Position targets over time, the way ros2_control's controllers turn commands into set-points.
 
 A new trajectory replaces the current one (joint_trajectory_controller): the
-set-point moves linearly from where it was when the trajectory arrived to the
-first point, then from point to point at their times, and holds the last point.
+set-point moves linearly from where it starts (the set-point it had when the
+trajectory arrived, or the measured position, see ``interpolate_from`` in the
+robot interface) to the first point, then from point to point at their times,
+and holds the last point.
 Points already in the past are passed over (sampling at the current time), as
 the controller does. A single position (forward_command_controller) is held
 from now on.
@@ -32,16 +34,22 @@ class TrajectoryFollower:
         self._times = np.zeros(1)
         self._points = np.asarray(positions, dtype=np.float64).reshape(1, -1).copy()
 
-    def follow(self, now: float, times: np.ndarray, positions: np.ndarray) -> None:
-        """Replace the trajectory: reach ``positions[k]`` (P, J) at absolute ``times[k]`` (P,)."""
+    def follow(self, now: float, times: np.ndarray, positions: np.ndarray, start: np.ndarray | None = None) -> None:
+        """From ``now`` on, reach ``positions[k]`` (P, J) at absolute ``times[k]`` (P,), starting from ``start``
+        (default: the set-point at ``now``). Before ``now`` the old trajectory stays as it was (``now`` may lie
+        ahead of the time the set-point is sampled at)."""
         times = np.asarray(times, dtype=np.float64).reshape(-1)
         positions = np.asarray(positions, dtype=np.float64).reshape(len(times), self.num_joints)
         if np.any(np.diff(times) < 0):
             raise ValueError("trajectory times must not decrease")
         if times[0] > now:
-            times = np.concatenate([[now], times])
-            positions = np.concatenate([self.sample(now)[None, :], positions])
-        self._times, self._points = times, positions.copy()
+            origin = self.sample(now) if start is None else np.asarray(start, dtype=np.float64)
+        else:  # points already in the past are passed over: the set-point jumps to where the trajectory is now
+            origin = np.array([np.interp(now, times, positions[:, j]) for j in range(self.num_joints)])
+        future = times > now
+        before = self._times < now
+        self._times = np.concatenate([self._times[before], [now], times[future]])
+        self._points = np.concatenate([self._points[before], origin[None, :], positions[future]])
 
     def shift(self, seconds: float) -> None:
         """Move every point ``seconds`` later (earlier when negative)."""

@@ -1,0 +1,291 @@
+"""How a ros2_control controller executes dp_ros's commands, and whether that execution keeps the limits.
+
+One model serves three users: the safety filter shapes every command so that its execution keeps the
+joint limits, the simulator judges every command it receives, and the tests judge every published message.
+
+A JointTrajectory (positions only, header stamp zero) is executed as joint_trajectory_controller on Jazzy
+executes it:
+
+- it starts at the controller update that takes it (its *receipt*);
+- the set-point moves linearly from the *start state* to point 0, reached ``time_from_start[0]`` after the
+  receipt, then from point to point at their times, and holds the last point;
+- the start state is the measured joint position (``interpolate_from: measured``, the controller's default),
+  or the set-point of the trajectory being replaced (``interpolate_from: desired``, the controller's
+  ``interpolate_from_desired_state: true``).
+
+A Float64MultiArray (forward_command_controller) or JointState command is a *step* of the set-point to the
+target at the next update; a step counts as motion over one command period.
+
+Speed is judged per linear segment. Acceleration, where the robot interface gives acceleration limits, is
+the change of velocity between consecutive segments over the mean of their durations. Where a command
+replaces another, the old path executed since the previous command is the segment before; a trajectory
+also comes to rest at its end (its last segment is followed by a hold), so each one is safe even if it is
+the last the controller ever receives. A stream of steps is judged from step to step.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+INTERPOLATE_FROM = ("measured", "desired")
+COMMAND_FORMS = ("trajectory", "step")
+RATIO_TOLERANCE = 1e-4
+"""Relative slack when judging a ratio against 1 (rounding, and the microseconds a message's stamps carry)."""
+POSITION_TOLERANCE = 1e-9
+STILL_AFTER_STEPS = 10
+"""A stream of steps that pauses for more than this many command periods has come to rest."""
+
+
+@dataclass(frozen=True)
+class JointLimits:
+    """Per-joint limits, in the robot interface's joint order."""
+
+    lower: np.ndarray
+    upper: np.ndarray
+    velocity: np.ndarray
+    acceleration: np.ndarray | None = None
+    """None when the robot interface gives no acceleration limits."""
+
+    @classmethod
+    def for_robot(cls, robot, velocity_scale: float = 1.0) -> "JointLimits":
+        """The robot interface's limits, velocities (and accelerations) scaled by ``velocity_scale``."""
+        if not 0 < velocity_scale <= 1:
+            raise ValueError(f"velocity_scale must be in (0, 1]; got {velocity_scale}")
+        acceleration = robot.acceleration_limits
+        return cls(np.array(robot.lower_limits, dtype=np.float64), np.array(robot.upper_limits, dtype=np.float64),
+                   np.array(robot.velocity_limits, dtype=np.float64) * velocity_scale,
+                   None if acceleration is None else np.array(acceleration, dtype=np.float64) * velocity_scale)
+
+
+@dataclass(frozen=True)
+class LimitCheck:
+    """How far an executed path goes beyond the limits (all zero for a path that keeps them)."""
+
+    position_excess: float = 0.0
+    """Largest distance (rad or m) of a commanded point outside the position limits."""
+    velocity_ratio: float = 0.0
+    """Largest segment speed over the joint's velocity limit (1 = at the limit)."""
+    acceleration_ratio: float = 0.0
+    """Largest acceleration over the joint's acceleration limit (0 without acceleration limits)."""
+
+    @property
+    def within_limits(self) -> bool:
+        return (self.position_excess <= POSITION_TOLERANCE and self.velocity_ratio <= 1 + RATIO_TOLERANCE
+                and self.acceleration_ratio <= 1 + RATIO_TOLERANCE)
+
+    def worst(self, other: "LimitCheck") -> "LimitCheck":
+        return LimitCheck(max(self.position_excess, other.position_excess),
+                          max(self.velocity_ratio, other.velocity_ratio),
+                          max(self.acceleration_ratio, other.acceleration_ratio))
+
+    def describe(self) -> str:
+        return (f"position {self.position_excess:.4f} beyond the limits, velocity {self.velocity_ratio:.2f}x "
+                f"and acceleration {self.acceleration_ratio:.2f}x the limits")
+
+
+JUMP_DURATION = 1e-9
+"""Seconds a jump of the set-point takes in a judged path (a trajectory whose start lies in the past)."""
+
+
+def points_from_receipt(times: np.ndarray, positions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """A trajectory's points from the moment the controller takes it: ``times`` are seconds after that moment.
+
+    Points already in the past are passed over, as joint_trajectory_controller does; the set-point then jumps
+    to where the trajectory is now, which shows as a segment of (almost) zero duration.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    if times[0] > 0:
+        return times, positions
+    future = times > 0
+    now = np.array([np.interp(0.0, times, positions[:, j]) for j in range(positions.shape[1])])
+    return np.concatenate([[JUMP_DURATION], times[future]]), np.vstack([now[None, :], positions[future]])
+
+
+def _ratio(values: np.ndarray, limits: np.ndarray) -> float:
+    return float(np.max(np.abs(values) / limits)) if values.size else 0.0
+
+
+def check_path(limits: JointLimits, times: np.ndarray, positions: np.ndarray, entry_velocity: np.ndarray | None = None,
+               entry_duration: float = 0.0, comes_to_rest: bool = False) -> LimitCheck:
+    """Judge a piecewise-linear set-point path against ``limits``.
+
+    ``positions[0]`` at ``times[0]`` is where the set-point starts (the robot's state, not a command); the other
+    rows are commanded points. ``entry_velocity`` is the set-point's velocity before the path, held for
+    ``entry_duration`` seconds; ``comes_to_rest`` adds the hold after the last point.
+    """
+    times = np.asarray(times, dtype=np.float64)
+    positions = np.asarray(positions, dtype=np.float64)
+    durations = np.diff(times)
+    steps = np.diff(positions, axis=0)
+    commanded = positions[1:]
+    excess = np.maximum(limits.lower - commanded, commanded - limits.upper)
+    position_excess = max(0.0, float(np.max(excess))) if excess.size else 0.0
+    if np.any(durations <= 0):
+        still = np.all(np.abs(steps[durations <= 0]) <= POSITION_TOLERANCE)
+        return LimitCheck(position_excess, 1.0 if still else np.inf, np.inf)
+    velocities = steps / durations[:, None]
+    velocity_ratio = _ratio(velocities, limits.velocity)
+    acceleration_ratio = 0.0
+    if limits.acceleration is not None and velocities.size:
+        segment_velocities, segment_durations = velocities, durations
+        if entry_velocity is not None and entry_duration > 0:
+            segment_velocities = np.vstack([np.asarray(entry_velocity, dtype=np.float64), segment_velocities])
+            segment_durations = np.concatenate([[entry_duration], segment_durations])
+        if comes_to_rest:
+            segment_velocities = np.vstack([segment_velocities, np.zeros(velocities.shape[1])])
+            segment_durations = np.concatenate([segment_durations, segment_durations[-1:]])
+        means = (segment_durations[:-1] + segment_durations[1:]) / 2
+        accelerations = np.diff(segment_velocities, axis=0) / means[:, None]
+        acceleration_ratio = _ratio(accelerations, limits.acceleration)
+    return LimitCheck(position_excess, velocity_ratio, acceleration_ratio)
+
+
+class ControllerModel:
+    """The set-point a controller follows, command after command, with each command judged as executed.
+
+    ``form``: ``trajectory`` (joint_trajectory_controller) or ``step`` (forward_command_controller, JointState).
+    ``step_period``: the command period a step counts as (1/command_rate). Times are seconds in any one clock.
+    """
+
+    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = "measured", step_period: float = 0.02):
+        if form not in COMMAND_FORMS:
+            raise ValueError(f"form must be one of {COMMAND_FORMS}; got {form!r}")
+        if interpolate_from not in INTERPOLATE_FROM:
+            raise ValueError(f"interpolate_from must be one of {INTERPOLATE_FROM}; got {interpolate_from!r}")
+        self.limits = limits
+        self.form = form
+        self.interpolate_from = interpolate_from
+        self.step_period = step_period
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget the path: the controller holds still (after a pause, a stop or a new episode)."""
+        self._times = np.empty(0)
+        self._positions = np.empty((0, 0))
+        self._last_receipt: float | None = None
+        self._step_velocity: np.ndarray | None = None
+
+    @property
+    def active(self) -> bool:
+        return self._times.size > 0
+
+    @property
+    def last_receipt(self) -> float | None:
+        return self._last_receipt
+
+    @property
+    def end_time(self) -> float:
+        return float(self._times[-1]) if self.active else -np.inf
+
+    def shift(self, seconds: float) -> None:
+        """Move the current path ``seconds`` later (earlier when negative)."""
+        self._times = self._times + seconds
+        if self._last_receipt is not None:
+            self._last_receipt += seconds
+
+    def setpoint(self, t: float) -> np.ndarray | None:
+        """Where the set-point is at ``t`` (None before any command)."""
+        if not self.active:
+            return None
+        return np.array([np.interp(t, self._times, self._positions[:, j]) for j in range(self._positions.shape[1])])
+
+    def velocities_between(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray] | None:
+        """Lowest and highest set-point velocity per joint over [t0, t1] (None before any command)."""
+        if not self.active:
+            return None
+        if self.form == "step":
+            resting = self._step_velocity is None or t0 - self._last_receipt > STILL_AFTER_STEPS * self.step_period
+            velocity = np.zeros(self._positions.shape[1]) if resting else self._step_velocity
+            return velocity.copy(), velocity.copy()
+        times = self._times
+        if times.size == 1:
+            zero = np.zeros(self._positions.shape[1])
+            return zero, zero.copy()
+        segment_velocities = np.diff(self._positions, axis=0) / np.diff(times)[:, None]
+        # segments of this path overlapping [t0, t1] (it replaced whatever came before its start); after its
+        # last point the set-point is still
+        t0 = max(t0, times[0])
+        overlapping = (times[1:] >= t0) & (times[:-1] <= t1)
+        candidates = [segment_velocities[overlapping]]
+        if t1 > times[-1]:
+            candidates.append(np.zeros((1, self._positions.shape[1])))
+        stacked = np.vstack(candidates)
+        return stacked.min(axis=0), stacked.max(axis=0)
+
+    def start_for(self, receipt: float, measured: np.ndarray | None) -> np.ndarray:
+        """Where the controller starts interpolating a command taken at ``receipt``."""
+        if self.form == "step":
+            return self._positions[-1].copy() if self.active else np.asarray(measured, dtype=np.float64)
+        if self.interpolate_from == "desired" and self.active:
+            return self.setpoint(receipt)
+        if measured is None:
+            raise ValueError("the measured position is needed where the controller interpolates from it")
+        return np.asarray(measured, dtype=np.float64)
+
+    def execute(self, receipt: float, times_from_start: np.ndarray, positions: np.ndarray,
+                measured: np.ndarray | None = None) -> LimitCheck:
+        """Take a command at ``receipt`` and judge its execution; the command then is the current path.
+
+        ``times_from_start`` (P,) and ``positions`` (P, J): a trajectory's points, or one step target at time 0.
+        ``measured``: the measured joint position at ``receipt`` (needed for interpolate_from measured and for
+        the first command).
+        """
+        positions = np.asarray(positions, dtype=np.float64).reshape(len(times_from_start), -1)
+        times_from_start = np.asarray(times_from_start, dtype=np.float64)
+        start = self.start_for(receipt, measured)
+        if self.form == "step":
+            check = self._execute_step(receipt, start, positions[-1])
+        else:
+            check = self._execute_trajectory(receipt, start, times_from_start, positions)
+        self._last_receipt = receipt
+        return check
+
+    def _entry(self, receipt: float, first_duration: float) -> tuple[np.ndarray | None, float]:
+        """The set-point's velocity at ``receipt`` and how long it has been held (the segment before)."""
+        if not self.active or self._last_receipt is None:
+            return None, 0.0
+        low, high = self.velocities_between(receipt, receipt)
+        velocity = np.where(np.abs(low) > np.abs(high), low, high)
+        if receipt > self.end_time:
+            return velocity, first_duration  # the old path ended: the set-point has been still
+        return velocity, max(receipt - self._last_receipt, 1e-9)
+
+    def _execute_trajectory(self, receipt: float, start: np.ndarray, times: np.ndarray,
+                            positions: np.ndarray) -> LimitCheck:
+        path_times = np.concatenate([[0.0], times])
+        path_positions = np.vstack([start, positions])
+        entry_velocity, entry_duration = self._entry(receipt, float(path_times[1] - path_times[0]) if times.size else 0)
+        check = check_path(self.limits, path_times, path_positions, entry_velocity, entry_duration,
+                           comes_to_rest=True)
+        self._times, self._positions = receipt + path_times, path_positions
+        return check
+
+    def _execute_step(self, receipt: float, start: np.ndarray, target: np.ndarray) -> LimitCheck:
+        # after a pause of the stream the set-point has been still
+        entry_velocity = None if self._step_velocity is None else self.velocities_between(receipt, receipt)[0]
+        check = check_path(self.limits, np.array([0.0, self.step_period]), np.vstack([start, target]),
+                           entry_velocity, self.step_period if entry_velocity is not None else 0.0)
+        self._step_velocity = (target - start) / self.step_period
+        self._times, self._positions = np.array([receipt]), target[None, :].copy()
+        return check
+
+
+@dataclass
+class CommandLedger:
+    """Commands judged one after the other by a :class:`ControllerModel`, and the tally."""
+
+    model: ControllerModel
+    judged: int = 0
+    violations: int = 0
+    """Commands whose execution broke a limit."""
+    worst: LimitCheck = LimitCheck()
+
+    def judge(self, receipt: float, times_from_start: np.ndarray, positions: np.ndarray,
+              measured: np.ndarray | None = None) -> LimitCheck:
+        check = self.model.execute(receipt, times_from_start, positions, measured)
+        self.judged += 1
+        self.violations += not check.within_limits
+        self.worst = self.worst.worst(check)
+        return check
