@@ -100,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_stages(settings, robot, robot_config, tqdm) -> int:
-    from dp_ros.demo import pipeline
+    from dp_ros.demo import evaluation, pipeline
     from dp_ros.demo.report import format_summary, summarize, write_report
 
     timings: dict[str, float] = {}
@@ -110,15 +110,17 @@ def _run_stages(settings, robot, robot_config, tqdm) -> int:
     timings["record"] = recording.seconds if recording.reused else time.monotonic() - started
     conditions["load_average_after"]["record"] = os.getloadavg()[0]
     note = " (reused)" if recording.reused else ""
-    print(f"1/3 dataset: {settings.dataset}: {recording.episodes} demonstrations{note}, "
-          f"left {recording.solutions.count('left')}, right {recording.solutions.count('right')}")
+    split = f", {recording.splits} split at dropped frames" if recording.splits else ""
+    print(f"1/3 dataset: {settings.dataset}: {recording.episodes} episodes{note} from {len(recording.solutions)} "
+          f"demonstrations{split}, left {recording.solutions.count('left')}, "
+          f"right {recording.solutions.count('right')}")
 
     checkpoint, timings["train"], reused = pipeline.train(settings, robot_config, tqdm)
     conditions["load_average_after"]["train"] = os.getloadavg()[0]
     print(f"2/3 checkpoint: {checkpoint}{' (reused)' if reused else ''}")
 
     started = time.monotonic()
-    results = pipeline.evaluate(settings, robot, checkpoint, tqdm)
+    results = evaluation.evaluate(settings, robot, checkpoint, tqdm)
     timings["evaluate"] = time.monotonic() - started
     conditions["load_average_after"]["evaluate"] = os.getloadavg()[0]
     report, plots = write_report(settings.output, settings, recording, results, timings, checkpoint,

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dp_ros.demo.pipeline import EpisodeResult, RecordingResult, results_to_json
+from dp_ros.demo.evaluation import EpisodeResult, results_to_json
+from dp_ros.demo.pipeline import RecordingResult
 
 
 def summarize(results: list[EpisodeResult], recording: RecordingResult) -> dict:
@@ -60,8 +61,9 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult, con
         f"solutions taken by the policy (successes): left {summary['policy_solutions']['left']}, "
         f"right {summary['policy_solutions']['right']}",
         f"solutions in the demonstrations: left {summary['expert_solutions']['left']}, "
-        f"right {summary['expert_solutions']['right']} ({recording.episodes} episodes, "
-        f"{recording.attempts} attempts)",
+        f"right {summary['expert_solutions']['right']} ({len(recording.solutions)} demonstrations in "
+        f"{recording.attempts} attempts; {recording.episodes} episodes in the dataset"
+        + (f", {recording.splits} splits at dropped frames)" if recording.splits else ")"),
     ]
     if summary["time_to_success_s"]["mean"] is not None:
         lines.append(f"time to success: mean {summary['time_to_success_s']['mean']:.2f} s, "
