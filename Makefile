@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo bench doctor msgs clean help
+.PHONY: setup test test-fast demo bench doctor msgs clean help
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | expand -t 12
@@ -14,6 +14,9 @@ setup:  ## create .venv (Python 3.12), install pinned deps, build dp_ros_msgs, i
 
 test: setup  ## run the whole test suite
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-fast: setup  ## unit tests only: no DDS between processes, no training, no end-to-end runs
+	$(PY) -m pytest -m "not dds and not training and not slow" $(PYTEST_ARGS)
 
 demo: setup  ## the main job: the simulated end-to-end demo (record, train, run in closed loop, report)
 	$(VENV)/bin/dp-ros demo

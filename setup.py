@@ -12,7 +12,7 @@ setup(
     license="Apache-2.0",
     python_requires=">=3.12",  # LeRobot 0.6.1 needs 3.12 (README: ROS 2 Humble and other distributions)
     packages=find_packages(include=[PACKAGE, f"{PACKAGE}.*"]),
-    package_data={PACKAGE: ["sim/assets/*.xml", "py.typed"]},
+    package_data={PACKAGE: ["sim/assets/*.xml"]},
     data_files=[
         ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
         (f"share/{PACKAGE}", ["package.xml"]),

@@ -71,3 +71,17 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> str:
             proc.kill()
             proc.wait()
     return proc.stdout.read() if proc.stdout else ""
+
+
+def call_trigger(node, service: str, timeout: float = 15.0):
+    """Call a std_srvs/Trigger service from ``node`` (waiting for it to appear); returns the response."""
+    from std_srvs.srv import Trigger
+
+    client = node.create_client(Trigger, service)
+    try:
+        assert spin_until(node, client.service_is_ready, timeout), f"service {service} did not appear"
+        future = client.call_async(Trigger.Request())
+        assert spin_until(node, future.done, timeout), f"{service} did not answer"
+        return future.result()
+    finally:
+        node.destroy_client(client)

@@ -86,3 +86,15 @@ def test_blend_does_not_average_chunks_that_chose_another_solution():
     schedule.add_chunk(0.5, chunk([1.1] * 8), now=0.55)  # close to the plan: blended
     assert schedule.divergent_chunks == 1
     assert 1.0 < schedule.at(0.6)[0] < 1.1
+
+
+def test_guided_takes_over_at_the_first_on_time_action_without_blending():
+    schedule = ActionSchedule(period=0.1, transition="guided", blend_steps=3)
+    schedule.add_chunk(0.0, chunk([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7]), now=0.0)
+    times, actions = schedule.plan()
+    np.testing.assert_allclose(actions[:, 0], [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])
+    # a chunk that continued the plan (its late prefix equal to it) and then turns
+    schedule.add_chunk(0.3, chunk([0.3, 0.4, 0.5, 0.55, 0.5]), now=0.45)
+    np.testing.assert_allclose([schedule.at(t)[0] for t in (0.4, 0.5, 0.6, 0.7)], [0.4, 0.5, 0.55, 0.5])
+    times, actions = schedule.plan()
+    assert times[0] == pytest.approx(0.4), "the plan keeps the last action before now to interpolate from"

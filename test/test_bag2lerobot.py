@@ -126,7 +126,7 @@ def test_a_camera_gap_splits_the_episode_so_time_is_never_compressed(tmp_path, r
     assert split.gap_before.frames == dropped == report.dropped
     assert set(split.gap_before.causes) == {"observation.images.front", "observation.images.wrist"}
     assert split.start == pytest.approx(runs[1][0][0])
-    assert f"split 1 times" in report.summary() and f"#0.1 after {dropped} unusable frames" in report.summary()
+    assert "split 1 times" in report.summary() and f"#0.1 after {dropped} unusable frames" in report.summary()
     as_json = report.as_dict()
     assert as_json["splits"] == 1 and as_json["episodes"][1]["gap_before"]["frames"] == dropped
     assert as_json["episodes"][1]["part"] == 1 and as_json["episodes"][1]["saved_as"] == 1

@@ -30,16 +30,20 @@ class ScriptedPredictor:
 
     n_obs_steps = 2
     n_action_steps = 8
+    future_steps = 8
 
     def __init__(self, clock, latency=0.25, nan=False):
         self.clock, self.latency, self.nan = clock, latency, nan
         self.calls = []
+        self.guides = []
 
-    def predict_chunk(self, history):
+    def predict_chunk(self, history, guide=None):
         self.calls.append([obs["observation.state"].copy() for obs in history])
+        self.guides.append(guide)
         self.clock.t += self.latency
         k = len(self.calls)
-        chunk = np.array([[10.0 * k + i] * 3 for i in range(self.n_action_steps)]) / 100.0
+        count = self.future_steps if guide is not None else self.n_action_steps
+        chunk = np.array([[10.0 * k + i] * 3 for i in range(count)]) / 100.0
         if self.nan:
             chunk[2, 1] = np.nan
         return chunk
@@ -53,9 +57,10 @@ def feed(controller, t0, t1, camera=True, joints=True):
             controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
 
 
-def make(latency=0.25, nan=False, **config):
+def make(latency=0.25, nan=False, future_steps=8, **config):
     clock = ManualClock()
     predictor = ScriptedPredictor(clock, latency, nan)
+    predictor.future_steps = future_steps
     robot = tiny_robot(control_rate=10, command_rate=50, velocity_limit=100.0)
     settings = dict(replan_steps=4, watchdog_timeout=0.2, transition="replace")
     settings.update(config)
@@ -156,6 +161,41 @@ def test_replans_early_enough_that_commands_never_stop():
     controller.close()
 
 
+def test_guided_chunks_continue_the_plan_with_the_measured_delay():
+    # 12 actions per guided chunk: 4 of reserve after the 8 committed ones
+    controller, clock, predictor = make(latency=0.25, future_steps=12, transition="guided", replan_steps=4,
+                                        delay_margin=0.05)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    assert predictor.guides[0].is_empty  # nothing to continue yet
+    assert controller.expected_delay() == pytest.approx(0.25 + 0.05)
+    # chunk 1 (obs 100.0) holds actions for 100.3 .. 101.1 after the late ones; the next is requested when
+    # replan_steps of its 8 committed actions (100.0 .. 100.7) remain, the reserve keeps the plan going meanwhile
+    feed(controller, 100.0, clock.t)  # the sensors went on while the first chunk was computed
+    requested_at = None
+    while requested_at is None:
+        clock.t = round(clock.t + 0.02, 6)
+        feed(controller, clock.t - 0.019, clock.t)
+        controller.step(clock.t)
+        if controller._inflight:
+            requested_at = clock.t
+    assert 100.3 < requested_at <= 100.4
+    assert wait_for(lambda: controller.stats.chunks_produced == 2)
+    guide = predictor.guides[1]
+    # the plan in policy steps after the new observation, and the chunk's expected arrival
+    assert guide.delay == pytest.approx(3.0)
+    np.testing.assert_allclose(guide.steps * 0.1 + requested_at, [100.3 + 0.1 * i for i in range(9)], atol=1e-9)
+    np.testing.assert_allclose(guide.actions[:, 0], [0.13 + 0.01 * i for i in range(9)])
+    # merged without blending: the old plan up to the new chunk's first on-time action, then the new chunk
+    assert controller.stats.actions_dropped_late == 3 + 3
+    first_on_time = requested_at + 0.3
+    np.testing.assert_allclose(controller.schedule.at(first_on_time), [0.23] * 3)
+    np.testing.assert_allclose(controller.schedule.at(100.6), [0.16] * 3)
+    controller.close()
+
+
 def test_watchdog_stops_on_stale_camera_and_resumes_with_fresh_data():
     controller, clock, _ = make(latency=0.0)
     feed(controller, 99.7, 100.0)
@@ -222,7 +262,7 @@ def test_nonfinite_chunks_are_rejected():
 
 def test_inference_failure_is_a_fault_not_a_crash():
     controller, clock, predictor = make(latency=0.0)
-    predictor.predict_chunk = lambda history: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
+    predictor.predict_chunk = lambda history, guide=None: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))
     feed(controller, 99.7, 100.0)
     controller.start()
     controller.step(clock.t)

@@ -13,7 +13,7 @@ import uuid
 import numpy as np
 import yaml
 
-from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
+from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
 
 
 CAMERAS = [{"name": "front", "type": "image"}, {"name": "wrist", "type": "compressed"}]
@@ -59,11 +59,7 @@ class RecorderClient:
     def __init__(self, node):
         from dp_ros_msgs.msg import RecorderStatus
         from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
-        from std_srvs.srv import Trigger
-
         self.node = node
-        self.clients = {name: node.create_client(Trigger, f"/recorder_node/{name}")
-                        for name in ("start_episode", "stop_episode", "discard_episode")}
         self.status = None
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         node.create_subscription(RecorderStatus, "/recorder_node/status", self._on_status, qos)
@@ -72,8 +68,7 @@ class RecorderClient:
         self.status = msg
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        assert spin_until(self.node, lambda: all(c.service_is_ready() for c in self.clients.values())
-                          and self.status is not None, timeout), "recorder_node did not come up"
+        assert spin_until(self.node, lambda: self.status is not None, timeout), "recorder_node did not come up"
 
     def wait_status(self, predicate, timeout: float = 60.0):
         assert spin_until(self.node, lambda: self.status is not None and predicate(self.status), timeout), \
@@ -81,11 +76,7 @@ class RecorderClient:
         return self.status
 
     def call(self, name: str):
-        from std_srvs.srv import Trigger
-
-        future = self.clients[name].call_async(Trigger.Request())
-        assert spin_until(self.node, future.done, 30), f"{name} did not answer"
-        return future.result()
+        return call_trigger(self.node, f"/recorder_node/{name}", 30)
 
 
 def _load(root):

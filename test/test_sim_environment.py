@@ -250,38 +250,74 @@ def test_missing_osmesa_is_a_clear_error(monkeypatch):
         rendering.check_rendering_available()
 
 
-def test_real_time_simulation_paces_steps_and_takes_commands():
+class SteppedClock:
+    """Time that passes only when the physics thread waits for it, or when the test moves it on."""
+
+    def __init__(self):
+        self.now = 100.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+    def wall_time(self) -> float:
+        return 1.7e9 + self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+        time.sleep(0)   # let the test's thread run
+
+
+def _wait_for(condition, what: str) -> None:
+    deadline = time.monotonic() + 60.0
+    while not condition():
+        assert time.monotonic() < deadline, what
+        time.sleep(0.001)
+
+
+def test_real_time_simulation_paces_steps_by_its_clock_and_takes_commands():
     env = SimEnvironment(seed=21)
+    clock = SteppedClock()
     states = []
-    sim = RealTimeSimulation(env, state_rate=50.0, on_state=states.append)
-    start_time = env.time
+    sim = RealTimeSimulation(env, state_rate=50.0, on_state=states.append, monotonic=clock.monotonic,
+                             wall_time=clock.wall_time, sleep=clock.sleep)
+    start_time, start_clock = env.time, clock.now
     sim.start()
     try:
-        time.sleep(0.6)
+        _wait_for(lambda: sim.latest().time - start_time >= 0.6, "the physics did not advance")
         target = env.joint_positions() + np.array([0.2, 0.1, -0.1])
         sim.call(lambda e: e.set_position_target(target))
-        time.sleep(1.0)
-        elapsed = sim.latest().time - start_time
+        _wait_for(lambda: sim.latest().time - start_time >= 1.6, "the physics stopped")
         task = sim.call(lambda e: e.reset(22))
     finally:
         sim.stop()
-    assert 1.6 - 0.15 - 0.2 <= elapsed <= 1.6 + 0.2   # simulated time follows the wall clock
-    assert abs(sim.stamp(sim.latest().time) - time.time()) < 0.5
+    latest = sim.latest()
+    # simulated time is the clock's time, stamps are its wall time, never ahead of either
+    assert 0 <= (clock.now - start_clock) - (latest.time - start_time) <= env.timestep + 1e-9
+    assert -1e-6 <= clock.wall_time() - sim.stamp(latest.time) <= env.timestep + 1e-6   # float64 at 1.7e9 s
     spacing = np.diff([s.time for s in states])
     np.testing.assert_allclose(spacing, 0.02, atol=1e-6)   # states exactly at the state rate
     moved = [s for s in states if np.allclose(s.positions, target, atol=0.02)]
     assert moved, "the position target set from another thread was not reached"
     assert task.seed == 22 and sim.latest().status.episode == 2
-    assert not sim.running
+    assert sim.resyncs == 0 and not sim.running
 
 
-def test_dp_ros_sim_evaluates_the_expert_offline(capsys):
-    from dp_ros.cli.main import main
-
-    assert main(["sim", "--evaluate-expert", "4", "--side", "alternate", "--seed", "10"]) == 0
-    output = capsys.readouterr().out
-    assert "seed    10:  left, success" in output and "seed    11: right, success" in output
-    assert "4/4 successful (100%), left 2, right 2" in output
+def test_a_starved_physics_skips_ahead_instead_of_racing():
+    env = SimEnvironment(seed=21)
+    clock = SteppedClock()
+    sim = RealTimeSimulation(env, state_rate=50.0, max_lag=0.1, monotonic=clock.monotonic,
+                             wall_time=clock.wall_time, sleep=clock.sleep)
+    sim.start()
+    try:
+        _wait_for(lambda: sim.latest().time >= 0.2, "the physics did not advance")
+        before = sim.call(lambda e: e.time)
+        clock.now += 1.0   # the physics thread got no CPU for a second
+        _wait_for(lambda: sim.resyncs == 1, "the lag was not noticed")
+        after = sim.call(lambda e: e.time)
+    finally:
+        sim.stop()
+    assert after - before < 0.05, "the lost second was skipped, not simulated at full speed"
+    assert abs(clock.wall_time() - sim.stamp(sim.latest().time)) <= 2 * env.timestep, "stamps follow the wall clock"
 
 
 def test_dp_ros_sim_help_explains_every_option():

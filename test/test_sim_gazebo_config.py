@@ -111,18 +111,6 @@ def test_launch_files_name_files_that_exist():
         assert referenced and referenced <= names, referenced - names
 
 
-def test_sim_yaml_holds_only_parameters_the_nodes_declare():
-    from dp_ros.nodes.expert_node import PARAMETERS as EXPERT
-    from dp_ros.nodes.sim_node import PARAMETERS as SIM
-
-    config = yaml.safe_load((ROOT / "config" / "sim.yaml").read_text())
-    for node, table in (("sim_node", SIM), ("expert_node", EXPERT)):
-        values = config[node]["ros__parameters"]
-        assert set(values) == set(table), set(values) ^ set(table)
-        for name, value in values.items():
-            assert value == table[name][0], f"{node}.{name}: config/sim.yaml says {value!r}, the node {table[name][0]!r}"
-
-
 def test_the_package_installs_the_gazebo_files(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
                     "-w", str(tmp_path), str(ROOT)], check=True, capture_output=True)

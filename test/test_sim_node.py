@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import random
 import time
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.robot_interface import default_robot_config_path
 from dp_ros.sim.kinematics import scene_geometry
 from dp_ros.sim.task import TaskInstance
-from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
+from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
 
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow"]
 
@@ -81,15 +82,16 @@ class Listener:
             store.clear()
 
 
-def call_trigger(node, service: str, timeout: float = 15.0):
-    from std_srvs.srv import Trigger
-
-    client = node.create_client(Trigger, service)
-    assert spin_until(node, client.service_is_ready, timeout), f"service {service} did not appear"
-    future = client.call_async(Trigger.Request())
-    assert spin_until(node, future.done, timeout), f"{service} did not answer"
-    node.destroy_client(client)
-    return future.result()
+@contextmanager
+def running(ros, proc, listener):
+    """``(proc, listener)`` once the simulator publishes; the listener's subscriptions and the node go after."""
+    try:
+        wait_until_running(ros, listener, proc)
+        yield proc, listener
+    finally:
+        for sub in listener.subscriptions:
+            ros.destroy_subscription(sub)
+        stop_node(proc)
 
 
 def wait_until_running(node, listener, proc, timeout=60.0):
@@ -108,14 +110,8 @@ def trajectory_sim(ros, tmp_path_factory):
     """The default robot (JointTrajectory commands), seed 5."""
     directory = tmp_path_factory.mktemp("trajectory_sim")
     proc = start_node("sim_node", directory / "sim.log", seed=5, joint_state_rate=100.0, camera_rate=15.0)
-    listener = Listener(ros)
-    try:
-        wait_until_running(ros, listener, proc)
-        yield proc, listener
-    finally:
-        for sub in listener.subscriptions:
-            ros.destroy_subscription(sub)
-        stop_node(proc)
+    with running(ros, proc, Listener(ros)) as sim:
+        yield sim
 
 
 def test_joint_states_and_images_have_correct_stamps_and_rates(ros, trajectory_sim):
@@ -323,14 +319,8 @@ def array_sim(ros, tmp_path_factory):
     robot = write_robot(directory, "float64_multi_array", prefix="/array")
     proc = start_node("sim_node", directory / "sim.log", robot_config=robot, seed=5, camera_rate=0.0,
                       task_status_topic="/array/task_status")
-    listener = Listener(ros, prefix="/array")
-    try:
-        wait_until_running(ros, listener, proc)
-        yield proc, listener
-    finally:
-        for sub in listener.subscriptions:
-            ros.destroy_subscription(sub)
-        stop_node(proc)
+    with running(ros, proc, Listener(ros, prefix="/array")) as sim:
+        yield sim
 
 
 def test_float64_multi_array_commands_move_the_joints(ros, array_sim, trajectory_sim):
@@ -356,14 +346,8 @@ def clock_sim(ros, tmp_path_factory):
     robot = write_robot(directory, "joint_state", camera_type="compressed", prefix="/clocked")
     proc = start_node("sim_node", directory / "sim.log", robot_config=robot, publish_clock=True, camera_rate=10.0,
                       task_status_topic="/clocked/task_status")
-    listener = Listener(ros, camera_type="compressed", clock=True, prefix="/clocked")
-    try:
-        wait_until_running(ros, listener, proc)
-        yield proc, listener
-    finally:
-        for sub in listener.subscriptions:
-            ros.destroy_subscription(sub)
-        stop_node(proc)
+    with running(ros, proc, Listener(ros, camera_type="compressed", clock=True, prefix="/clocked")) as sim:
+        yield sim
 
 
 def test_joint_state_commands_compressed_images_and_clock(ros, clock_sim):

@@ -60,7 +60,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"auto (CUDA when available), cpu or cuda: training and the policy node (default {d.device})")
     parser.add_argument("--policy-param", action="append", default=None, metavar="NAME=VALUE",
                         help="a policy_node parameter for the closed loop, e.g. transition=ensemble (repeatable; "
-                             f"default: {' '.join(d.policy_params)})")
+                             f"default: {' '.join(d.policy_params) or 'none, the node defaults'})")
     parser.add_argument("--redo", nargs="+", default=[], choices=[*STAGES, "all"],
                         help="stages to redo although their outputs exist")
 

@@ -79,8 +79,8 @@ def check_middleware() -> tuple[Check, str | None]:
         return Check("middleware", True, f"{rmw}, a PolicyStatus went through it"), rmw
     except Exception as exc:  # noqa: BLE001
         hint = SETUP_HINT
-        if "rmw" in str(exc).lower():
-            hint = (f"RMW_IMPLEMENTATION={os.environ.get('RMW_IMPLEMENTATION', '(unset)')}: install that RMW "
+        if os.environ.get("RMW_IMPLEMENTATION"):
+            hint = (f"RMW_IMPLEMENTATION={os.environ['RMW_IMPLEMENTATION']} is set: install that RMW "
                     "(workspace: apt install ros-jazzy-rmw-...; the pip route has only rmw_fastrtps_cpp) or unset it")
         return Check("middleware", False, str(exc), hint), rmw
     finally:

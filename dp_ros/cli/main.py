@@ -23,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
     "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),
     "sim": ("dp_ros.cli.sim", "run the simulated arm (MuJoCo) with the ROS interface of a real one, optionally with its scripted expert"),
+    "params": ("dp_ros.cli.params", "print a node's parameters as a documented parameters YAML (the defaults)"),
     "bench": ("dp_ros.cli.bench", "benchmark inference against stock LeRobot: time per chunk, action error, command jitter"),
 }
 

@@ -22,49 +22,25 @@ import threading
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--root", default=None, help="LeRobot dataset folder = dataset_root "
-                                                     "(default: ~/dp_ros_data/demonstrations)")
-    parser.add_argument("--task", default=None, help="task description stored with every frame = task")
-    parser.add_argument("--robot-config", default=None, help="robot interface YAML = robot_config "
-                                                             "(default: dp_ros's config/robot.yaml)")
+    from dp_ros.node_params.recorder import RECORDER
+
     parser.add_argument("--params-file", default="", help="ROS 2 parameters YAML for recorder_node "
-                                                          "(e.g. config/recorder.yaml)")
-    parser.add_argument("--repo-id", default=None, help="repo_id written into a new dataset = repo_id")
-    parser.add_argument("--action-source", default=None, choices=["leader", "command", "next_state"],
-                        help="demonstrated action = action_source (default: the robot interface's)")
-    parser.add_argument("--action-topic", default=None, help="topic of the leader JointState or commands = action_topic")
-    parser.add_argument("--max-input-age", type=float, default=None, metavar="SECONDS",
-                        help="a frame whose inputs are older is unusable = max_input_age (default 0.2)")
-    parser.add_argument("--on-stale", default=None, choices=["split", "discard"],
-                        help="an unusable frame inside an episode splits it into two episodes (split, default) or "
-                             "discards it (discard) = on_stale")
-    parser.add_argument("--min-frames", type=int, default=None, metavar="N",
-                        help="do not save episodes, or parts of split ones, with fewer frames = min_frames (default 10)")
-    parser.add_argument("--max-episode-seconds", type=float, default=None, metavar="SECONDS",
-                        help="stop and save an episode after this long = max_episode_seconds (default 0: no limit)")
-    parser.add_argument("--time-source", default=None, choices=["receive", "header"],
-                        help="time of a message: arrival on this node's clock or its header stamp = time_source")
+                                                          "(e.g. config/recorder.yaml); options below override it")
+    RECORDER.add_options(parser, "recorder_node parameters")
     parser.add_argument("--use-sim-time", action="store_true", help="follow /clock (simulation)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="any recorder_node parameter, e.g. --param input_reliability=reliable (repeatable)")
     parser.add_argument("--no-keyboard", action="store_true", help="do not read keys from the terminal")
 
 
-def node_parameters(args: argparse.Namespace) -> dict:
-    from dp_ros.bringup import load_params_file, parse_assignments
+def node_arguments(args: argparse.Namespace) -> list[str]:
+    """recorder_node's ROS arguments: the parameters file, then the options, then --param pairs."""
+    from dp_ros.node_params.recorder import RECORDER
 
-    values = load_params_file(args.params_file, "recorder_node") if args.params_file else {}
-    for name, value in (("dataset_root", args.root), ("task", args.task), ("robot_config", args.robot_config),
-                        ("repo_id", args.repo_id), ("action_source", args.action_source),
-                        ("action_topic", args.action_topic), ("max_input_age", args.max_input_age),
-                        ("on_stale", args.on_stale), ("min_frames", args.min_frames),
-                        ("max_episode_seconds", args.max_episode_seconds), ("time_source", args.time_source)):
-        if value is not None:
-            values[name] = value
+    values = RECORDER.option_values(args)
     if args.use_sim_time:
         values["use_sim_time"] = True
-    values.update(parse_assignments(args.param))
-    return values
+    return RECORDER.ros_arguments(args.params_file, values, args.param)
 
 
 def _keyboard(holder: list) -> None:
@@ -72,39 +48,36 @@ def _keyboard(holder: list) -> None:
     for line in sys.stdin:
         if not holder:
             continue
-        session = holder[0].session
-        if session is None:
+        node = holder[0]
+        if node.closed:
             return
         key = line.strip().lower()
         if key == "q":
             os.kill(os.getpid(), signal.SIGINT)
             return
         if key == "d":
-            ok, message = session.discard_episode()
+            ok, message = node.discard_episode()
         elif key == "":
-            now = holder[0].get_clock().now().nanoseconds * 1e-9
-            if session.status().state == "recording":
-                ok, message = session.stop_episode()
-            else:
-                ok, message = session.start_episode(now)
+            ok, message = node.toggle_episode()
         else:
             ok, message = False, f"unknown key {key!r}; Enter, d or q"
         print(("" if ok else "not done: ") + message, flush=True)
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.bringup import BringupError, parameter_overrides, spin_nodes
+    from dp_ros.bringup import spin_nodes
+    from dp_ros.node_params import ParameterError
     from dp_ros.nodes.recorder_node import STARTUP_ERRORS, RecorderNode
 
     try:
-        overrides = parameter_overrides(node_parameters(args))
-    except BringupError as exc:
+        ros_arguments = node_arguments(args)
+    except ParameterError as exc:
         print(f"dp-ros record: error: {exc}", file=sys.stderr)
         return 2
     holder: list = []
 
     def make_node():
-        node = RecorderNode(parameter_overrides=overrides)
+        node = RecorderNode(cli_args=ros_arguments)
         holder.append(node)
         return node
 

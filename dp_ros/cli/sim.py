@@ -20,28 +20,18 @@ from __future__ import annotations
 
 import argparse
 
-SIDES = ("random", "alternate", "left", "right")
+SHARED = ("robot_config", "seed")  # one option sets both nodes' parameter
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--robot-config", default="", help="robot interface YAML (default: dp_ros's config/robot.yaml)")
+    from dp_ros.node_params.sim import EXPERT, SIM
+
     parser.add_argument("--params-file", default="",
-                        help="ROS 2 parameters YAML for sim_node and expert_node (default: dp_ros's config/sim.yaml)")
+                        help="ROS 2 parameters YAML for sim_node and expert_node (default: dp_ros's config/sim.yaml); "
+                             "options below override it")
     parser.add_argument("--expert", action="store_true", help="also run the scripted expert (expert_node)")
-    parser.add_argument("--seed", type=int, default=None,
-                        help="seed of the task instances (and of the expert's left/right choices); default random")
-    parser.add_argument("--side", choices=SIDES, default=None,
-                        help="expert: which way around the pillar (default random, per episode)")
-    parser.add_argument("--start-delay", type=float, default=None,
-                        help="expert: seconds between a reset and the start of its motion (default 0.3)")
-    parser.add_argument("--no-forward", action="store_true",
-                        help="expert: publish the leader JointState only, do not command the arm")
-    parser.add_argument("--auto-reset", action="store_true",
-                        help="start a new episode after each success or time limit")
-    parser.add_argument("--time-limit", type=float, default=None, help="seconds per episode for success (default 8)")
-    parser.add_argument("--camera-rate", type=float, default=None, help="camera frames per second (default 15; 0 = none)")
-    parser.add_argument("--joint-state-rate", type=float, default=None, help="JointState messages per second (default 100)")
-    parser.add_argument("--publish-clock", action="store_true", help="publish /clock and stamp in simulated time")
+    SIM.add_options(parser, "sim_node parameters (--robot-config and --seed also set expert_node's)")
+    EXPERT.add_options(parser, "expert_node parameters", shared=SHARED)
     parser.add_argument("--duration", type=float, default=0.0, help="stop after this many seconds (default: until Ctrl-C)")
     parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
                         help="any sim_node parameter, e.g. --param status_rate=20 (repeatable)")
@@ -58,38 +48,20 @@ def _default_params_file() -> str:
     return str(path) if path.is_file() else ""
 
 
-def node_parameters(args: argparse.Namespace) -> tuple[dict, dict]:
-    """The parameters of sim_node and expert_node: file, then options, then --param pairs."""
-    from dp_ros.bringup import load_params_file, parse_assignments
+def node_arguments(args: argparse.Namespace) -> tuple[list[str], list[str]]:
+    """The ROS arguments of sim_node and expert_node: file, then options, then --param pairs."""
+    from dp_ros.node_params.sim import EXPERT, SIM
 
     params_file = args.params_file or _default_params_file()
-    sim = load_params_file(params_file, "sim_node") if params_file else {}
-    expert = load_params_file(params_file, "expert_node") if params_file else {}
-    for values in (sim, expert):
-        if args.robot_config:
-            values["robot_config"] = args.robot_config
-        if args.seed is not None:
-            values["seed"] = args.seed
-    for name, value in (("time_limit", args.time_limit), ("camera_rate", args.camera_rate),
-                        ("joint_state_rate", args.joint_state_rate)):
-        if value is not None:
-            sim[name] = value
-    if args.auto_reset:
-        sim["auto_reset"] = True
+    sim, expert = SIM.option_values(args), EXPERT.option_values(args)
     if args.publish_clock:
-        sim["publish_clock"] = True
         expert["use_sim_time"] = True
-    if args.side is not None:
-        expert["side"] = args.side
-    if args.start_delay is not None:
-        expert["start_delay"] = args.start_delay
-    if args.no_forward:
-        expert["forward_commands"] = False
-    sim.update(parse_assignments(args.param))
-    expert.update(parse_assignments(args.expert_param))
-    if "task_status_topic" in sim and "task_status_topic" not in parse_assignments(args.expert_param):
-        expert["task_status_topic"] = sim["task_status_topic"]   # the expert listens where the simulator speaks
-    return sim, expert
+    expert_pairs = list(args.expert_param)
+    status_topics = [pair for pair in args.param if pair.partition("=")[0].strip() == "task_status_topic"]
+    if status_topics and not any(p.partition("=")[0].strip() == "task_status_topic" for p in expert_pairs):
+        expert_pairs = status_topics[-1:] + expert_pairs   # the expert listens where the simulator speaks
+    return (SIM.ros_arguments(params_file, sim, args.param),
+            EXPERT.ros_arguments(params_file, expert, expert_pairs))
 
 
 def evaluate(args: argparse.Namespace) -> int:
@@ -134,18 +106,19 @@ def run(args: argparse.Namespace) -> int:
         return evaluate(args)
     import sys
 
-    from dp_ros.bringup import BringupError, parameter_overrides, spin_nodes
+    from dp_ros.bringup import spin_nodes
+    from dp_ros.node_params import ParameterError
     from dp_ros.nodes.expert_node import STARTUP_ERRORS as EXPERT_ERRORS, ExpertNode
     from dp_ros.nodes.sim_node import STARTUP_ERRORS as SIM_ERRORS, SimNode
 
     try:
-        sim_values, expert_values = node_parameters(args)
-    except BringupError as exc:
+        sim_arguments, expert_arguments = node_arguments(args)
+    except ParameterError as exc:
         print(f"dp-ros sim: {exc}", file=sys.stderr)
         return 2
-    factories = [lambda: SimNode(parameter_overrides=parameter_overrides(sim_values))]
+    factories = [lambda: SimNode(cli_args=sim_arguments)]
     if args.expert:
-        factories.append(lambda: ExpertNode(parameter_overrides=parameter_overrides(expert_values)))
+        factories.append(lambda: ExpertNode(cli_args=expert_arguments))
     if args.duration > 0:
         factories.append(lambda: _stop_after(args.duration))
-    return spin_nodes(factories, startup_errors=SIM_ERRORS + EXPERT_ERRORS + (BringupError,))
+    return spin_nodes(factories, startup_errors=SIM_ERRORS + EXPERT_ERRORS)

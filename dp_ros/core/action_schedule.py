@@ -14,7 +14,10 @@ left of the previous one:
 - ``ensemble``: every time step averages all chunks that predicted it, the
   older predictions weighted ``exp(-ensemble_decay * age)`` (ACT's temporal
   ensembling);
-- ``replace``: the new chunk replaces the old plan at once.
+- ``replace``: the new chunk replaces the old plan at once;
+- ``guided``: the new chunk was sampled as a continuation of the plan
+  (dp_ros.core.chunk_guidance), so it takes over from its first on-time action
+  without blending.
 
 Between planned actions the command is interpolated linearly, so commands can
 be sent faster than the policy's step rate. ROS-free and thread-safe.
@@ -26,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRANSITIONS = ("blend", "ensemble", "replace")
+TRANSITIONS = ("blend", "ensemble", "replace", "guided")
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,8 @@ class ActionSchedule:
                 self._set(times, actions, np.ones(times.size))
             elif self.transition == "blend":
                 self._blend(times, actions)
+            elif self.transition == "guided":
+                self._splice(times, actions)
             else:
                 self._ensemble(times, actions)
         return MergeResult(int(times.size), dropped)
@@ -102,9 +107,13 @@ class ActionSchedule:
         for rank, index in enumerate(overlap):
             w_new = (rank + 1) / (len(overlap) + 1)
             merged[index] = (1 - w_new) * old_values[index] + w_new * actions[index]
+        self._splice(times, merged)
+
+    def _splice(self, times: np.ndarray, actions: np.ndarray) -> None:
+        """The old plan up to the new actions' first time, the new actions from then on."""
         keep_old = self._times < times[0] - 1e-9
         self._set(np.concatenate([self._times[keep_old], times]),
-                  np.concatenate([self._actions[keep_old], merged]),
+                  np.concatenate([self._actions[keep_old], actions]),
                   np.ones(int(keep_old.sum()) + times.size))
 
     def _ensemble(self, times: np.ndarray, actions: np.ndarray) -> None:
@@ -155,6 +164,11 @@ class ActionSchedule:
     def remaining_time(self, t: float) -> float:
         with self._lock:
             return float(self._times[-1] - t) if self._times.size else -np.inf
+
+    def plan(self) -> tuple[np.ndarray, np.ndarray]:
+        """Times and actions of the whole plan (with the last action before now, which commands interpolate from)."""
+        with self._lock:
+            return self._times.copy(), self._actions.copy()
 
     def upcoming(self, t: float) -> tuple[np.ndarray, np.ndarray]:
         """Times and actions of the plan strictly after ``t``."""

@@ -5,9 +5,11 @@ it answers with the next safe command (or nothing). Inference runs in a worker
 thread so commands keep flowing while the next chunk is computed: when few
 planned actions remain, the worker samples the observation history at that
 moment, runs the policy, and merges the new chunk into the plan, stamped from
-the observation time. Every command is shaped by the safety filter exactly as it
-will be published (see command_shaping). A watchdog stops commanding while any
-input is stale and resumes when fresh data and a full history return; whenever
+the observation time. With ``transition: guided`` the worker hands the policy
+the current plan and the chunk's expected delay, so the chunk continues the plan
+(dp_ros.core.chunk_guidance). Every command is shaped by the safety filter exactly
+as it will be published (see command_shaping). A watchdog stops commanding while
+any input is stale and resumes when fresh data and a full history return; whenever
 commanding stops (watchdog, stop, reset, fault) one last command brings the arm
 to rest within the limits.
 """
@@ -17,12 +19,14 @@ import enum
 import threading
 import time
 import traceback
+from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
 from dp_ros.core.action_schedule import ActionSchedule
+from dp_ros.core.chunk_guidance import ChunkGuide
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
 from dp_ros.core.safety import SafetyFilter
@@ -41,8 +45,14 @@ class State(enum.IntEnum):
 class ChunkPredictor(Protocol):
     n_obs_steps: int
     n_action_steps: int
+    future_steps: int
+    """Actions a guided chunk holds (from the newest observation's time to the end of the horizon)."""
 
-    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]]) -> np.ndarray: ...
+    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], guide: ChunkGuide | None = None) -> np.ndarray: ...
+
+
+DELAY_WINDOW = 10
+"""Chunks whose measured delay (observation to merge) sets the expected delay of the next one."""
 
 
 @dataclass
@@ -50,9 +60,12 @@ class ControllerConfig:
     """Behaviour of the policy controller (the policy node's parameters of the same names)."""
 
     replan_steps: int = 4
-    """Request the next chunk when this many planned actions or fewer remain."""
-    transition: str = "blend"
-    """How a new chunk joins the old plan: blend, ensemble or replace."""
+    """Request the next chunk when this many planned actions or fewer remain (guided: this many of the
+    chunk's first n_action_steps; the actions after those are a reserve that runs while the next chunk
+    is late)."""
+    transition: str = "guided"
+    """How a new chunk joins the old plan: blend, ensemble, replace or guided (the chunk is sampled as a
+    continuation of the plan, see dp_ros.core.chunk_guidance)."""
     blend_steps: int = 4
     """Actions over which blend moves from the old plan to the new one."""
     blend_max_deviation: float = 0.15
@@ -72,6 +85,14 @@ class ControllerConfig:
     timing_margin: float = 0.02
     """Seconds by which the controller may start a command earlier or later than expected (its update period
     plus the delivery jitter); the first segment keeps that much full-speed motion in reserve."""
+    delay_margin: float = 0.05
+    """guided: seconds added to the expected delay of a chunk (the longest of the last few, from observation to
+    merge); the plan's actions due before then are pinned in the new chunk."""
+    guidance_gradient_steps: int = 2
+    """guided: denoising steps (after the first) that also get RTC's guidance on the predicted clean sample, a
+    vector-Jacobian product through the network costing about two network calls each; 0 = inpainting only."""
+    guidance_max_weight: float = 5.0
+    """guided: largest weight of that guidance (RTC's beta)."""
 
 
 @dataclass
@@ -105,6 +126,12 @@ class PolicyController:
                                           config.watchdog_timeout or self.default_watchdog_timeout(robot))
         self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
                                        config.late_margin, config.blend_max_deviation)
+        self._guided = config.transition == "guided"
+        # guided: the next chunk is requested when replan_steps of the committed actions remain; the
+        # reserve after them keeps the plan going while it is computed
+        reserve = predictor.future_steps - predictor.n_action_steps if self._guided else 0
+        self._replan_threshold = config.replan_steps + reserve
+        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
         self.command_type = command_type or robot.command.type
         self.trajectory_mode = trajectory_mode or robot.command.trajectory_mode
@@ -235,7 +262,7 @@ class PolicyController:
                     return None
                 if self._stale:
                     self._stale = False
-            if self.schedule.remaining(now) <= self.config.replan_steps and not self._inflight:
+            if self.schedule.remaining(now) <= self._replan_threshold and not self._inflight:
                 self._inflight = True
                 self._request.set()
             command = self._plan_command(now)
@@ -297,7 +324,11 @@ class PolicyController:
                 continue
             started = time.perf_counter()
             try:
-                actions = np.asarray(self.predictor.predict_chunk(history.observations), dtype=np.float64)
+                if self._guided:
+                    prediction = self.predictor.predict_chunk(history.observations, guide=self._guide(obs_time))
+                else:
+                    prediction = self.predictor.predict_chunk(history.observations)
+                actions = np.asarray(prediction, dtype=np.float64)
             except Exception as exc:  # noqa: BLE001 - any inference failure must stop commanding, not crash
                 self.stats.inference_errors += 1
                 self.log("error", traceback.format_exc())
@@ -316,9 +347,28 @@ class PolicyController:
                     self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
                     self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")
                     continue
-                result = self.schedule.add_chunk(history.times[-1], actions, now=self.clock())
+                merged_at = self.clock()
+                result = self.schedule.add_chunk(history.times[-1], actions, now=merged_at)
+                self._delays.append(merged_at - history.times[-1])
                 self.stats.chunks_produced += 1
                 self.stats.actions_dropped_late += result.dropped_late
+
+    @property
+    def inference_pending(self) -> bool:
+        """A chunk has been requested and is neither merged nor given up yet."""
+        return self._inflight
+
+    def expected_delay(self) -> float:
+        """Seconds from a chunk's observation to its merge, as the next chunk should expect them."""
+        return (max(self._delays) if self._delays else 0.0) + self.config.delay_margin
+
+    def _guide(self, obs_time: float) -> ChunkGuide:
+        """The plan as the chunk for an observation at ``obs_time`` should continue it."""
+        times, actions = self.schedule.plan()
+        period = self.robot.control_period
+        return ChunkGuide(steps=(times - obs_time) / period, actions=actions, delay=self.expected_delay() / period,
+                          gradient_steps=self.config.guidance_gradient_steps,
+                          max_weight=self.config.guidance_max_weight)
 
     def queue_depth(self, now: float) -> int:
         return self.schedule.remaining(now)

@@ -16,6 +16,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
 from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
@@ -215,18 +216,28 @@ class PolicyRuntime:
             batch[key] = torch.from_numpy(frames).permute(0, 3, 1, 2)[None].float().div_(255.0)
         return batch
 
+    @property
+    def future_steps(self) -> int:
+        """Actions of the horizon from the newest observation's time on (what a guided chunk returns)."""
+        return self.horizon - self.n_obs_steps + 1
+
     @torch.inference_mode()
-    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], noise: torch.Tensor | None = None) -> np.ndarray:
-        """(n_action_steps, action_dim) actions, the first for the time of the newest observation."""
-        return self.predict_from_batch(self.history_to_batch(history), noise=noise)[0]
+    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], noise: torch.Tensor | None = None,
+                      guide: ChunkGuide | None = None) -> np.ndarray:
+        """(n_action_steps, action_dim) actions, the first for the time of the newest observation.
+
+        With a ``guide`` the chunk continues its plan (dp_ros.core.chunk_guidance) and holds all
+        ``future_steps`` actions of the horizon; an empty guide changes nothing but that length.
+        """
+        return self.predict_from_batch(self.history_to_batch(history), noise=noise, guide=guide)[0]
 
     @torch.inference_mode()
     def predict_from_batch(self, batch: dict[str, Any], noise: torch.Tensor | None = None,
-                           return_denoising: bool = False):
+                           return_denoising: bool = False, guide: ChunkGuide | None = None):
         """Actions for a batch of stacked histories (as LeRobotDataset yields with delta_timestamps).
 
-        Returns (B, n_action_steps, action_dim) unnormalised actions; with
-        ``return_denoising`` also a list over denoising steps of the whole
+        Returns (B, n_action_steps, action_dim) unnormalised actions (``future_steps`` of them with a
+        ``guide``); with ``return_denoising`` also a list over denoising steps of the whole
         (B, horizon, action_dim) trajectory, unnormalised, starting with the noise.
         """
         from lerobot.utils.constants import OBS_IMAGES
@@ -234,6 +245,12 @@ class PolicyRuntime:
         timing = ChunkTiming()
         start = time.perf_counter()
         inputs = {k: v for k, v in batch.items() if k == STATE_FEATURE or k in self.image_keys}
+        weights = None
+        if guide is not None and not guide.is_empty:
+            # the plan joins the observation in LeRobot's preprocessor, which normalises it as it
+            # normalised the training actions
+            targets, weights = guide.on_horizon(self.horizon, self.n_obs_steps)
+            inputs[ACTION_FEATURE] = torch.from_numpy(targets).to(torch.float32)[None]
         processed = self.preprocessor(inputs)
         state = processed[STATE_FEATURE]
         if state.ndim != 3 or state.shape[1] != self.n_obs_steps:
@@ -256,11 +273,17 @@ class PolicyRuntime:
             noise = noise.to(self.device, global_cond.dtype)
         steps: list[torch.Tensor] = [noise.clone()] if return_denoising else []
         on_step = (lambda i, sample: steps.append(sample.clone())) if return_denoising else None
-        trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step)
+        guidance = None
+        if weights is not None:
+            clip = self.config.clip_sample_range if self.config.clip_sample else None
+            guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
+                                        guide.gradient_steps, guide.max_weight, clip)
+        trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
         t3 = time.perf_counter()
         timing.denoise = t3 - t2
         first = self.n_obs_steps - 1
-        actions = self._unnormalise(trajectory[:, first:first + self.n_action_steps])
+        count = self.future_steps if guide is not None else self.n_action_steps
+        actions = self._unnormalise(trajectory[:, first:first + count])
         timing.postprocess = time.perf_counter() - t3
         self.last_timing = timing
         if return_denoising:

@@ -81,11 +81,18 @@ class Denoiser:
         self.num_inference_steps = num_inference_steps
         self._step_takes_generator = "generator" in inspect.signature(scheduler.step).parameters
 
+    @property
+    def alphas_cumprod(self) -> torch.Tensor:
+        """The training schedule's cumulative signal fraction per timestep (what a sample at t is noised with)."""
+        return self.scheduler.alphas_cumprod
+
     def __call__(self, noise: torch.Tensor, global_cond: torch.Tensor, generator: torch.Generator | None = None,
-                 on_step: Callable[[int, torch.Tensor], None] | None = None) -> torch.Tensor:
+                 on_step: Callable[[int, torch.Tensor], None] | None = None, guidance=None) -> torch.Tensor:
         """Denoise ``noise`` (B, horizon, action_dim) conditioned on ``global_cond``.
 
-        ``on_step(i, sample)`` sees the sample after each of the steps (for plots).
+        ``on_step(i, sample)`` sees the sample after each of the steps (for plots). ``guidance`` (see
+        dp_ros.core.chunk_guidance) conditions the sample on known actions before every network call and
+        after the last step.
         """
         self.scheduler.set_timesteps(self.num_inference_steps, device=noise.device)
         sample = noise
@@ -93,8 +100,12 @@ class Denoiser:
         timestep = torch.empty(noise.shape[0], dtype=torch.long, device=noise.device)
         for i, t in enumerate(self.scheduler.timesteps):
             timestep.fill_(int(t))
-            model_output = self.unet(sample, timestep, global_cond=global_cond)
+            if guidance is None:
+                model_output = self.unet(sample, timestep, global_cond=global_cond)
+            else:
+                sample = guidance.before_model(sample, int(t))
+                model_output = guidance.model_output(i, self.unet, sample, timestep, global_cond)
             sample = self.scheduler.step(model_output, t, sample, **extra).prev_sample
             if on_step is not None:
                 on_step(i, sample)
-        return sample
+        return sample if guidance is None else guidance.finish(sample)

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from dp_ros.lerobot_compat import abandon_dataset, encoder_frame_queues
 from dp_ros.robot_interface import RobotInterface
 
 JOURNAL = ".dp_ros_journal"
@@ -273,10 +274,9 @@ class EpisodeWriter:
         LeRobot's streaming encoder drops a frame (with a warning) when its queue
         stays full for 0.1 s, which would leave the video shorter than the data.
         Waiting here makes a fast producer (the bag converter) wait for the
-        encoder instead. LeRobot exposes no public handle on the queues.
+        encoder instead.
         """
-        encoder = getattr(self._dataset.writer, "_streaming_encoder", None)
-        queues = list(getattr(encoder, "_frame_queues", {}).values())
+        queues = encoder_frame_queues(self._dataset)
         deadline = time.monotonic() + patience
         while queues and any(q.full() for q in queues) and time.monotonic() < deadline:
             time.sleep(0.002)
@@ -300,7 +300,7 @@ class EpisodeWriter:
             with open(self.root / EPISODE_LOG, "a") as log:
                 log.write(json.dumps(line) + "\n")
         except BaseException as exc:
-            self._abandon()
+            abandon_dataset(self._dataset)
             recover_interrupted_save(self.root)
             self._dataset = None
             if isinstance(exc, Exception):
@@ -312,18 +312,6 @@ class EpisodeWriter:
         self._episodes_saved += 1
         self._frames_saved += frames
         return SavedEpisode(index=index, frames=frames)
-
-    def _abandon(self) -> None:
-        writer = self._dataset.writer
-        if writer is not None:
-            writer.stop_image_writer()
-            writer.close_writer()
-            writer._finalized = True  # nothing more may be flushed from this half-saved state
-        meta = self._dataset.meta
-        meta._metadata_buffer = []
-        meta._close_writer()
-        meta._finalized = True
-        self._dataset._is_finalized = True
 
     def close(self) -> None:
         """Drop an unsaved episode and release the dataset (saved episodes are already complete)."""

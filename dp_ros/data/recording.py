@@ -27,6 +27,7 @@ from typing import Any, Callable
 import numpy as np
 
 from dp_ros.data.dataset_writer import DatasetWriterError, EpisodeWriter, disk_bytes
+from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.data.frame_sync import FrameSync, Gap, describe_causes
 from dp_ros.robot_interface import ACTION_FEATURE, ACTION_SOURCES, STATE_FEATURE, RobotInterface
 
@@ -125,7 +126,7 @@ class RecordingSession:
         self._parts = 0
         self._dropped = 0
         self._pending: tuple[float, dict[str, np.ndarray]] | None = None
-        self._last_warning: dict[frozenset, float] = {}
+        self._warnings = LogThrottle(WARNING_INTERVAL)
         self._jobs: queue.Queue = queue.Queue()
         self._worker = threading.Thread(target=self._work, name="dataset-writer", daemon=True)
         self._worker.start()
@@ -295,10 +296,7 @@ class RecordingSession:
             return
         split = self._in_part
         saved = self._close_part()
-        key = frozenset(causes)
-        wall = time.monotonic()
-        if split or wall - self._last_warning.get(key, -1e9) >= WARNING_INTERVAL:
-            self._last_warning[key] = wall
+        if self._warnings.ready(frozenset(causes)) or split:
             what = f"split after {saved or 'a part too short to keep'}" if split else "waiting for usable inputs"
             self.log("warn", f"frame at {t:.3f} s unusable ({describe_causes(causes)}; max_input_age "
                              f"{self.settings.max_input_age * 1000:.0f} ms): {what}; {self._dropped} unusable "

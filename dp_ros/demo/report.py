@@ -48,8 +48,11 @@ def write_report(output: Path, settings, recording: RecordingResult, results: li
               "recording": vars(recording), "episodes": results_to_json(results)}
     (output / "report.json").write_text(json.dumps(report, indent=2))
     text = format_summary(summary, timings, recording, conditions)
+    transitions = output / "transitions.md"  # written by benchmarks/bench_transitions.py on this checkpoint
+    benchmark = ("\n## Chunk transitions (benchmarks/bench_transitions.py)\n\n" + transitions.read_text()
+                 if transitions.is_file() else "")
     (output / "report.md").write_text("# dp_ros demo report\n\n```\n" + text + "\n```\n\n"
-                                      + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n")
+                                      + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n" + benchmark)
     return output / "report.md", plots
 
 

@@ -27,7 +27,8 @@ from dp_ros.bringup import run_node
 from dp_ros.conversions.commands import command_message, command_message_class
 from dp_ros.conversions.joint_state import JointOrder, JointStateError, make_joint_state
 from dp_ros.core.time_alignment import stamp_to_seconds
-from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
+from dp_ros.node_params.sim import EXPERT
+from dp_ros.nodes.node_tools import declare_parameters, publish_while_up, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import TaskStatus
 
@@ -35,27 +36,13 @@ from dp_ros.sim.demonstrator import Demonstrator
 from dp_ros.sim.expert import ExpertConfig, ScriptedExpert
 from dp_ros.sim.kinematics import scene_geometry
 
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
-    "seed": (-1, "seed of the random left/right choices; -1 = random"),
-    "side": ("random", "which way around the pillar: random (per episode), alternate, left or right"),
-    "start_on_reset": (True, "start a demonstration by itself after each reset of the simulator"),
-    "start_delay": (0.3, "seconds between the reset and the start of the motion"),
-    "duration": (2.5, "seconds the motion from the start pose to the target takes"),
-    "forward_commands": (True, "also send the targets as commands on the robot's command topic (teleop bridge)"),
-    "publish_rate": (0.0, "leader JointState messages per second; 0 = the robot interface's command_rate"),
-    "leader_topic": ("", "topic of the leader JointState; empty = the robot interface's action.topic"),
-    "task_status_topic": ("/task_status", "the simulator's dp_ros_msgs/TaskStatus topic"),
-}
 STARTUP_ERRORS = (RobotInterfaceError, ValueError, FileNotFoundError)
 
 
 class ExpertNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("expert_node", **node_kwargs)
-        p = declare_parameters(self, PARAMETERS)
-        if not p["duration"] > 0:
-            raise ValueError("parameter duration must be positive")
+        p = declare_parameters(self, EXPERT)
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         expert = ScriptedExpert(scene_geometry(), ExpertConfig(duration=float(p["duration"])),
                                 seed=p["seed"] if p["seed"] >= 0 else None)
@@ -72,7 +59,7 @@ class ExpertNode(Node):
                              if p["forward_commands"] else None)
         self.create_subscription(JointState, self.robot.joint_state_topic, self._on_joint_state, reliable)
         self.create_subscription(TaskStatus, p["task_status_topic"], self._on_status, reliable)
-        self.create_service(Trigger, "~/start", self._on_start)
+        self.create_service(Trigger, "~/start", trigger_service(self.start_demonstration))
         self.create_timer(self.period, self._on_timer)
         self.get_logger().info(
             f"expert ready: waiting for {p['task_status_topic']} and {self.robot.joint_state_topic}; leader "
@@ -105,15 +92,6 @@ class ExpertNode(Node):
         message = self.demonstrator.start(self._now())
         self.get_logger().info(message)
         return message
-
-    def _on_start(self, request, response):
-        try:
-            response.message = self.start_demonstration()
-            response.success = True
-        except Exception as exc:  # noqa: BLE001 - answered to the caller
-            response.success = False
-            response.message = str(exc)
-        return response
 
     def _on_timer(self) -> None:
         now = self._now()

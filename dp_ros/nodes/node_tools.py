@@ -1,49 +1,44 @@
-"""Small helpers shared by the simulator's nodes.
+"""Small helpers shared by dp_ros's nodes.
 
-:func:`declare_parameters`: launch files and YAML often give ``15`` where a
-node expects ``15.0``, which rclpy refuses with a type error; here parameters
-are declared with dynamic typing and each value is converted to its default's
-type, or refused with a message naming the parameter.
+:func:`declare_parameters`: a node's parameters as its declaration
+(``dp_ros.node_params``) lists them. Launch files and YAML often give ``15``
+where a node expects ``15.0``, which rclpy refuses with a type error; here
+parameters are declared with dynamic typing and each value is converted to its
+default's type and checked, or refused with a message naming the parameter.
 
 :func:`publish_while_up`: publishing from a thread or timer while Ctrl-C shuts
 ROS down raises; once the context is closing, a message is dropped quietly.
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable
 
 from rcl_interfaces.msg import ParameterDescriptor
 
-
-def _convert(name: str, value: Any, default: Any) -> Any:
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.lower() in ("true", "false"):
-            return value.lower() == "true"
-        raise ValueError(f"parameter {name} must be true or false, got {value!r}")
-    if isinstance(default, int):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or float(value) != int(value):
-            raise ValueError(f"parameter {name} must be a whole number, got {value!r}")
-        return int(value)
-    if isinstance(default, float):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"parameter {name} must be a number, got {value!r}")
-        return float(value)
-    if isinstance(default, str):
-        if not isinstance(value, str):
-            raise ValueError(f"parameter {name} must be a string, got {value!r}")
-        return value
-    return value
+from dp_ros.node_params import NodeParameters
 
 
-def declare_parameters(node, table: Mapping[str, tuple[Any, str]]) -> dict[str, Any]:
-    """Declare ``name -> (default, description)`` on ``node``; returns the values, converted to the defaults' types."""
-    values = {}
-    for name, (default, description) in table.items():
-        node.declare_parameter(name, default, ParameterDescriptor(description=description, dynamic_typing=True))
-        values[name] = _convert(name, node.get_parameter(name).value, default)
-    return values
+def declare_parameters(node, declaration: NodeParameters) -> dict[str, Any]:
+    """Declare ``declaration``'s parameters on ``node``; returns their values, converted and checked."""
+    for param in declaration:
+        default = list(param.default) if isinstance(param.default, tuple) else param.default
+        node.declare_parameter(param.name, default,
+                               ParameterDescriptor(description=param.description, dynamic_typing=True))
+    return declaration.convert({param.name: node.get_parameter(param.name).value for param in declaration})
+
+
+def trigger_service(action: Callable[[], str | tuple[bool, str]], failure: str = ""):
+    """A std_srvs/Trigger callback running ``action``: a message (success), ``(success, message)``, or an
+    exception (answered as a failure, ``failure`` before its text) - a service never crashes its node."""
+    def answer(request, response):
+        try:
+            result = action()
+        except Exception as exc:  # noqa: BLE001 - answered to the caller
+            response.success, response.message = False, f"{failure}{exc}"
+            return response
+        response.success, response.message = result if isinstance(result, tuple) else (True, result)
+        return response
+    return answer
 
 
 def publish_while_up(node, publisher, msg) -> None:

@@ -12,7 +12,7 @@ import os
 import sys
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
@@ -44,7 +44,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "n_action_steps": (0, "actions used from each chunk; 0 = the checkpoint's"),
     "seed": (-1, "seed of the sampler's noise; -1 = random"),
     "replan_steps": (-1, "request the next chunk when this many planned actions remain; -1 = n_action_steps // 2"),
-    "transition": ("blend", "how a new chunk joins the old plan: blend, ensemble or replace"),
+    "transition": ("guided", "how a new chunk joins the old plan: blend, ensemble, replace or guided (sampled as a "
+                            "continuation of the plan)"),
     "blend_steps": (4, "blend: actions over which the plan moves from the old chunk to the new one"),
     "blend_max_deviation": (0.15, "blend: chunks differing from the plan by more than this (rad) are another solution "
                                   "of a multimodal task and replace it instead of being averaged with it"),
@@ -59,6 +60,11 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "timing_margin": (0.02, "seconds by which the controller may start a command earlier or later than expected (its "
                             "update period plus delivery jitter); the first segment keeps that much full-speed motion "
                             "in reserve"),
+    "delay_margin": (0.05, "guided: seconds added to the measured chunk delay; the plan's actions due before then "
+                           "are pinned in the new chunk"),
+    "guidance_gradient_steps": (2, "guided: denoising steps (after the first) that also get RTC's guidance on the "
+                                   "predicted clean sample (about 2 network calls each); 0 = inpainting only"),
+    "guidance_max_weight": (5.0, "guided: largest weight of the clean-sample guidance (RTC's beta)"),
     "autostart": (True, "command the robot as soon as warm-up is done; otherwise wait for ~/start"),
     "warmup_runs": (2, "inference runs before reporting ready, so the first real chunk is not slow"),
     "stamp_source": ("header", "time of a sensor message: header (its stamp) or receive (arrival time)"),
@@ -70,6 +76,14 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "command_type": ("", "override the robot interface's command.type: joint_trajectory, float64_multi_array, joint_state"),
     "trajectory_mode": ("", "override the robot interface's command.trajectory_mode: chunk or single_point"),
 }
+
+
+def controller_config(params: dict, n_action_steps: int) -> ControllerConfig:
+    """The controller's behaviour from the node's parameters (ControllerConfig's fields share their names)."""
+    values = {f.name: params[f.name] for f in fields(ControllerConfig)}
+    if values["replan_steps"] < 0:
+        values["replan_steps"] = max(1, n_action_steps // 2)
+    return ControllerConfig(**values)
 
 
 @dataclass
@@ -110,12 +124,7 @@ class PolicyNode(Node):
 
         self.command_type = p["command_type"] or self.robot.command.type
         self.trajectory_mode = p["trajectory_mode"] or self.robot.command.trajectory_mode
-        replan = p["replan_steps"] if p["replan_steps"] >= 0 else max(1, self.runtime.n_action_steps // 2)
-        config = ControllerConfig(replan_steps=replan, transition=p["transition"], blend_steps=p["blend_steps"],
-                                  ensemble_decay=p["ensemble_decay"], watchdog_timeout=p["watchdog_timeout"],
-                                  blend_max_deviation=p["blend_max_deviation"],
-                                  velocity_scale=p["velocity_scale"], late_margin=p["late_margin"],
-                                  trajectory_lead_time=p["trajectory_lead_time"], timing_margin=p["timing_margin"])
+        config = controller_config(p, self.runtime.n_action_steps)
         self.controller = PolicyController(self.robot, self.runtime, config, clock=self._now, log=self._log,
                                            command_type=self.command_type, trajectory_mode=self.trajectory_mode)
         self.joint_order = JointOrder(self.robot.joint_names)

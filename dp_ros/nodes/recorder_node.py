@@ -15,11 +15,9 @@ continues the same dataset.
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import rclpy
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from std_srvs.srv import Trigger
@@ -27,30 +25,15 @@ from std_srvs.srv import Trigger
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
+from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.data.dataset_writer import DatasetWriterError
 from dp_ros.data.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
+from dp_ros.node_params.recorder import RECORDER
+from dp_ros.nodes.node_tools import declare_parameters, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import RecorderStatus as RecorderStatusMsg
 
-# name -> (default, description); config/recorder.yaml lists the same with comments.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
-    "dataset_root": ("~/dp_ros_data/demonstrations",
-                     "LeRobot dataset folder; a dataset already there is continued (same robot interface needed)"),
-    "repo_id": ("local/demonstrations", "LeRobot repo_id recorded in a new dataset (a label for local datasets)"),
-    "task": ("demonstration", "task description stored with every frame"),
-    "action_source": ("", "leader, command or next_state; empty = the robot interface's action.source"),
-    "action_topic": ("", "topic of the leader JointState or of the commands; empty = the robot interface's"),
-    "max_input_age": (0.2, "seconds: a frame whose newest joint state, camera frame or action is older is unusable"),
-    "on_stale": ("split", "an unusable frame inside an episode: split (save the frames so far as an episode, start "
-                          "the next one at the next usable frame; time is never compressed) or discard (the episode)"),
-    "min_frames": (10, "an episode, or a part of a split one, with fewer frames is not saved"),
-    "max_episode_seconds": (0.0, "an episode is stopped and saved after this many seconds; 0 = no limit"),
-    "time_source": ("receive", "receive (this node's clock on arrival) or header (the messages' header stamps)"),
-    "input_reliability": ("best_effort", "QoS of the subscriptions: best_effort (matches any publisher) or reliable"),
-    "status_rate": (2.0, "RecorderStatus messages per second on ~/status (and one after every service call)"),
-}
 WARNING_INTERVAL = 5.0
 STARTUP_ERRORS = (RobotInterfaceError, DatasetWriterError, ValueError, FileNotFoundError)
 
@@ -70,13 +53,7 @@ def recorder_status_msg(status: RecorderStatus, stamp=None) -> RecorderStatusMsg
 class RecorderNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("recorder_node", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            self.declare_parameter(name, default, ParameterDescriptor(description=description))
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
-        if p["time_source"] not in ("receive", "header"):
-            raise ValueError(f"time_source must be receive or header, got {p['time_source']!r}")
-        if p["input_reliability"] not in ("best_effort", "reliable"):
-            raise ValueError(f"input_reliability must be best_effort or reliable, got {p['input_reliability']!r}")
+        p = declare_parameters(self, RECORDER)
         self.use_header = p["time_source"] == "header"
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         settings = RecorderSettings(
@@ -86,7 +63,7 @@ class RecorderNode(Node):
             max_episode_seconds=float(p["max_episode_seconds"]), repo_id=str(p["repo_id"]))
         self.session = RecordingSession(self.robot, settings, log=self._log)
         self.order = JointOrder(self.robot.joint_names)
-        self._last_warning: dict[str, float] = {}
+        self._warnings = LogThrottle(WARNING_INTERVAL)
 
         qos = qos_profile_sensor_data
         if p["input_reliability"] == "reliable":
@@ -112,9 +89,9 @@ class RecorderNode(Node):
         status_qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE,
                                 durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status_pub = self.create_publisher(RecorderStatus, "~/status", status_qos)
-        self.create_service(Trigger, "~/start_episode", self._on_start)
-        self.create_service(Trigger, "~/stop_episode", self._on_stop)
-        self.create_service(Trigger, "~/discard_episode", self._on_discard)
+        self.create_service(Trigger, "~/start_episode", trigger_service(self.start_episode))
+        self.create_service(Trigger, "~/stop_episode", trigger_service(self.stop_episode))
+        self.create_service(Trigger, "~/discard_episode", trigger_service(self.discard_episode))
         self.create_timer(0.5 / self.robot.fps, self._on_tick)
         self.create_timer(1.0 / max(0.1, float(p["status_rate"])), self._publish_status)
         self._publish_status()
@@ -160,9 +137,7 @@ class RecorderNode(Node):
             self._bad_input("commands", exc)
 
     def _bad_input(self, topic: str, exc: Exception) -> None:
-        now = time.monotonic()
-        if now - self._last_warning.get(topic, -1e9) >= WARNING_INTERVAL:
-            self._last_warning[topic] = now
+        if self._warnings.ready(topic):
             self.get_logger().warning(f"ignoring a message on {topic}: {exc}")
 
     # --- timers and services ---------------------------------------------------------------
@@ -173,20 +148,30 @@ class RecorderNode(Node):
         if rclpy.ok(context=self.context):
             self.status_pub.publish(recorder_status_msg(self.session.status(), self.get_clock().now().to_msg()))
 
-    def _answer(self, response, result: tuple[bool, str]):
-        response.success, response.message = result
-        self._publish_status()
-        return response
+    # --- episodes: the services and the keyboard of dp-ros record ----------------------------
+    def start_episode(self) -> tuple[bool, str]:
+        return self._report(self.session.start_episode(self._now()))
 
-    def _on_start(self, request, response):
-        return self._answer(response, self.session.start_episode(self._now()))
-
-    def _on_stop(self, request, response):
+    def stop_episode(self) -> tuple[bool, str]:
+        """Stop the episode and save it."""
         self.session.tick(self._now())
-        return self._answer(response, self.session.stop_episode())
+        return self._report(self.session.stop_episode())
 
-    def _on_discard(self, request, response):
-        return self._answer(response, self.session.discard_episode())
+    def discard_episode(self) -> tuple[bool, str]:
+        return self._report(self.session.discard_episode())
+
+    def toggle_episode(self) -> tuple[bool, str]:
+        """Start an episode, or stop and save the one being recorded."""
+        return self.stop_episode() if self.session.status().state == "recording" else self.start_episode()
+
+    @property
+    def closed(self) -> bool:
+        """True once the node is destroyed (its dataset released)."""
+        return self.session is None
+
+    def _report(self, result: tuple[bool, str]) -> tuple[bool, str]:
+        self._publish_status()
+        return result
 
     def _log(self, level: str, message: str) -> None:
         # one call site per severity: rclpy refuses a call site whose severity changes
@@ -208,8 +193,6 @@ class RecorderNode(Node):
 def main(args=None) -> int:
     from dp_ros.bringup import run_node
 
-    # The dataset writer thread runs long Python stretches (LeRobot's metadata); a
-    # short switch interval keeps the subscription callbacks and the frame timer prompt.
     return run_node(RecorderNode, "recorder_node", STARTUP_ERRORS, args)
 
 

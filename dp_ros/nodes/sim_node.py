@@ -37,7 +37,8 @@ from dp_ros.bringup import run_node
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import rgb_to_compressed_msg, rgb_to_image_msg
 from dp_ros.conversions.joint_state import JointOrder
-from dp_ros.nodes.node_tools import declare_parameters, publish_while_up
+from dp_ros.node_params.sim import SIM
+from dp_ros.nodes.node_tools import declare_parameters, publish_while_up, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 from dp_ros_msgs.msg import TaskStatus
 
@@ -47,20 +48,6 @@ from dp_ros.sim.camera_stream import CameraStream
 from dp_ros.sim.rendering import RenderingUnavailable
 from dp_ros.sim.task import TaskConfig
 
-# name -> (default, description); config/sim.yaml documents the same names.
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "robot_config": ("", "robot interface YAML; empty = dp_ros's config/robot.yaml"),
-    "seed": (-1, "seed of the sequence of task instances (one per reset); -1 = random"),
-    "joint_state_rate": (100.0, "JointState messages per second (simulated time)"),
-    "camera_rate": (15.0, "frames per second of each camera; 0 = no cameras"),
-    "status_rate": (10.0, "TaskStatus messages per second"),
-    "task_status_topic": ("/task_status", "topic of dp_ros_msgs/TaskStatus"),
-    "publish_clock": (False, "publish /clock and stamp everything in simulated time (for use_sim_time users)"),
-    "time_limit": (8.0, "seconds after a reset within which reaching the target counts as success"),
-    "auto_reset": (False, "start a new episode by itself after success or the time limit"),
-    "auto_reset_delay": (1.0, "seconds to wait after success or the time limit before an automatic reset"),
-    "max_lag": (0.1, "seconds the physics may fall behind the wall clock before it skips ahead"),
-}
 STARTUP_ERRORS = (RobotInterfaceError, SimConfigurationError, RenderingUnavailable, ValueError, FileNotFoundError)
 # Trajectories stamped further than this from the simulator's clock are started on receipt.
 MAX_STAMP_OFFSET = 10.0
@@ -74,12 +61,7 @@ def _time_msg(seconds: float) -> Time:
 class SimNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("sim_node", **node_kwargs)
-        p = declare_parameters(self, PARAMETERS)
-        for rate in ("joint_state_rate", "status_rate"):
-            if not p[rate] > 0:
-                raise ValueError(f"parameter {rate} must be positive, got {p[rate]}")
-        if p["camera_rate"] < 0:
-            raise ValueError(f"parameter camera_rate must be >= 0, got {p['camera_rate']}")
+        p = declare_parameters(self, SIM)
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         self._seeds = random.Random(p["seed"] if p["seed"] >= 0 else None)
         self.env = SimEnvironment(self.robot, TaskConfig(time_limit=float(p["time_limit"])), seed=self._next_seed())
@@ -104,7 +86,7 @@ class SimNode(Node):
                     depth=5, reliability=QoSReliabilityPolicy.RELIABLE))
         self.create_subscription(command_message_class(self.robot.command.type), self.robot.command.topic,
                                  self._on_command, reliable)
-        self.create_service(Trigger, "~/reset", self._on_reset)
+        self.create_service(Trigger, "~/reset", trigger_service(self.reset_episode, failure="reset failed: "))
 
         self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
                                       clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]),
@@ -208,15 +190,6 @@ class SimNode(Node):
                    f"({task.target[0]:.3f}, {task.target[1]:.3f}) m")
         self.get_logger().info(f"reset: {message}")
         return message
-
-    def _on_reset(self, request, response):
-        try:
-            response.message = self.reset_episode()
-            response.success = True
-        except Exception as exc:  # noqa: BLE001 - answered to the caller
-            response.success = False
-            response.message = f"reset failed: {exc}"
-        return response
 
     def _publish_status(self, state: SimState) -> None:
         status, commands = state.status, self.env.commands

@@ -36,8 +36,13 @@ class RealTimeSimulation:
 
     def __init__(self, env: SimEnvironment, state_rate: float = 100.0,
                  on_state: Callable[[SimState], None] | None = None, clock: str = "wall", max_lag: float = 0.1,
-                 logger=None):
-        """``logger``: anything with ``warning`` and ``error`` methods (a logging.Logger or an rclpy logger)."""
+                 logger=None, monotonic: Callable[[], float] = time.monotonic,
+                 wall_time: Callable[[], float] = time.time, sleep: Callable[[float], None] | None = None):
+        """``logger``: anything with ``warning`` and ``error`` methods (a logging.Logger or an rclpy logger).
+
+        ``monotonic``, ``wall_time`` and ``sleep`` are the clocks the physics follows and how it waits for
+        them (default: the machine's; a test gives its own to run time exactly).
+        """
         if clock not in CLOCKS:
             raise ValueError(f"clock must be one of {CLOCKS}, got {clock!r}")
         if state_rate <= 0:
@@ -55,8 +60,10 @@ class RealTimeSimulation:
         self._calls: queue.SimpleQueue = queue.SimpleQueue()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._epoch = time.time() - env.time
-        self._mono_start, self._sim_start = time.monotonic(), env.time
+        self._monotonic, self._wall_time = monotonic, wall_time
+        self._sleep = sleep or self._stop.wait
+        self._epoch = wall_time() - env.time
+        self._mono_start, self._sim_start = monotonic(), env.time
         self._latest = env.snapshot()
 
     # --- time ------------------------------------------------------------------------
@@ -66,7 +73,7 @@ class RealTimeSimulation:
 
     def now(self) -> float:
         """The simulated time it is now by the wall clock (the physics may still be catching up to it)."""
-        return self._sim_start + (time.monotonic() - self._mono_start)
+        return self._sim_start + (self._monotonic() - self._mono_start)
 
     def sim_time_of(self, stamp: float) -> float:
         """The simulated time a stamp (seconds, this simulation's clock) stands for."""
@@ -137,7 +144,7 @@ class RealTimeSimulation:
             self.logger.error(f"state listener failed: {traceback.format_exc()}")
 
     def _report_resync(self, lag: float) -> None:
-        now = time.monotonic()
+        now = self._monotonic()
         if now - self._last_resync_report < 5.0:
             return
         count = self.resyncs - self._resyncs_reported
@@ -149,8 +156,8 @@ class RealTimeSimulation:
     def _loop(self) -> None:
         env = self.env
         step = env.timestep
-        self._mono_start, self._sim_start = time.monotonic(), env.time
-        self._epoch = time.time() - env.time
+        self._mono_start, self._sim_start = self._monotonic(), env.time
+        self._epoch = self._wall_time() - env.time
         next_state = env.time + step  # the first state comes with the first step
         while not self._stop.is_set():
             self._run_calls()
@@ -178,4 +185,4 @@ class RealTimeSimulation:
             self._latest = env.snapshot()
             wait = env.time + step - self.now()
             if wait > 0:
-                self._stop.wait(wait)
+                self._sleep(wait)

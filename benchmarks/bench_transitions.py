@@ -1,0 +1,249 @@
+"""Closed-loop benchmark of the policy node's chunk transitions on the simulated arm.
+
+Each cell is one transition configuration (policy_node parameters over the node's
+defaults) with one added delivery delay (every chunk arrives that much later than
+its measured compute time, as with a slower model or computer: a benchmark-only
+setting), run on the unseen task instances `dp-ros demo` evaluates with
+``--seed <run>``, the same instances for every configuration. The policy controller
+and the simulator run in one process in simulated time (benchmarks/closed_loop.py):
+the delays are the measured ones, whatever else the machine runs. Reported per cell:
+
+- success per run, collisions, time to success, the sides of the pillar taken;
+- inference compute time, actions dropped as late, plan run-outs (queue underruns);
+- smoothness at chunk boundaries: the largest joint acceleration and jerk of the
+  commands within +-2 policy steps of a chunk's arrival, against the same elsewhere
+  (median over episodes of each episode's largest);
+- per-chunk inference cost of the guided transition against the same sampler
+  without it, alternating, on a real observation of the simulator.
+
+Results go to ``<demo>/transitions.json`` and ``transitions.md``; an interrupted run
+continues where it stopped.
+
+Usage (after `dp-ros demo`):
+  .venv/bin/python benchmarks/bench_transitions.py [--runs 3] [--episodes 20] [--delays 0 0.15 0.3]
+      [--config transition=blend --config transition=replace,replan_steps=3 --config defaults ...]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from closed_loop import ClosedLoop, evaluation_seeds  # noqa: E402
+
+DEMO_DIR = Path("outputs/demo")
+DEFAULT_CONFIGS = ("transition=blend", "transition=ensemble", "transition=replace,replan_steps=3",
+                   "transition=guided")
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--demo", default=str(DEMO_DIR), help="output folder of `dp-ros demo` (its checkpoint)")
+    parser.add_argument("--config", action="append", default=None,
+                        help="policy_node parameters of one configuration over the node's defaults, comma-separated "
+                             "name=value (repeatable; 'defaults' = the node's defaults; default: blend, ensemble, "
+                             "replace with replan_steps=3, guided)")
+    parser.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.15, 0.3],
+                        help="added chunk delivery delays in seconds (default 0 0.15 0.3)")
+    parser.add_argument("--runs", type=int, default=3, help="runs per cell, each on its own task instances")
+    parser.add_argument("--episodes", type=int, default=20, help="episodes per run (default 20)")
+    parser.add_argument("--sampler", default="sde-dpmsolver++:5", help="sampler:steps (default: the demo's)")
+    parser.add_argument("--cost-chunks", type=int, default=30, help="chunks timed per variant for the cost ratio")
+    parser.add_argument("--cost-gradient-steps", type=int, default=None,
+                        help="clean-sample guidance steps of the guided variant timed with them (default: the node's "
+                             "guidance_gradient_steps, or 2 where that is 0)")
+    parser.add_argument("--skip-closed-loop", action="store_true", help="only measure the per-chunk cost")
+    parser.add_argument("--output", default=None, help="JSON results (default <demo>/transitions.json)")
+    return parser.parse_args()
+
+
+def controller_for(config: str, n_action_steps: int):
+    from dp_ros.nodes.policy_node import PARAMETERS, controller_config
+
+    params = {name: default for name, (default, _) in PARAMETERS.items()}
+    for item in ([] if config == "defaults" else [p.strip() for p in config.split(",") if p.strip()]):
+        name, _, value = item.partition("=")
+        if name not in params:
+            raise SystemExit(f"--config {config}: {name} is not a policy_node parameter")
+        params[name] = type(params[name])(yaml.safe_load(value))
+    return controller_config(params, n_action_steps)
+
+
+# --- smoothness ---------------------------------------------------------------------------------
+def boundary_smoothness(times, commands, arrivals, command_period: float, policy_period: float) -> dict:
+    """The largest |acceleration| and |jerk| of one episode's commands near chunk arrivals and elsewhere.
+
+    Differences use the command period and skip spans with a missing command. The episode's first chunk
+    (nothing to continue yet) is not a boundary.
+    """
+    times, q = np.asarray(times), np.asarray(commands)
+    row = {"boundaries": max(0, len(arrivals) - 1)}
+    if len(times) < 8:
+        return row
+    regular = np.diff(times) < 1.5 * command_period
+    accel = (q[2:] - 2 * q[1:-1] + q[:-2]) / command_period**2
+    accel_ok = regular[1:] & regular[:-1]
+    jerk = (accel[1:] - accel[:-1]) / command_period
+    jerk_ok = accel_ok[1:] & accel_ok[:-1]
+    near = np.zeros(len(times), bool)
+    for arrival in arrivals[1:]:
+        near |= np.abs(times - arrival) <= 2 * policy_period + 1e-9
+    for name, values, ok, at in (("accel", accel, accel_ok, near[1:-1]), ("jerk", jerk, jerk_ok, near[1:-2])):
+        magnitude = np.abs(values).max(axis=1)
+        for where, mask in (("boundary", ok & at), ("within", ok & ~at)):
+            row[f"{name}_{where}"] = float(magnitude[mask].max()) if mask.any() else None
+    return row
+
+
+# --- closed loop ----------------------------------------------------------------------------------
+def run_cell(runtime, robot, config: str, delay: float, run: int, episodes: int) -> dict:
+    from tqdm import tqdm
+
+    controller_config = controller_for(config, runtime.n_action_steps)
+    runtime.generator.manual_seed(run)
+    loop = ClosedLoop(runtime, robot, controller_config, added_delay=delay)
+    load_before, started = os.getloadavg()[0], time.monotonic()
+    results = []
+    try:
+        with tqdm(evaluation_seeds(run, episodes), desc=f"run {run} +{delay * 1000:.0f} ms {config}",
+                  unit="episode") as bar:
+            for seed in bar:
+                episode = loop.episode(seed)
+                smooth = boundary_smoothness(episode.command_times, episode.commands, episode.arrivals,
+                                             1.0 / robot.command_rate, robot.control_period)
+                record = {k: v for k, v in asdict(episode).items() if k not in ("command_times", "commands")}
+                results.append({**record, **smooth})
+                bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
+    finally:
+        loop.close()
+    return {"config": config, "delay": delay, "run": run, "episodes": results,
+            "seconds": time.monotonic() - started, "load_1min": [load_before, os.getloadavg()[0]]}
+
+
+def median_of(rows: list[dict], key: str) -> float | None:
+    values = [r[key] for r in rows if r.get(key) is not None]
+    return float(np.median(values)) if values else None
+
+
+def cell_row(runs: list[dict]) -> dict:
+    episodes = [e for c in runs for e in c["episodes"]]
+    wins = [e for e in episodes if e["success"]]
+    compute = np.array([t for e in episodes for t in e["compute_times"]]) * 1000
+    return {
+        "per_run": [f"{sum(e['success'] for e in c['episodes'])}/{len(c['episodes'])}" for c in runs],
+        "success_rate": len(wins) / max(1, len(episodes)),
+        "collisions": sum(e["collided"] for e in episodes),
+        "time_to_success": float(np.mean([e["success_time"] for e in wins])) if wins else None,
+        "left": sum(e["solution"] == "left" for e in wins), "right": sum(e["solution"] == "right" for e in wins),
+        "compute_p50_ms": float(np.percentile(compute, 50)) if compute.size else None,
+        "compute_p95_ms": float(np.percentile(compute, 95)) if compute.size else None,
+        "late_per_chunk": sum(e["actions_dropped_late"] for e in episodes) / max(1, sum(e["chunks"] for e in episodes)),
+        "underruns": sum(e["underruns"] for e in episodes),
+        "limit_violations": sum(e.get("limit_violations", 0) for e in episodes),
+        **{f"{m}_{w}": median_of(episodes, f"{m}_{w}") for m in ("accel", "jerk") for w in ("boundary", "within")},
+        "load": float(np.mean([np.mean(c["load_1min"]) for c in runs])),
+    }
+
+
+def table(cells: list[dict], configs: list[str], delays: list[float]) -> str:
+    lines = ["| added delay | configuration | success per run | all | collisions | time to success | left/right | "
+             "compute p50/p95 | late per chunk | run-outs | limit violations | accel boundary/within | jerk boundary/within | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    fmt = lambda v, f="{:.0f}": "-" if v is None else f.format(v)  # noqa: E731
+    for delay in delays:
+        for config in configs:
+            runs = sorted((c for c in cells if c["config"] == config and c["delay"] == delay), key=lambda c: c["run"])
+            if not runs:
+                continue
+            r = cell_row(runs)
+            lines.append(
+                f"| +{delay * 1000:.0f} ms | {config} | {', '.join(r['per_run'])} | **{100 * r['success_rate']:.0f}%** | "
+                f"{r['collisions']} | {fmt(r['time_to_success'], '{:.2f} s')} | {r['left']}/{r['right']} | "
+                f"{fmt(r['compute_p50_ms'])}/{fmt(r['compute_p95_ms'])} ms | {r['late_per_chunk']:.1f} | {r['underruns']} | "
+                f"{r['limit_violations']} | "
+                f"{fmt(r['accel_boundary'])} / {fmt(r['accel_within'])} | {fmt(r['jerk_boundary'])} / "
+                f"{fmt(r['jerk_within'])} | {r['load']:.1f} |")
+    return "\n".join(lines)
+
+
+# --- per-chunk cost -------------------------------------------------------------------------------
+def chunk_cost(runtime, chunks: int, gradient_steps: int) -> dict:
+    """Median seconds per chunk with and without guidance, alternating, on a real observation of the simulator."""
+    from dp_ros.core.chunk_guidance import ChunkGuide
+    from dp_ros.sim.environment import SimEnvironment
+
+    env = SimEnvironment(seed=10_001)
+    history = []
+    for _ in range(runtime.n_obs_steps):
+        history.append({"observation.state": env.joint_positions().astype(np.float32),
+                        "observation.images.front": env.render()})
+        env.run(0.1)
+    env.close()
+    plan = runtime.predict_chunk(history, guide=ChunkGuide())
+    steps = np.arange(len(plan)) - 2.0
+    variants = {"unguided": None, "guided": ChunkGuide(steps, plan, delay=2.0),
+                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=gradient_steps)}
+    times = {key: [] for key in variants}
+    runtime.warm_up(history)
+    for _ in range(chunks):
+        for key, guide in variants.items():
+            start = time.thread_time()  # CPU time: what the chunk costs, whatever else the machine runs
+            runtime.predict_chunk(history) if guide is None else runtime.predict_chunk(history, guide=guide)
+            times[key].append(time.thread_time() - start)
+    base = float(np.median(times["unguided"]))
+    return {"chunks": chunks, **{f"{k}_ms": 1000 * float(np.median(v)) for k, v in times.items()},
+            **{f"{k}_ratio": float(np.median(v)) / base for k, v in times.items() if k != "unguided"}}
+
+
+def main() -> int:
+    args = parse_args()
+    import torch
+
+    from dp_ros.core.policy_runtime import PolicyRuntime
+    from dp_ros.robot_interface import default_robot_config_path, load_robot_interface
+
+    torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))  # as the policy node does
+    demo = Path(args.demo)
+    output = Path(args.output) if args.output else demo / "transitions.json"
+    configs = args.config or list(DEFAULT_CONFIGS)
+    results = json.loads(output.read_text()) if output.is_file() else {"cells": []}
+    robot = load_robot_interface(default_robot_config_path())
+    sampler, _, steps = args.sampler.partition(":")
+    runtime = PolicyRuntime.load(demo / "train" / "checkpoints" / "last" / "pretrained_model", device="cpu",
+                                 noise_scheduler=sampler, num_inference_steps=int(steps or 10), seed=0)
+    runtime.warm_up()
+    if not args.skip_closed_loop:
+        for run in range(1, args.runs + 1):
+            for delay in args.delays:
+                for config in configs:
+                    if any(c["config"] == config and c["delay"] == delay and c["run"] == run for c in results["cells"]):
+                        continue
+                    results["cells"].append(run_cell(runtime, robot, config, delay, run, args.episodes))
+                    output.write_text(json.dumps(results, indent=1))
+    gradient_steps = args.cost_gradient_steps
+    if gradient_steps is None:
+        gradient_steps = controller_for("defaults", runtime.n_action_steps).guidance_gradient_steps or 2
+    results["cost"] = chunk_cost(runtime, args.cost_chunks, gradient_steps)
+    results["machine"] = {"cpus": os.cpu_count(), "load_1min_end": os.getloadavg()[0], "sampler": args.sampler}
+    output.write_text(json.dumps(results, indent=1))
+    cost = results["cost"]
+    report = (f"{table(results['cells'], configs, args.delays)}\n\n"
+              f"Per-chunk inference cost ({args.sampler}, median CPU time of {args.cost_chunks}, alternating): unguided "
+              f"{cost['unguided_ms']:.0f} ms; guided {cost['guided_ms']:.0f} ms (**{cost['guided_ratio']:.2f}x**); "
+              f"guided with clean-sample guidance on {gradient_steps} steps {cost['guided_gradient_ms']:.0f} ms "
+              f"({cost['guided_gradient_ratio']:.2f}x)\n")
+    output.with_suffix(".md").write_text(report)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""Every use of LeRobot beyond its public API, in one place.
+
+dp_ros is pinned to one LeRobot release (requirements.txt). A few things it
+needs have no public handle in that release; they are reached here, each
+checked so that a LeRobot that renamed them fails loudly, naming what is gone,
+instead of silently behaving differently. Importing this module checks the
+installed LeRobot version against :data:`SUPPORTED_LEROBOT`.
+"""
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+from packaging.specifiers import SpecifierSet
+from packaging.version import Version
+
+SUPPORTED_LEROBOT = SpecifierSet(">=0.6.1,<0.7")
+"""LeRobot releases whose internals match what this module reaches for."""
+
+
+class LeRobotCompatError(RuntimeError):
+    """The installed LeRobot is not one dp_ros supports, or lacks an internal dp_ros relies on."""
+
+
+def check_lerobot_version(version: str | None = None) -> str:
+    """The installed LeRobot version (or ``version``), if it is in :data:`SUPPORTED_LEROBOT`; else a clear error."""
+    if version is None:
+        try:
+            version = metadata.version("lerobot")
+        except metadata.PackageNotFoundError:
+            raise LeRobotCompatError(
+                f"LeRobot is not installed; dp_ros needs lerobot {SUPPORTED_LEROBOT} (`make setup` installs it)"
+            ) from None
+    if Version(version) not in SUPPORTED_LEROBOT:
+        raise LeRobotCompatError(
+            f"lerobot {version} is installed but dp_ros supports lerobot {SUPPORTED_LEROBOT}: install the pinned "
+            "version (`pip install -r requirements.txt`, or `make setup`)")
+    return version
+
+
+def _missing(what: str) -> LeRobotCompatError:
+    return LeRobotCompatError(
+        f"LeRobot no longer has {what}, which dp_ros relies on; dp_ros supports lerobot {SUPPORTED_LEROBOT} "
+        "(install the pinned version with `pip install -r requirements.txt`)")
+
+
+def _attribute(owner: Any, name: str, where: str) -> Any:
+    if not hasattr(owner, name):
+        raise _missing(f"{where}.{name}")
+    return getattr(owner, name)
+
+
+# --- policies ----------------------------------------------------------------------
+def diffusion_global_conditioning(diffusion_model, batch: dict) -> Any:
+    """The observation encoding Diffusion Policy's U-Net is conditioned on (LeRobot computes it privately)."""
+    prepare = _attribute(diffusion_model, "_prepare_global_conditioning", "DiffusionModel")
+    return prepare(batch)
+
+
+# --- datasets ----------------------------------------------------------------------
+def encoder_frame_queues(dataset) -> list:
+    """The frame queues of a dataset's streaming video encoder ([] when it encodes after each episode).
+
+    LeRobot's streaming encoder drops a frame when its queue stays full; a
+    producer that waits on these queues loses nothing.
+    """
+    writer = _attribute(dataset, "writer", "LeRobotDataset")
+    if writer is None:
+        return []
+    encoder = _attribute(writer, "_streaming_encoder", "DatasetWriter")
+    if encoder is None:
+        return []
+    return list(_attribute(encoder, "_frame_queues", "StreamingVideoEncoder").values())
+
+
+def abandon_dataset(dataset) -> None:
+    """Close a dataset whose episode save failed half-way, so nothing more is flushed from that state.
+
+    LeRobot's ``finalize()`` would write the half-saved episode's buffered
+    metadata; here the writers are closed and marked finalized without it.
+    """
+    writer = _attribute(dataset, "writer", "LeRobotDataset")
+    if writer is not None:
+        writer.stop_image_writer()
+        writer.close_writer()
+        _attribute(writer, "_finalized", "DatasetWriter")
+        writer._finalized = True
+    meta = _attribute(dataset, "meta", "LeRobotDataset")
+    _attribute(meta, "_metadata_buffer", "LeRobotDatasetMetadata")
+    meta._metadata_buffer = []
+    _attribute(meta, "_close_writer", "LeRobotDatasetMetadata")()
+    meta._finalized = True
+    _attribute(dataset, "_is_finalized", "LeRobotDataset")
+    dataset._is_finalized = True
+
+
+check_lerobot_version()
