@@ -8,8 +8,8 @@ over real ROS topics and services:
   4. write a report (report.md, report.json) and plots into the output folder.
 The task has two equally good solutions (around the pillar on the left or the
 right), chosen at random by the expert. Outputs of earlier runs are reused
-unless --redo names the stage. The defaults take about 25 minutes on a
-2-core CPU (most of it training).
+unless --redo names the stage. The defaults took 37 minutes on a busy
+2-core CPU (32 of them training; see the README).
 """
 from __future__ import annotations
 
