@@ -24,13 +24,15 @@ def test_demo_pipeline_end_to_end(tmp_path):
 
     robot = load_robot_interface(default_robot_config_path())
     dataset = LeRobotDataset("local/dp_ros_demo", root=output / "dataset")
-    assert dataset.meta.total_episodes == 3
+    recording = json.loads((output / "recording.json").read_text())
+    assert dataset.meta.total_episodes == recording["episodes"] >= 3  # the recorder's count: splits included
     assert dataset.fps == robot.fps
     frame = dataset[0]
     assert tuple(frame["observation.images.front"].shape) == (3, 96, 96)
     assert tuple(frame["observation.state"].shape) == (3,)
-    recording = json.loads((output / "recording.json").read_text())
-    assert len(recording["solutions"]) == 3 and set(recording["solutions"]) <= {"left", "right"}
+    demonstrations = len(recording["solutions"])
+    assert demonstrations <= recording["episodes"] <= demonstrations + recording["splits"]
+    assert set(recording["solutions"]) <= {"left", "right"}
 
     # 2. the trained checkpoint loads in the policy runtime and fits the robot
     runtime = PolicyRuntime.load(output / "train", device="cpu", noise_scheduler="ddim", num_inference_steps=2)
@@ -48,6 +50,11 @@ def test_demo_pipeline_end_to_end(tmp_path):
     # 4. the report and its plots
     text = (output / "report.md").read_text()
     assert "closed-loop success" in text and "inference latency" in text
+    assert "stage times: record " in text and "machine: " in text
+    assert set(report["stage_seconds"]) == {"record", "train", "evaluate"}
+    assert all(seconds > 0 for seconds in report["stage_seconds"].values())
+    assert report["conditions"]["device"] in ("cpu", "cuda") and set(report["conditions"]["load_average_after"]) == {
+        "record", "train", "evaluate"}
     for name in ("tip_paths.png", "latency_histogram.png", "solutions.png", "example_trajectory.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 

@@ -1,5 +1,6 @@
 """train_node over real DDS: the node runs as its own process and trains a tiny policy
-with LeRobot's real trainer; this process watches ~/status and calls ~/stop."""
+with LeRobot's real trainer (one process, or two through accelerate); this process
+watches ~/status and calls ~/stop."""
 from __future__ import annotations
 
 import math
@@ -66,14 +67,15 @@ def test_node_trains_publishes_progress_and_leaves_a_runnable_checkpoint(dataset
     check_policy_runs(out / "checkpoints" / "last" / "pretrained_model")
 
 
-def test_stop_service_stops_cleanly_keeping_the_last_checkpoint(dataset, tmp_path):
+def test_stop_service_stops_every_process_keeping_the_last_checkpoint(dataset, tmp_path):
+    """Two training processes (accelerate, gloo on this CPU): ~/status follows the main one, ~/stop ends both."""
     from std_srvs.srv import Trigger
 
     from dp_ros_msgs.msg import TrainingStatus
 
     config = write_train_yaml(tmp_path / "train.yaml", dataset, steps=1000, save_freq=2)
     out = tmp_path / "run"
-    proc = start_node("train_b", config=config, output_dir=out, status_rate=5.0)
+    proc = start_node("train_b", config=config, output_dir=out, status_rate=5.0, num_processes=2)
     try:
         with ros_node("train_watch_b") as node:
             statuses = watch_status(node, "train_b")
@@ -87,6 +89,8 @@ def test_stop_service_stops_cleanly_keeping_the_last_checkpoint(dataset, tmp_pat
             assert spin_until(node, lambda: statuses[-1].state_name in ("stopped", "failed"), 120)
             final = statuses[-1]
             assert final.state == TrainingStatus.STATE_STOPPED, final.message
+            steps = [s.step for s in statuses]
+            assert steps == sorted(steps), "progress must come from one process"
             assert "last checkpoint kept" in final.message
             assert proc.poll() is None, "the node stays up after a stop"
             again = client.call_async(Trigger.Request())
@@ -98,7 +102,8 @@ def test_stop_service_stops_cleanly_keeping_the_last_checkpoint(dataset, tmp_pat
     names = assert_checkpoints_complete(out)
     assert Path(final.checkpoint_path).parent.name == names[-1]
     check_policy_runs(Path(final.checkpoint_path))
-    assert processes_mentioning(str(out)) == [], "the trainer outlived the node"
+    assert processes_mentioning(str(out)) == [], "a training process outlived the node"
+    assert "Effective batch size: 4 x 2 = 8" in (out / "dp_ros_train.log").read_text()
 
 
 def test_mismatch_is_reported_before_training_starts(dataset, tmp_path):
@@ -120,3 +125,16 @@ def test_mismatch_is_reported_before_training_starts(dataset, tmp_path):
     assert "observation.state: shape [4] in the checkpoint, [3] in the dataset" in final.message
     assert "training not started" in output
     assert not out.exists()
+
+
+def test_launch_file_arguments_are_node_parameters():
+    """launch/train.launch.py cannot run here (no launch_ros on PyPI): check its arguments against the node's."""
+    import ast
+
+    from dp_ros.nodes.train_node import PARAMETERS
+
+    tree = ast.parse((Path(__file__).resolve().parent.parent / "launch" / "train.launch.py").read_text())
+    declared = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
+                and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
+    assert {"num_processes", "accelerate_config"} <= declared
+    assert declared <= set(PARAMETERS), f"launch arguments the node does not know: {declared - set(PARAMETERS)}"

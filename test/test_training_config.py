@@ -1,25 +1,31 @@
 """The training YAML, its lerobot-train argument list, the checks made before a trainer
-starts, the reading of the trainer's output and the stop guard (no trainer launched here)."""
+starts, the trainer's command line, the reading of its events and the stop guard (no trainer launched here)."""
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
+import os
 import signal
+import types
 from pathlib import Path
 
 import pytest
 import yaml
 
 from dp_ros.robot_interface import save_robot_interface
+from dp_ros.training.accelerate_launch import ENTRY_MODULE, accelerate_arguments, machine_rank, trainer_command
+from dp_ros.training.config_loading import load_training_config
 from dp_ros.training.configuration_training import (
     FINETUNE_POLICY_OPTIONS,
+    POLICY_OPTIONS,
+    RECIPE,
     TrainingConfig,
     TrainingConfigError,
-    load_training_config,
 )
-from dp_ros.training.lerobot_entry import CheckpointGuard
+from dp_ros.training.lerobot_entry import EVENT_PREFIX, CheckpointGuard, StepReporter, install_hooks
 from dp_ros.training.preflight import FeatureMismatchError, PreflightError, run_preflight
-from dp_ros.training.progress import ProgressTracker, is_bar_only, parse_bar, parse_metrics
+from dp_ros.training.progress import ProgressTracker, StepLines, TrainingProgress, parse_event
 from lerobot_fixtures import make_checkpoint, make_dataset, tiny_robot
 
 REPO = Path(__file__).resolve().parent.parent
@@ -40,15 +46,23 @@ def test_shipped_yaml_holds_every_option_with_the_defaults():
     config = load_training_config(REPO / "config" / "train.yaml")
     assert config.to_dict() == TrainingConfig().to_dict()
     section = yaml.safe_load(text)["train"]
-    for sub in ("dataset", "policy", "wandb"):
+    for sub in ("dataset", "policy", "wandb", "accelerate"):
         fields = {f.name for f in dataclasses.fields(type(getattr(config, sub)))}
         assert set(section[sub]) == fields, f"config/train.yaml {sub}: section differs from the dataclass"
     top = {f.name for f in dataclasses.fields(TrainingConfig)} - {"given"}
     assert set(section) == top
 
 
-def test_defaults_are_the_guide_values_that_work_offline():
+def test_policy_defaults_are_lerobots_but_for_the_recipe_that_works_offline():
+    from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
+
+    lerobot = DiffusionConfig()
     p = TrainingConfig().policy
+    for name in POLICY_OPTIONS:
+        ours = getattr(p, name)
+        if name not in RECIPE:
+            theirs = getattr(lerobot, name)
+            assert ours == (list(theirs) if isinstance(theirs, tuple) else theirs), name
     assert (p.horizon, p.n_action_steps, p.n_obs_steps) == (16, 8, 2)
     assert p.pretrained_backbone_weights is None and p.use_group_norm is True
     assert (p.num_train_timesteps, p.beta_schedule, p.prediction_type) == (100, "squaredcos_cap_v2", "epsilon")
@@ -99,7 +113,10 @@ def test_overrides_as_text_are_yaml_values():
 
 
 @pytest.mark.parametrize("override, message", [
-    ({"policy.horizon": 20}, "multiple of 2\\*\\*len\\(down_dims\\) = 8"),
+    ({"policy.horizon": 20}, "LeRobot refuses it: The horizon should be an integer multiple of the downsampling"),
+    ({"policy.prediction_type": "velocity"}, "LeRobot refuses it: `prediction_type` must be one of"),
+    ({"policy.crop_shape": [84]}, "policy.crop_shape: expected 2 values"),
+    ({"policy.down_dims": [64, "wide"]}, r"policy.down_dims\[1\]: expected a whole number"),
     ({"policy.n_action_steps": 16}, "n_action_steps: 16 must be between 1 and"),
     ({"policy.device": "gpu"}, "policy.device: 'gpu'"),
     ({"steps": "many"}, "steps: expected a whole number"),
@@ -216,83 +233,177 @@ def test_preflight_guards_the_output_folder(tmp_path, dataset):
                                                   "dataset.episodes": [0, 5]}))
 
 
-# --- the trainer's output ------------------------------------------------------------
-# Lines as LeRobot 0.6.1's lerobot-train printed them in a real run (a tqdm update and
-# a log record can share a line).
-REAL_LINES = [
-    "INFO 2026-11-25 18:47:49 ot_train.py:447 num_learnable_params=12759075 (13M)",
-    "Training:   0%|          | 0/6 [00:00<?, ?step/s]INFO 2026-11-25 18:47:49 ot_train.py:597 Start offline "
-    "training on a fixed dataset, with effective batch size: 4",
-    "Training:  17%|█▋        | 1/6 [00:00<00:04,  1.20step/s]",
-    "Training:  33%|███▎      | 2/6 [00:01<00:02,  1.64step/s]INFO 2026-11-25 18:47:50 ot_train.py:641 step:2 "
-    "smpl:8 ep:0 epch:0.13 loss:1.205 grdn:7.566 lr:3.0e-07 updt_s:0.602 data_s:0.041 smp/s:6",
-    "Training:  50%|█████     | 3/6 [00:01<00:01,  1.87step/s]INFO 2026-11-25 18:47:51 ot_train.py:687 "
-    "Checkpoint policy after step 3",
-    "dp_ros checkpoint saved: step=3 path=/runs/a/checkpoints/000003/pretrained_model",
-    "Training:  67%|██████▋   | 4/6 [00:20<00:10,  5.00s/step]",
-]
+# --- the trainer's events ------------------------------------------------------------
+class FakeClock:
+    def __init__(self):
+        self.now = 100.0
+
+    def __call__(self):
+        return self.now
 
 
-def test_bar_and_metrics_lines_are_parsed():
-    assert parse_bar(REAL_LINES[2]) == (1, 6, 1.20)
-    assert parse_bar(REAL_LINES[6]) == (4, 6, pytest.approx(0.2))
-    assert parse_bar(REAL_LINES[0]) is None
-    metrics = parse_metrics(REAL_LINES[3])
-    assert metrics == {"step": 2, "loss": 1.205, "grad_norm": 7.566, "lr": 3.0e-07, "update_s": 0.602,
-                       "data_s": 0.041, "samples_per_s": 6.0}
-    assert "step" not in parse_metrics("step:12K smpl:96K ep:3K epch:4.1 loss:0.051 grdn:0.4 lr:9.9e-05")
-    assert is_bar_only(REAL_LINES[2]) and not is_bar_only(REAL_LINES[3])
+def event_line(event: str, **fields) -> str:
+    return EVENT_PREFIX + json.dumps({"event": event, **fields})
 
 
-def test_tracker_follows_a_run():
-    tracker = ProgressTracker(total_steps=6, batch_size=4)
-    seen = []
-    for line in REAL_LINES:
-        tracker.feed(line)
-        seen.append(tracker.progress)
-    assert seen[0].state == "starting" and math.isnan(seen[0].loss)
-    assert seen[3].step == 2 and seen[3].loss == 1.205 and seen[3].learning_rate == 3.0e-07
-    assert seen[3].grad_norm == 7.566
-    assert seen[3].samples_per_second == pytest.approx(4 / (0.602 + 0.041))
-    assert seen[3].eta_seconds == pytest.approx(4 / 1.64)
-    assert seen[5].checkpoint_path == "/runs/a/checkpoints/000003/pretrained_model" and seen[5].checkpoint_step == 3
-    assert seen[6].step == 4 and seen[6].eta_seconds == pytest.approx(10.0)
-    assert tracker.finish("finished", "done").eta_seconds == 0.0
+def test_events_are_read_and_other_lines_ignored():
+    assert parse_event(event_line("step", step=3, loss=0.5)) == {"event": "step", "step": 3, "loss": 0.5}
+    assert parse_event("INFO 2026-11-25 18:47:50 ot_train.py:641 step:2 loss:1.205") is None
+    assert parse_event(EVENT_PREFIX + "{not json") is None
+    assert parse_event("Training:  33%|███▎      | 2/6 [00:01<00:02,  1.64step/s]" + event_line("step", step=2)) is None
 
 
-def test_tracker_takes_the_exact_step_of_a_metrics_line_when_the_bar_lags():
-    tracker = ProgressTracker(total_steps=6, batch_size=4)
-    tracker.feed(REAL_LINES[2])  # bar at 1
-    tracker.feed("INFO 2026-11-25 18:47:50 ot_train.py:641 step:3 smpl:12 ep:0 epch:0.2 loss:1.1 grdn:7.0 lr:5.0e-07 "
-                 "updt_s:0.3 data_s:0.02 smp/s:12")
-    assert tracker.progress.step == 3 and tracker.progress.loss == 1.1
+def test_tracker_follows_a_run_with_its_eta_from_the_step_rate():
+    clock = FakeClock()
+    tracker = ProgressTracker(total_steps=10, clock=clock)
+    assert tracker.progress.state == "starting" and math.isnan(tracker.progress.loss)
+    tracker.feed(parse_event(event_line("started", rank=0, world_size=1, pid=42)))
+    assert tracker.progress.state == "starting" and tracker.ranks.pid(0) == 42
+    tracker.feed({"event": "step", "step": 1, "loss": 1.2, "lr": 1e-5, "grad_norm": 7.5, "samples_per_second": 8.0})
+    p = tracker.progress
+    assert (p.state, p.step, p.loss, p.learning_rate, p.grad_norm, p.samples_per_second) == \
+        ("training", 1, 1.2, 1e-5, 7.5, 8.0)
+    assert math.isnan(p.eta_seconds)  # no rate from a single step
+    clock.now += 2.0
+    tracker.feed({"event": "step", "step": 5, "loss": 1.0, "lr": 2e-5, "grad_norm": 7.0, "samples_per_second": None})
+    assert tracker.progress.eta_seconds == pytest.approx(5 / 2.0)  # 4 steps in 2 s, 5 to go
+    assert math.isnan(tracker.progress.samples_per_second)
+    assert tracker.feed({"event": "checkpoint", "step": 5, "path": "/runs/a/checkpoints/000005/pretrained_model"})
+    assert tracker.progress.checkpoint_step == 5 and tracker.progress.checkpoint_path.endswith("000005/pretrained_model")
+    tracker.feed({"event": "step", "step": 10, "loss": 0.9, "lr": 1e-5, "grad_norm": 6.0, "samples_per_second": 9.0})
+    assert tracker.progress.eta_seconds == 0.0
+    assert tracker.finish("finished", "done").state == "finished"
 
 
 def test_tracker_counts_from_the_resumed_step():
-    tracker = ProgressTracker(total_steps=10, batch_size=4, initial_step=6)
-    tracker.feed("Training:  50%|█████     | 2/4 [00:01<00:01,  2.00step/s]")
-    assert tracker.progress.step == 8 and tracker.progress.total_steps == 10
-    assert tracker.progress.eta_seconds == pytest.approx(1.0)
+    tracker = ProgressTracker(total_steps=10, initial_step=6)
+    assert tracker.progress.step == 6 and tracker.progress.total_steps == 10
 
 
-# --- the stop guard ------------------------------------------------------------------
-def test_a_stop_waits_for_the_checkpoint_being_written(tmp_path):
-    guard = CheckpointGuard()
+def test_a_failure_names_the_rank():
+    tracker = ProgressTracker(total_steps=4)
+    for rank, pid in ((0, 10), (1, 11)):
+        tracker.feed({"event": "started", "rank": rank, "world_size": 2, "pid": pid})
+    ranks = tracker.ranks
+    assert sorted(ranks.running_pids()) == [10, 11]
+    tracker.feed({"event": "ended", "rank": 1, "state": "failed", "error": "ValueError: bad frame"})
+    tracker.feed({"event": "ended", "rank": 0, "state": "stopped", "error": ""})
+    assert ranks.failure() == "rank 1 of 2 failed: ValueError: bad frame" and ranks.any_stopped()
+
+    killed = ProgressTracker(total_steps=4)
+    for rank, pid in ((0, 10), (1, 11)):
+        killed.feed({"event": "started", "rank": rank, "world_size": 2, "pid": pid})
+    killed.feed({"event": "ended", "rank": 0, "state": "failed", "error": "RuntimeError: Connection closed by peer"})
+    assert killed.ranks.failure().startswith("rank 1 of 2 (pid 11) ended without reporting why")
+    assert killed.ranks.failure().endswith("; rank 0 of 2 failed: RuntimeError: Connection closed by peer")
+
+
+def test_step_lines_are_spaced_and_the_last_step_always_written():
+    clock = FakeClock()
+    lines = StepLines(interval=10.0, clock=clock)
+    progress = TrainingProgress(state="training", step=1, total_steps=20)
+    assert lines.due(progress) and not lines.due(progress)
+    clock.now += 5
+    assert not lines.due(dataclasses.replace(progress, step=2))
+    clock.now += 5
+    assert lines.due(dataclasses.replace(progress, step=3))
+    assert lines.due(dataclasses.replace(progress, step=20))  # the end, however soon
+    assert not lines.due(dataclasses.replace(progress, state="finished", step=20))
+
+
+# --- the entry point's reports and stop guard -----------------------------------------
+def test_step_reporter_averages_the_loss_and_counts_samples_of_all_ranks(capfd):
+    clock = FakeClock()
+    reporter = StepReporter(world_size=2, enabled=True, period=1.0, clock=clock)
+    reporter.on_step(1, loss=2.0, lr=1e-4, grad_norm=3.0, batch_size=8)  # first step: reported at once
+    clock.now += 0.5
+    reporter.on_step(2, loss=1.0, lr=2e-4, grad_norm=2.0, batch_size=8)
+    clock.now += 0.5
+    reporter.on_step(3, loss=3.0, lr=3e-4, grad_norm=1.0, batch_size=8)
+    clock.now += 0.2
+    reporter.on_step(4, loss=float("nan"), lr=4e-4, grad_norm=1.0, batch_size=8)
+    reporter.flush()
+    events = [parse_event(line) for line in capfd.readouterr().out.splitlines()]
+    assert [e["step"] for e in events] == [1, 3, 4]
+    assert events[1]["loss"] == pytest.approx(2.0) and events[1]["lr"] == 3e-4
+    assert events[1]["samples_per_second"] == pytest.approx(2 * 8 * 2 / 1.0)
+    assert events[2]["loss"] is None  # NaN is reported as null, never as invalid JSON
+    StepReporter(world_size=2, enabled=False).on_step(1, 1.0, 1e-4, 1.0, 8)
+    assert capfd.readouterr().out == ""
+
+
+def test_a_stop_waits_for_the_checkpoint_being_written(tmp_path, capfd):
     events = []
-
-    def save_checkpoint(checkpoint_dir):
-        guard.on_signal(signal.SIGINT, None)  # the stop request arrives mid-save
-        events.append("saved")
-
-    def update_last_checkpoint(checkpoint_dir):
-        events.append("linked")
-
-    save = guard.wrap_save(save_checkpoint)
-    update = guard.wrap_update_last(update_last_checkpoint)
-    save(tmp_path / "000004")
+    trainer = types.SimpleNamespace(
+        update_policy=lambda metrics, policy, batch, *a, **k: events.append("update"),
+        save_checkpoint=lambda **kwargs: (guard.on_signal(signal.SIGINT, None), events.append("saved")),
+        update_last_checkpoint=lambda checkpoint_dir: events.append("linked"))
+    guard = CheckpointGuard()
+    install_hooks(trainer, guard, StepReporter(world_size=1, enabled=True))
+    trainer.save_checkpoint(checkpoint_dir=tmp_path / "000004")  # the stop request arrives mid-save
     assert events == ["saved"]
     with pytest.raises(KeyboardInterrupt):
-        update(tmp_path / "000004")
+        trainer.update_last_checkpoint(tmp_path / "000004")
     assert events == ["saved", "linked"]
+    checkpoint = parse_event(capfd.readouterr().out.strip())
+    assert checkpoint == {"event": "checkpoint", "step": 4, "path": str(tmp_path / "000004" / "pretrained_model")}
     with pytest.raises(KeyboardInterrupt):  # outside a checkpoint a stop is immediate
         guard.on_signal(signal.SIGINT, None)
+
+
+# --- the trainer's command line ---------------------------------------------------------
+def test_one_process_runs_the_entry_directly_and_several_through_accelerate(tmp_path):
+    base = {"output_dir": str(tmp_path / "run")}
+    single = trainer_command(load_training_config(None, base), "py", "cpu", None)
+    assert single[:3] == ["py", "-m", ENTRY_MODULE] and "accelerate" not in " ".join(single)
+
+    config = load_training_config(None, {**base, "accelerate.num_processes": 2})
+    command = trainer_command(config, "py", "cpu", None)
+    entry = command.index(ENTRY_MODULE)
+    launch = command[3:entry - 1]
+    assert command[:3] == ["py", "-m", "accelerate.commands.launch"] and command[entry - 1] == "-m"
+    assert launch[:3] == ["--multi_gpu", "--num_processes", "2"]
+    assert dict(zip(launch[3::2], launch[4::2])) == {
+        "--num_machines": "1", "--mixed_precision": "no", "--dynamo_backend": "no",
+        "--num_cpu_threads_per_process": str(max(1, (os.cpu_count() or 1) // 2))}
+    assert command[entry + 1:] == config.lerobot_arguments("cpu")
+
+
+def test_accelerate_options_pass_through_and_a_config_file_decides(tmp_path):
+    config = load_training_config(None, {"accelerate.num_processes": 16, "accelerate.launch_args": [
+        "--num_machines=2", "--machine_rank=1", "--main_process_ip=10.0.0.1", "--mixed_precision=bf16"]})
+    launch = accelerate_arguments(config.accelerate, "cuda")
+    assert launch == ["--multi_gpu", "--num_processes", "16", "--dynamo_backend", "no", "--num_machines=2",
+                      "--machine_rank=1", "--main_process_ip=10.0.0.1", "--mixed_precision=bf16"]
+    assert machine_rank(config.accelerate) == 1
+
+    config_file = tmp_path / "accelerate.yaml"
+    config_file.write_text("distributed_type: MULTI_GPU\nnum_machines: 2\nmachine_rank: 1\nnum_processes: 8\n")
+    config = load_training_config(None, {"accelerate.config_file": str(config_file)})
+    assert accelerate_arguments(config.accelerate, "cuda") == ["--config_file", str(config_file)]
+    assert machine_rank(config.accelerate) == 1
+    with pytest.raises(TrainingConfigError, match="--machine_rank must be a whole number"):
+        machine_rank(load_training_config(None, {"accelerate.launch_args": ["--machine_rank", "x"]}).accelerate)
+
+
+@pytest.mark.parametrize("override, message", [
+    ({"accelerate.num_processes": 0}, "accelerate.num_processes: must be at least 1"),
+    ({"accelerate.num_processes": 2, "policy.device": "cuda:1"}, "with 2 processes: use auto, cpu or cuda"),
+    ({"accelerate.launch_args": "--machine_rank=1"}, "accelerate.launch_args: expected a list"),
+])
+def test_invalid_process_options_are_named(override, message):
+    with pytest.raises(TrainingConfigError, match=message):
+        load_training_config(None, override)
+
+
+def test_preflight_explains_the_effective_batch_and_leaves_output_dir_to_the_main_machine(tmp_path, dataset):
+    base = {"dataset.root": str(dataset), "policy.crop_shape": [28, 28], "batch_size": 8}
+    report = run_preflight(load_training_config(None, {**base, "output_dir": str(tmp_path / "a"),
+                                                       "accelerate.num_processes": 2}))
+    assert any(n.startswith("2 training processes: each takes 8 samples per step") for n in report.notes)
+    run_dir = tmp_path / "shared"
+    (run_dir / "checkpoints").mkdir(parents=True)  # machine 0 has started the run already
+    other = load_training_config(None, {**base, "output_dir": str(run_dir), "accelerate.num_processes": 2,
+                                        "accelerate.launch_args": ["--num_machines=2", "--machine_rank=1"]})
+    report = run_preflight(other)
+    assert not report.owns_output_dir and any("this is machine 1" in n for n in report.notes)

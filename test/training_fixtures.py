@@ -76,3 +76,17 @@ def processes_mentioning(text: str) -> list[int]:
         if text in cmdline and state != "Z":
             pids.append(int(entry.name))
     return pids
+
+
+def rank_processes(text: str) -> dict[int, int]:
+    """{global rank: pid} of the live training processes (accelerate's ranks) whose command line contains ``text``."""
+    ranks = {}
+    for pid in processes_mentioning(text):
+        try:
+            environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        values = dict(item.decode(errors="replace").split("=", 1) for item in environ if b"=" in item)
+        if "RANK" in values and "dp_ros.training.lerobot_entry" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
+            ranks[int(values["RANK"])] = pid
+    return ranks

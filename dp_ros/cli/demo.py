@@ -8,12 +8,13 @@ over real ROS topics and services:
   4. write a report (report.md, report.json) and plots into the output folder.
 The task has two equally good solutions (around the pillar on the left or the
 right), chosen at random by the expert. Outputs of earlier runs are reused
-unless --redo names the stage. The defaults take about 25 minutes on a
-2-core CPU (most of it training).
+unless --redo names the stage. The defaults took 37 minutes on a busy
+2-core CPU (32 of them training; see the README).
 """
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -46,10 +47,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backbone-size", type=int, default=d.backbone_size,
                         help=f"frames are resized to this size for the policy's ResNet (default {d.backbone_size})")
     parser.add_argument("--lr", type=float, default=d.learning_rate, help=f"learning rate (default {d.learning_rate})")
+    parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
+                        help=f"learning-rate warm-up steps (default {d.warmup_steps})")
+    parser.add_argument("--processes", type=int, default=d.processes,
+                        help=f"training processes through accelerate, sharing the batch (default {d.processes})")
+    parser.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
+                        help=f"threads per training process on a CPU (default {d.cpu_threads})")
     parser.add_argument("--sampler", default=d.sampler,
                         help=f"sampler:steps of the policy node in closed loop (default {d.sampler})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of the recorded tasks and training (default {d.seed})")
-    parser.add_argument("--device", default=d.device, help=f"cpu, cuda or auto (default {d.device})")
+    parser.add_argument("--device", default=d.device,
+                        help=f"auto (CUDA when available), cpu or cuda: training and the policy node (default {d.device})")
     parser.add_argument("--policy-param", action="append", default=None, metavar="NAME=VALUE",
                         help="a policy_node parameter for the closed loop, e.g. transition=ensemble (repeatable; "
                              f"default: {' '.join(d.policy_params) or 'none, the node defaults'})")
@@ -61,14 +69,14 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
     redo = STAGES if "all" in args.redo else tuple(args.redo)
     return DemoSettings(output=Path(args.output), robot_config=args.robot_config, episodes=args.episodes,
                         eval_episodes=args.eval_episodes, train_steps=args.train_steps, batch_size=args.batch_size,
-                        down_dims=tuple(args.down_dims), backbone_size=args.backbone_size, learning_rate=args.lr, sampler=args.sampler, seed=args.seed,
-                        redo=redo, device=args.device, policy_params=tuple(args.policy_param) if args.policy_param is not None
+                        down_dims=tuple(args.down_dims), backbone_size=args.backbone_size, learning_rate=args.lr,
+                        warmup_steps=args.warmup_steps, processes=args.processes, cpu_threads=args.cpu_threads,
+                        sampler=args.sampler, seed=args.seed, redo=redo, device=args.device,
+                        policy_params=tuple(args.policy_param) if args.policy_param is not None
                         else DemoSettings().policy_params)
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
-
     from tqdm import tqdm
 
     from dp_ros.robot_interface import default_robot_config_path, load_robot_interface
@@ -92,25 +100,39 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run_stages(settings, robot, robot_config, tqdm) -> int:
-    from dp_ros.demo import pipeline
+    from dp_ros.demo import evaluation, pipeline
     from dp_ros.demo.report import format_summary, summarize, write_report
 
     timings: dict[str, float] = {}
+    conditions = machine_conditions(settings)
     started = time.monotonic()
     recording = pipeline.record(settings, robot, tqdm)
     timings["record"] = recording.seconds if recording.reused else time.monotonic() - started
+    conditions["load_average_after"]["record"] = os.getloadavg()[0]
     note = " (reused)" if recording.reused else ""
-    print(f"1/3 dataset: {settings.dataset}: {recording.episodes} demonstrations{note}, "
-          f"left {recording.solutions.count('left')}, right {recording.solutions.count('right')}")
+    split = f", {recording.splits} split at dropped frames" if recording.splits else ""
+    print(f"1/3 dataset: {settings.dataset}: {recording.episodes} episodes{note} from {len(recording.solutions)} "
+          f"demonstrations{split}, left {recording.solutions.count('left')}, "
+          f"right {recording.solutions.count('right')}")
 
     checkpoint, timings["train"], reused = pipeline.train(settings, robot_config, tqdm)
+    conditions["load_average_after"]["train"] = os.getloadavg()[0]
     print(f"2/3 checkpoint: {checkpoint}{' (reused)' if reused else ''}")
 
     started = time.monotonic()
-    results = pipeline.evaluate(settings, robot, checkpoint, tqdm)
+    results = evaluation.evaluate(settings, robot, checkpoint, tqdm)
     timings["evaluate"] = time.monotonic() - started
+    conditions["load_average_after"]["evaluate"] = os.getloadavg()[0]
     report, plots = write_report(settings.output, settings, recording, results, timings, checkpoint,
-                                 robot.joint_names)
-    print("\n" + format_summary(summarize(results, recording), timings, recording))
+                                 robot.joint_names, conditions)
+    print("\n" + format_summary(summarize(results, recording), timings, recording, conditions))
     print(f"\nreport: {report}\nplots: {', '.join(str(p) for p in plots)}")
     return 0
+
+
+def machine_conditions(settings) -> dict:
+    """What the stage times depend on: cores, the device, and how busy the machine was (1-minute load average)."""
+    from dp_ros.training.configuration_training import resolve_device
+
+    return {"cpu_count": os.cpu_count(), "device": resolve_device(settings.device),
+            "load_average_before": os.getloadavg()[0], "load_average_after": {}}

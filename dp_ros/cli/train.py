@@ -8,20 +8,31 @@ cleanly: a checkpoint being written is finished and the last one is kept;
 --resume continues from it. The result, <output_dir>/checkpoints/last/pretrained_model,
 is what the policy node loads.
 
+Several processes (GPUs, machines) run through Hugging Face accelerate, as
+LeRobot's multi-GPU guide does (accelerate launch --multi_gpu --num_processes N):
+--num-processes N, and for several machines an accelerate config file
+(--accelerate-config) or accelerate's own options (--accelerate-arg). Each
+process takes batch_size samples per step (effective batch N x batch_size).
+
 Examples:
   dp-ros train --config my_train.yaml
   dp-ros train --dataset-root data/pick --output-dir outputs/train/pick --steps 20000 \\
       --set policy.down_dims=[128,256,512] --set batch_size=32
   dp-ros train --config my_train.yaml --pretrained-path outputs/train/pick --output-dir outputs/train/pick_ft
   dp-ros train --config my_train.yaml --resume --steps 40000
+  dp-ros train --config my_train.yaml --num-processes 4        # 4 GPUs on this machine
+  dp-ros train --config my_train.yaml --num-processes 16 --accelerate-arg=--num_machines=2 \\
+      --accelerate-arg=--machine_rank=0 --accelerate-arg=--main_process_ip=10.0.0.1 --accelerate-arg=--main_process_port=29500
 
 Exit codes: 0 finished, 1 trainer failed, 2 configuration problem (nothing started),
-130 stopped (Ctrl-C).
+130 stopped (Ctrl-C, or SIGTERM from a job scheduler).
 """
 from __future__ import annotations
 
 import argparse
 import math
+import shlex
+import signal
 import sys
 
 
@@ -41,6 +52,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="fine-tune from this checkpoint (pretrained_model/ or run folder) "
                              "= policy.pretrained_path")
     parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its last checkpoint")
+    parser.add_argument("--num-processes", type=int, default=None, metavar="N",
+                        help="training processes in all, one per GPU (on a CPU they share the cores); more than 1 "
+                             "runs through accelerate launch = accelerate.num_processes")
+    parser.add_argument("--accelerate-config", default=None, metavar="FILE",
+                        help="accelerate config file (from `accelerate config`), e.g. for several machines "
+                             "= accelerate.config_file")
+    parser.add_argument("--accelerate-arg", dest="accelerate_args", action="append", default=[], metavar="OPTION",
+                        help="an `accelerate launch` option, passed unchanged, e.g. --accelerate-arg=--machine_rank=1 "
+                             "(repeatable) = accelerate.launch_args")
     parser.add_argument("--dry-run", action="store_true",
                         help="check the configuration and print the lerobot-train command, without training")
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
@@ -51,9 +71,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def collect_overrides(args: argparse.Namespace) -> list[str]:
     shortcuts = {"dataset.root": args.dataset_root, "dataset.repo_id": args.repo_id, "output_dir": args.output_dir,
                  "steps": args.steps, "batch_size": args.batch_size, "policy.device": args.device,
-                 "policy.pretrained_path": args.pretrained_path, "resume": True if args.resume else None}
+                 "policy.pretrained_path": args.pretrained_path, "resume": True if args.resume else None,
+                 "accelerate.num_processes": args.num_processes, "accelerate.config_file": args.accelerate_config}
     # Shortcut values are strings or numbers; keep paths as text (quoted YAML).
     pairs = [f"{name}={_yaml_scalar(value)}" for name, value in shortcuts.items() if value is not None]
+    if args.accelerate_args:
+        pairs.append("accelerate.launch_args=[" + ", ".join(_yaml_scalar(a) for a in args.accelerate_args) + "]")
     return pairs + list(args.overrides)
 
 
@@ -63,22 +86,16 @@ def _yaml_scalar(value) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def format_duration(seconds: float) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "?"
-    seconds = int(round(seconds))
-    hours, rest = divmod(seconds, 3600)
-    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:d}:{rest % 60:02d}"
-
-
 class ProgressDisplay:
     """A tqdm bar driven by TrainingProgress snapshots (called from the launcher's reader thread)."""
 
     def __init__(self, total: int, initial: int, use_bar: bool, verbose: bool) -> None:
+        from dp_ros.training.progress import StepLines
+
         self.total, self.initial, self.use_bar, self.verbose = total, initial, use_bar, verbose
         self.bar = None
         self.last_checkpoint = ""
-        self.last_logged_loss = None
+        self.step_lines = StepLines()
         self.state = ""
 
     def write(self, text: str) -> None:
@@ -92,6 +109,8 @@ class ProgressDisplay:
             self.write(text)
 
     def on_progress(self, p) -> None:
+        from dp_ros.training.progress import format_duration, format_step_line
+
         if p.state != self.state:
             self.state = p.state
             if p.state == "starting":
@@ -110,10 +129,8 @@ class ProgressDisplay:
             loss = f"{p.loss:.4f}" if math.isfinite(p.loss) else "-"
             lr = f"{p.learning_rate:.1e}" if math.isfinite(p.learning_rate) else "-"
             self.bar.set_postfix_str(f"loss {loss}, lr {lr}, ETA {format_duration(p.eta_seconds)}", refresh=True)
-        elif not self.use_bar and p.state == "training" and math.isfinite(p.loss) and p.loss != self.last_logged_loss:
-            self.last_logged_loss = p.loss
-            self.write(f"step {p.step}/{p.total_steps} loss {p.loss:.4f} lr {p.learning_rate:.1e} "
-                       f"{p.samples_per_second:.1f} samples/s ETA {format_duration(p.eta_seconds)}")
+        elif not self.use_bar and self.step_lines.due(p):
+            self.write(format_step_line(p))
         if p.checkpoint_path and p.checkpoint_path != self.last_checkpoint:
             self.last_checkpoint = p.checkpoint_path
             self.write(f"checkpoint of step {p.checkpoint_step}: {p.checkpoint_path}")
@@ -125,7 +142,8 @@ class ProgressDisplay:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.training.configuration_training import TrainingConfigError, load_training_config
+    from dp_ros.training.config_loading import load_training_config
+    from dp_ros.training.configuration_training import TrainingConfigError
     from dp_ros.training.launcher import TrainingLauncher
 
     try:
@@ -143,12 +161,13 @@ def run(args: argparse.Namespace) -> int:
             command = launcher.lerobot_command()
             for note in launcher.report.notes:
                 print(f"note: {note}")
-            print(" ".join(command))
+            print(shlex.join(command))
             return 0
         report = launcher.start()
     except TrainingConfigError as exc:
         print(f"dp-ros train: {exc}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _interrupt)  # a job scheduler's stop: the same clean stop as Ctrl-C
     display.initial, display.total = report.resume_step, report.total_steps
     for note in report.notes:
         display.write(f"note: {note}")
@@ -164,6 +183,10 @@ def run(args: argparse.Namespace) -> int:
             result = launcher.wait()
     display.close()
     return report_result(result, config)
+
+
+def _interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
+    raise KeyboardInterrupt
 
 
 def report_result(result, config) -> int:

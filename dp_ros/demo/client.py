@@ -38,6 +38,8 @@ class DemoClient:
         """time.monotonic() when the newest TaskStatus arrived."""
         self.policy_status = None
         self.recorder_status = None
+        self.recorder_status_time = 0.0
+        """time.monotonic() when the newest RecorderStatus arrived."""
         self.policy_statuses: list = []
         self.joint_trace: list[tuple[float, np.ndarray]] = []
         self.trace_joints = False
@@ -58,7 +60,7 @@ class DemoClient:
 
         self.node.create_subscription(TaskStatus, TASK_STATUS_TOPIC, self._on_task_status, 10)
         self.node.create_subscription(PolicyStatus, f"{POLICY}/status", on_policy, 10)
-        self.node.create_subscription(RecorderStatus, f"{RECORDER}/status", lambda m: setattr(self, "recorder_status", m), 10)
+        self.node.create_subscription(RecorderStatus, f"{RECORDER}/status", self._on_recorder_status, 10)
         self.node.create_subscription(JointState, robot.joint_state_topic, on_joints, qos_profile_sensor_data)
         self.executor = SingleThreadedExecutor(context=self.context)
         self.executor.add_node(self.node)
@@ -66,9 +68,12 @@ class DemoClient:
         self._spinner.start()
         self._clients: dict = {}
 
-
     def _on_task_status(self, msg) -> None:
         self.task_status, self.task_status_time = msg, time.monotonic()
+
+    def _on_recorder_status(self, msg) -> None:
+        self.recorder_status, self.recorder_status_time = msg, time.monotonic()
+
     def _spin(self) -> None:
         try:
             self.executor.spin()

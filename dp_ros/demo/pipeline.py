@@ -4,9 +4,9 @@
    recorder node in another; this process resets the task, starts an episode,
    waits for the expert's success and saves it (or discards a failure).
 2. train: LeRobot's trainer, through dp_ros's training launcher, on that dataset.
-3. evaluate: the simulator (without the expert) and the policy node run as
-   processes; each episode resets the task and the policy, starts the policy
-   and waits for success, a collision or the time limit.
+3. evaluate (dp_ros.demo.evaluation): the simulator (without the expert) and the
+   policy node run as processes; each episode resets the task and the policy,
+   starts the policy and waits for success, a collision or the time limit.
 Stages whose outputs exist are reused unless asked to redo them.
 """
 from __future__ import annotations
@@ -14,11 +14,11 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dp_ros.demo.client import POLICY, RECORDER, SIM_RESET, DemoClient, DemoClientError
+from dp_ros.demo.client import RECORDER, SIM_RESET, DemoClient, DemoClientError
 from dp_ros.demo.processes import ProcessGroup
 from dp_ros.robot_interface import RobotInterface
 
@@ -39,7 +39,7 @@ class DemoSettings:
     """Closed-loop episodes of the trained policy."""
     train_steps: int = 1500
     """Optimisation steps of the training."""
-    batch_size: int = 32
+    batch_size: int = 16
     """Samples per optimisation step."""
     down_dims: tuple[int, ...] = (64, 128, 256)
     """U-Net channels per stage (small enough for a CPU)."""
@@ -50,14 +50,19 @@ class DemoSettings:
     """AdamW learning rate."""
     warmup_steps: int = 200
     """Learning-rate warm-up steps."""
+    processes: int = 1
+    """Training processes (accelerate); each takes batch_size / processes samples per step."""
+    cpu_threads: int = 1
+    """Threads per training process on a CPU: on a 2-core machine that also runs other work, one
+    thread trained 3.6x faster than two (benchmarks/bench_demo_training.py)."""
     sampler: str = "sde-dpmsolver++:5"
     """Sampler and steps of the policy node in closed loop."""
     seed: int = 1
     """Seed of the recorded task instances and of the training; evaluation uses other seeds."""
     redo: tuple[str, ...] = ()
     """Stages to redo even when their outputs exist: record, train, evaluate."""
-    device: str = "cpu"
-    """Training and inference device: cpu, cuda or auto."""
+    device: str = "auto"
+    """Training and inference device: auto (CUDA when available, else CPU), cpu or cuda."""
     policy_params: tuple[str, ...] = ()
     """policy_node parameters for the closed loop over the node's defaults, as name=value (none: the
     closed loop measures what a user gets)."""
@@ -82,37 +87,15 @@ class DemoSettings:
 @dataclass
 class RecordingResult:
     episodes: int
+    """Episodes in the dataset, as the recorder counts them: a demonstration split where frames dropped
+    is saved as several episodes."""
     attempts: int
     solutions: list[str] = field(default_factory=list)
-    """The expert's side in each recorded episode."""
+    """The expert's side in each kept demonstration."""
     seconds: float = 0.0
     reused: bool = False
-
-
-@dataclass
-class EpisodeResult:
-    index: int
-    seed: int
-    success: bool
-    collided: bool
-    solution: str
-    episode_time: float
-    """Seconds to success, or until the episode ended."""
-    final_distance: float
-    chunks: int
-    actions_dropped_late: int
-    inference_times: list[float]
-    command_rate: float
-    tip_path: list[list[float]] = field(default_factory=list)
-    joint_times: list[float] = field(default_factory=list)
-    joint_positions: list[list[float]] = field(default_factory=list)
-    target: list[float] = field(default_factory=list)
-    commands_judged: int = 0
-    """Commands the simulator received in this episode, judged as the robot's controller executes them."""
-    limit_violations: int = 0
-    """Of those, the ones that broke a position, velocity or acceleration limit."""
-    worst_velocity_ratio: float = 0.0
-    """Largest executed speed over the velocity limit so far in the evaluation (1 = at the limit)."""
+    splits: int = 0
+    """Times a demonstration was split at unusable frames (RecorderStatus.splits, summed)."""
 
 
 Progress = Callable[[str], None]
@@ -125,11 +108,11 @@ def dataset_episodes(root: Path) -> int:
     return int(json.loads(info.read_text()).get("total_episodes", 0))
 
 
-def _robot_args(settings: DemoSettings) -> list[str]:
+def robot_args(settings: DemoSettings) -> list[str]:
     return ["--robot-config", settings.robot_config] if settings.robot_config else []
 
 
-def _wait_episode_end(client: DemoClient, episode: int, slack: float, check) -> object:
+def wait_episode_end(client: DemoClient, episode: int, slack: float, check) -> object:
     """Wait until the task episode ``episode`` succeeds, collides or runs out of time; returns its last status."""
     def ended() -> bool:
         status = client.task_status
@@ -142,7 +125,7 @@ def _wait_episode_end(client: DemoClient, episode: int, slack: float, check) -> 
     return client.task_status
 
 
-def _reset_task(client: DemoClient, check) -> int:
+def reset_task(client: DemoClient, check) -> int:
     before = client.task_status.episode if client.task_status else 0
     client.call(SIM_RESET)
     client.wait_for(lambda: client.task_status is not None and client.task_status.episode > before
@@ -152,6 +135,7 @@ def _reset_task(client: DemoClient, check) -> int:
 
 # --- 1. record ---------------------------------------------------------------------------------
 def record(settings: DemoSettings, robot: RobotInterface, bar_factory) -> RecordingResult:
+    """Record demonstrations until the dataset holds ``settings.episodes`` episodes (the recorder's count)."""
     summary_path = settings.output / "recording.json"
     if "record" in settings.redo and settings.dataset.exists():
         shutil.rmtree(settings.dataset)
@@ -160,44 +144,60 @@ def record(settings: DemoSettings, robot: RobotInterface, bar_factory) -> Record
     previous = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
     if existing >= settings.episodes and previous:
         return RecordingResult(existing, previous.get("attempts", existing), previous.get("solutions", []),
-                               previous.get("seconds", 0.0), reused=True)
+                               previous.get("seconds", 0.0), reused=True, splits=previous.get("splits", 0))
     started = time.monotonic()
-    solutions: list[str] = list(previous.get("solutions", []))[:existing]
+    solutions: list[str] = list(previous.get("solutions", []))
     attempts = int(previous.get("attempts", existing))
+    splits = int(previous.get("splits", 0))
     with ProcessGroup(settings.logs) as processes:
-        processes.start("record_sim", ["sim", "--expert", "--seed", str(settings.seed), *_robot_args(settings)])
+        processes.start("record_sim", ["sim", "--expert", "--seed", str(settings.seed), *robot_args(settings)])
         processes.start("recorder", ["record", "--root", str(settings.dataset), "--task", TASK_DESCRIPTION,
                                      "--repo-id", "local/dp_ros_demo", "--no-keyboard",
-                                     "--max-episode-seconds", "30", *_robot_args(settings)])
+                                     "--max-episode-seconds", "30", *robot_args(settings)])
         client = DemoClient(robot)
         try:
             client.wait_for(lambda: client.task_status is not None and client.recorder_status is not None, 180,
                             "the simulator and the recorder to start", check=processes.check_alive)
-            saved = existing
-            with bar_factory(total=settings.episodes, initial=saved, desc="1/3 recording", unit="episode") as bar:
-                while saved < settings.episodes:
+            episodes = existing
+            with bar_factory(total=settings.episodes, initial=episodes, desc="1/3 recording", unit="episode") as bar:
+                while episodes < settings.episodes:
                     attempts += 1
-                    episode = _reset_task(client, processes.check_alive)
+                    episode = reset_task(client, processes.check_alive)
                     _call_when_ready(client, f"{RECORDER}/start_episode", processes.check_alive)
-                    status = _wait_episode_end(client, episode, 5.0, processes.check_alive)
+                    status = wait_episode_end(client, episode, 5.0, processes.check_alive)
                     if status.success:
                         time.sleep(0.6)  # a few frames holding at the target end the demonstration
-                        client.call(f"{RECORDER}/stop_episode", timeout=120)
-                        saved += 1
-                        solutions.append(status.solution)
-                        bar.update(1)
+                        recorder = _stop_recording(client, processes.check_alive)
+                        episodes = int(recorder.episode_index)  # saved and being saved
+                        if episodes > bar.n:
+                            solutions.append(status.solution)
+                            splits += int(recorder.splits)
+                            bar.update(episodes - bar.n)
                         bar.set_postfix(left=solutions.count("left"), right=solutions.count("right"),
-                                        failed=attempts - saved)
+                                        failed=attempts - len(solutions), splits=splits)
                     else:
                         client.call(f"{RECORDER}/discard_episode", timeout=60)
-                _wait_recorder_idle(client, processes.check_alive)
+                episodes = int(_wait_recorder_idle(client, processes.check_alive).episodes_saved)
         finally:
             client.close()
     seconds = time.monotonic() - started + float(previous.get("seconds", 0.0))
     summary_path.parent.mkdir(parents=True, exist_ok=True)
-    summary_path.write_text(json.dumps({"episodes": saved, "attempts": attempts, "solutions": solutions,
-                                        "seconds": seconds}, indent=2))
-    return RecordingResult(saved, attempts, solutions, seconds)
+    summary_path.write_text(json.dumps({"episodes": episodes, "attempts": attempts, "solutions": solutions,
+                                        "splits": splits, "seconds": seconds}, indent=2))
+    return RecordingResult(episodes, attempts, solutions, seconds, splits=splits)
+
+
+def _stop_recording(client: DemoClient, check):
+    """Stop the recording and return the recorder's first status after it (episode_index: the dataset's
+    episodes once the queued saves are written; splits: parts this recording was cut into, minus one)."""
+    stopped = time.monotonic()
+    try:
+        client.call(f"{RECORDER}/stop_episode", timeout=120)
+    except DemoClientError as exc:
+        if "refused" not in str(exc):  # refused: nothing usable was recorded, an attempt that failed
+            raise
+    client.wait_for(lambda: client.recorder_status_time > stopped, 10.0, "the recorder's status", check=check)
+    return client.recorder_status
 
 
 def _call_when_ready(client: DemoClient, service: str, check, timeout: float = 120.0) -> None:
@@ -214,12 +214,15 @@ def _call_when_ready(client: DemoClient, service: str, check, timeout: float = 1
             time.sleep(0.1)
 
 
-def _wait_recorder_idle(client: DemoClient, check) -> None:
+def _wait_recorder_idle(client: DemoClient, check):
+    """Wait until the recorder has written every queued episode; returns its status then."""
     from dp_ros_msgs.msg import RecorderStatus
 
-    client.wait_for(lambda: client.recorder_status is not None
+    asked = time.monotonic()
+    client.wait_for(lambda: client.recorder_status_time > asked
                     and client.recorder_status.state == RecorderStatus.STATE_IDLE, 300,
                     "the recorder to finish saving", check=check)
+    return client.recorder_status
 
 
 # --- 2. train ----------------------------------------------------------------------------------
@@ -231,7 +234,9 @@ def training_overrides(settings: DemoSettings, robot_config: str) -> dict:
         "output_dir": str(settings.train_dir.resolve()),
         "job_name": "dp_ros_demo",
         "steps": settings.train_steps,
-        "batch_size": settings.batch_size,
+        "batch_size": settings.batch_size // settings.processes,
+        "accelerate.num_processes": settings.processes,
+        "cpu_threads": settings.cpu_threads,
         "num_workers": 1,
         "save_freq": max(1, settings.train_steps // 2),
         "log_freq": max(1, min(50, settings.train_steps // 10)),
@@ -281,97 +286,3 @@ def _default_train_config() -> str:
     from dp_ros.robot_interface import default_robot_config_path
 
     return str(default_robot_config_path().parent / "train.yaml")
-
-
-# --- 3. evaluate -------------------------------------------------------------------------------
-def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, bar_factory) -> list[EpisodeResult]:
-    from dp_ros.sim.kinematics import SceneGeometry, load_model
-    from dp_ros.sim.task import TaskConfig, TaskInstance
-
-    sampler, _, steps = settings.sampler.partition(":")
-    geometry = SceneGeometry.from_model(load_model())
-    to_arm = [robot.joint_names.index(n) for n in _arm_joints()]
-    results: list[EpisodeResult] = []
-    eval_seed = settings.seed + 10_000  # task instances never seen in training
-    with ProcessGroup(settings.logs) as processes:
-        processes.start("eval_sim", ["sim", "--seed", str(eval_seed), *_robot_args(settings)])
-        processes.start("policy", ["run-policy", "--checkpoint", str(checkpoint), "--no-autostart",
-                                   "--noise-scheduler", sampler, "--num-inference-steps", steps or "10",
-                                   "--device", settings.device, "--param", "status_rate=20.0",
-                                   *[a for p in settings.policy_params for a in ("--param", p)],
-                                   *_robot_args(settings)])
-        client = DemoClient(robot)
-        try:
-            client.wait_for(lambda: client.task_status is not None and client.policy_status is not None
-                            and client.policy_status.state_name == "idle", 300,
-                            "the simulator and the policy node to start", check=processes.check_alive)
-            with bar_factory(total=settings.eval_episodes, desc="3/3 closed loop", unit="episode") as bar:
-                for index in range(settings.eval_episodes):
-                    episode = _reset_task(client, processes.check_alive)
-                    seed = client.task_status.seed
-                    client.call(f"{POLICY}/reset")
-                    before, task_before = client.policy_status, client.task_status
-                    first_status = len(client.policy_statuses)
-                    client.joint_trace = []
-                    client.trace_joints = True
-                    client.call(f"{POLICY}/start")
-                    status = _wait_episode_end(client, episode, 5.0, processes.check_alive)
-                    client.call(f"{POLICY}/stop")
-                    client.trace_joints = False
-                    after = client.policy_status
-                    statuses = client.policy_statuses[first_status:]
-                    result = _episode_result(index, seed, status, before, after, statuses, client.joint_trace,
-                                             geometry, to_arm, TaskInstance.sample(seed, geometry, TaskConfig()))
-                    _judged_commands(client, result, task_before, processes.check_alive)
-                    results.append(result)
-                    bar.update(1)
-                    done = sum(r.success for r in results)
-                    bar.set_postfix(success=f"{done}/{len(results)}",
-                                    left=sum(r.solution == "left" for r in results if r.success),
-                                    right=sum(r.solution == "right" for r in results if r.success))
-        finally:
-            client.close()
-    return results
-
-
-def _judged_commands(client: DemoClient, result: EpisodeResult, before, check) -> None:
-    """The simulator's judgement of this episode's commands (the stop's included: wait for a fresh status)."""
-    stopped = time.monotonic()
-    client.wait_for(lambda: client.task_status_time > stopped + 0.15, 5.0, "the simulator's status", check=check)
-    after = client.task_status
-    result.commands_judged = int(after.commands_received - before.commands_received)
-    result.limit_violations = int(after.limit_violations - before.limit_violations)
-    result.worst_velocity_ratio = float(after.worst_velocity_ratio)
-
-
-def _arm_joints():
-    from dp_ros.sim.kinematics import ARM_JOINTS
-
-    return ARM_JOINTS
-
-
-def _episode_result(index, seed, status, before, after, statuses, trace, geometry, to_arm, task) -> EpisodeResult:
-    import numpy as np
-
-    inference = []
-    previous = before.chunks_produced
-    for s in statuses:
-        if s.chunks_produced > previous:
-            inference.append(float(s.last_inference_time))
-            previous = s.chunks_produced
-    rates = [s.command_rate for s in statuses if s.state_name == "running"]
-    start = trace[0][0] if trace else 0.0
-    joints = [p.tolist() for _, p in trace]
-    tips = [geometry.forward(np.asarray(p)[to_arm]).tolist() for _, p in trace[::5]]
-    return EpisodeResult(
-        index=index, seed=seed, success=bool(status.success), collided=bool(status.collided),
-        solution=status.solution, episode_time=float(status.episode_time), final_distance=float(status.distance),
-        chunks=int(after.chunks_produced - before.chunks_produced),
-        actions_dropped_late=int(after.actions_dropped_late - before.actions_dropped_late),
-        inference_times=inference, command_rate=float(np.median(rates)) if rates else 0.0,
-        tip_path=tips, joint_times=[t - start for t, _ in trace], joint_positions=joints,
-        target=list(task.target))
-
-
-def results_to_json(results: list[EpisodeResult]) -> list[dict]:
-    return [asdict(r) for r in results]

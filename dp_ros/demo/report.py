@@ -6,7 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dp_ros.demo.pipeline import EpisodeResult, RecordingResult, results_to_json
+from dp_ros.demo.evaluation import EpisodeResult, results_to_json
+from dp_ros.demo.pipeline import RecordingResult
 
 
 def summarize(results: list[EpisodeResult], recording: RecordingResult) -> dict:
@@ -34,7 +35,7 @@ def summarize(results: list[EpisodeResult], recording: RecordingResult) -> dict:
 
 
 def write_report(output: Path, settings, recording: RecordingResult, results: list[EpisodeResult],
-                 timings: dict, checkpoint: Path, joint_names: list[str]) -> tuple[Path, list[Path]]:
+                 timings: dict, checkpoint: Path, joint_names: list[str], conditions: dict) -> tuple[Path, list[Path]]:
     output.mkdir(parents=True, exist_ok=True)
     summary = summarize(results, recording)
     plots = [plot_tip_paths(output / "tip_paths.png", results),
@@ -42,11 +43,11 @@ def write_report(output: Path, settings, recording: RecordingResult, results: li
              plot_solutions(output / "solutions.png", summary),
              plot_example_trajectory(output / "example_trajectory.png", results, joint_names)]
     plots = [p for p in plots if p is not None]
-    report = {"summary": summary, "stage_seconds": timings, "checkpoint": str(checkpoint),
+    report = {"summary": summary, "stage_seconds": timings, "conditions": conditions, "checkpoint": str(checkpoint),
               "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(settings).items()},
               "recording": vars(recording), "episodes": results_to_json(results)}
     (output / "report.json").write_text(json.dumps(report, indent=2))
-    text = format_summary(summary, timings, recording)
+    text = format_summary(summary, timings, recording, conditions)
     transitions = output / "transitions.md"  # written by benchmarks/bench_transitions.py on this checkpoint
     benchmark = ("\n## Chunk transitions (benchmarks/bench_transitions.py)\n\n" + transitions.read_text()
                  if transitions.is_file() else "")
@@ -55,7 +56,7 @@ def write_report(output: Path, settings, recording: RecordingResult, results: li
     return output / "report.md", plots
 
 
-def format_summary(summary: dict, timings: dict, recording: RecordingResult) -> str:
+def format_summary(summary: dict, timings: dict, recording: RecordingResult, conditions: dict) -> str:
     latency = summary["inference_latency_ms"]
     lines = [
         f"closed-loop success: {summary['successes']}/{summary['episodes']} "
@@ -63,8 +64,9 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult) -> 
         f"solutions taken by the policy (successes): left {summary['policy_solutions']['left']}, "
         f"right {summary['policy_solutions']['right']}",
         f"solutions in the demonstrations: left {summary['expert_solutions']['left']}, "
-        f"right {summary['expert_solutions']['right']} ({recording.episodes} episodes, "
-        f"{recording.attempts} attempts)",
+        f"right {summary['expert_solutions']['right']} ({len(recording.solutions)} demonstrations in "
+        f"{recording.attempts} attempts; {recording.episodes} episodes in the dataset"
+        + (f", {recording.splits} splits at dropped frames)" if recording.splits else ")"),
     ]
     if summary["time_to_success_s"]["mean"] is not None:
         lines.append(f"time to success: mean {summary['time_to_success_s']['mean']:.2f} s, "
@@ -79,7 +81,10 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult) -> 
     lines.append(f"commands that broke a joint limit as the controller executes them: {summary['limit_violations']} "
                  f"of {summary['commands_judged']} (fastest: {summary['worst_velocity_ratio']:.2f}x the velocity limit)")
     lines.append("stage times: " + ", ".join(f"{k} {v / 60:.1f} min" for k, v in timings.items())
-                 + " (reused stages: the time they took when they ran)")
+                 + f", in all {sum(timings.values()) / 60:.1f} min (reused stages: the time they took when they ran)")
+    loads = ", ".join(f"{k} {v:.1f}" for k, v in conditions["load_average_after"].items())
+    lines.append(f"machine: {conditions['cpu_count']} cores, device {conditions['device']}; load average (1 min) "
+                 f"{conditions['load_average_before']:.1f} at the start, after {loads}")
     return "\n".join(lines)
 
 

@@ -6,6 +6,8 @@ config/train.yaml) and publishes its progress as dp_ros_msgs/TrainingStatus on
 (std_srvs/Trigger) stops it cleanly: a checkpoint being written is finished and
 the last checkpoint is kept; start the node again with ``resume:=true`` to
 continue. Stopping the node (Ctrl-C) stops the trainer the same way.
+``num_processes`` > 1 trains with that many processes (GPUs) through
+Hugging Face accelerate; progress comes from the main process only.
 
 A configuration problem (a bad option, a dataset that does not match the
 checkpoint to fine-tune, an output folder that already holds a run) is found
@@ -14,7 +16,6 @@ whose message says what to do.
 """
 from __future__ import annotations
 
-import math
 import sys
 import threading
 
@@ -27,9 +28,10 @@ from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
 from dp_ros.conversions.training_status import training_status_msg
-from dp_ros.training.configuration_training import TrainingConfigError, load_training_config
+from dp_ros.training.config_loading import load_training_config
+from dp_ros.training.configuration_training import TrainingConfigError
 from dp_ros.training.launcher import TrainingLauncher
-from dp_ros.training.progress import TrainingProgress
+from dp_ros.training.progress import StepLines, TrainingProgress, format_step_line
 
 # name -> (default, description). String defaults "" and integer 0 mean "as the YAML says".
 PARAMETERS: dict[str, tuple[object, str]] = {
@@ -41,6 +43,8 @@ PARAMETERS: dict[str, tuple[object, str]] = {
     "steps": (0, "optimisation steps in total; 0 = as the YAML says"),
     "device": ("", "auto, cpu, cuda, cuda:N or mps; overrides policy.device"),
     "resume": (False, "continue the run in output_dir from its last checkpoint"),
+    "num_processes": (0, "training processes (one per GPU) through accelerate launch; 0 = as the YAML says"),
+    "accelerate_config": ("", "accelerate config file (e.g. for several machines); overrides accelerate.config_file"),
     "status_rate": (2.0, "TrainingStatus messages per second on ~/status (and one at every state change)"),
     "stop_timeout": (120.0, "seconds a stop may take (finishing a checkpoint) before the trainer is killed"),
     "shutdown_when_done": (False, "shut the node down once training has finished, stopped or failed"),
@@ -59,7 +63,7 @@ class TrainNode(Node):
         self._lock = threading.Lock()
         self._progress = TrainingProgress(message="not started")
         self._published_state = ""
-        self._logged_loss = math.nan
+        self._step_lines = StepLines()
         self._logged_checkpoint = ""
         self._done_handled = False
 
@@ -93,11 +97,13 @@ class TrainNode(Node):
     def _overrides(p: dict) -> list[str]:
         pairs = [item for item in p["overrides"] if item.strip()]
         for name, key in (("dataset_root", "dataset.root"), ("output_dir", "output_dir"),
-                          ("pretrained_path", "policy.pretrained_path"), ("device", "policy.device")):
+                          ("pretrained_path", "policy.pretrained_path"), ("device", "policy.device"),
+                          ("accelerate_config", "accelerate.config_file")):
             if p[name]:
                 pairs.append(f"{key}='" + p[name].replace("'", "''") + "'")
-        if p["steps"] > 0:
-            pairs.append(f"steps={p['steps']}")
+        for name, key in (("steps", "steps"), ("num_processes", "accelerate.num_processes")):
+            if p[name] > 0:
+                pairs.append(f"{key}={p[name]}")
         if p["resume"]:
             pairs.append("resume=true")
         return pairs
@@ -108,11 +114,8 @@ class TrainNode(Node):
             self._progress = progress
             changed = progress.state != self._published_state
         log = self.get_logger()
-        if math.isfinite(progress.loss) and progress.loss != self._logged_loss:
-            self._logged_loss = progress.loss
-            log.info(f"step {progress.step}/{progress.total_steps} loss {progress.loss:.4f} "
-                     f"lr {progress.learning_rate:.1e} {progress.samples_per_second:.1f} samples/s "
-                     f"ETA {progress.eta_seconds:.0f} s")
+        if self._step_lines.due(progress):
+            log.info(format_step_line(progress))
         if progress.checkpoint_path and progress.checkpoint_path != self._logged_checkpoint:
             self._logged_checkpoint = progress.checkpoint_path
             log.info(f"checkpoint of step {progress.checkpoint_step}: {progress.checkpoint_path}")

@@ -1,17 +1,18 @@
 """The training configuration: one YAML file in LeRobot's own option names.
 
-``config/train.yaml`` holds every option with its default. Options keep the
-names of LeRobot's ``lerobot-train`` (``dataset.root``, ``policy.horizon``,
-``policy.optimizer_lr``, ``save_freq``, ``wandb.enable``, ...) and become its
-argument list (``--policy.horizon=16``). Any option this module does not know is
-passed through unchanged, so every LeRobot option stays reachable.
+``config/train.yaml`` holds every option with its default and what it does.
+Options keep the names of LeRobot's ``lerobot-train`` (``dataset.root``,
+``policy.horizon``, ``policy.optimizer_lr``, ``save_freq``, ``wandb.enable``, ...)
+and become its argument list (``--policy.horizon=16``). Any option this module
+does not know is passed through unchanged, so every LeRobot option stays reachable.
+Reading the YAML and the command-line overrides is ``config_loading``'s job.
 
-Defaults are the Diffusion Policy recipe LeRobot's guide recommends (the paper's
-horizon 16 / 8 action steps / 2 observations, ResNet18 with an 84x84 random
-crop, 100 DDPM steps with the squared-cosine schedule, AdamW 1e-4 with a cosine
-schedule and 500 warm-up steps, batch 64), except what cannot work offline: no
-ImageNet download, so the backbone starts from scratch
-(``pretrained_backbone_weights: null``) with group norm (``use_group_norm: true``).
+The policy options are LeRobot's ``DiffusionConfig`` fields, with LeRobot's own
+types and defaults, except ``RECIPE``: the Diffusion Policy recipe LeRobot's
+guide recommends (the paper's horizon 16 / 8 action steps, an 84x84 random
+crop) and what cannot work offline (no ImageNet download, so the backbone starts
+from scratch with group norm). The checks LeRobot makes when it builds the
+config are made here too, before anything starts, by building it.
 
 Three ways to run, chosen by the config:
 - fresh training (default);
@@ -23,14 +24,17 @@ Three ways to run, chosen by the config:
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import re
+import typing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping
 
 import yaml
+from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 
 POLICY_TYPE = "diffusion"
 CHECKPOINTS_DIR = "checkpoints"
@@ -38,6 +42,23 @@ LAST_CHECKPOINT = "last"
 PRETRAINED_MODEL_DIR = "pretrained_model"
 TRAIN_CONFIG_FILE = "train_config.json"
 
+POLICY_OPTIONS = (
+    "use_amp", "n_obs_steps", "horizon", "n_action_steps", "num_inference_steps", "noise_scheduler_type",
+    "num_train_timesteps", "beta_schedule", "clip_sample", "clip_sample_range", "prediction_type", "vision_backbone",
+    "pretrained_backbone_weights", "resize_shape", "crop_ratio", "crop_shape", "crop_is_random", "use_group_norm",
+    "spatial_softmax_num_keypoints", "down_dims", "kernel_size", "n_groups", "diffusion_step_embed_dim",
+    "optimizer_lr", "optimizer_weight_decay", "optimizer_betas", "optimizer_eps", "scheduler_name",
+    "scheduler_warmup_steps",
+)
+"""The DiffusionConfig options config/train.yaml lists (the others are accepted too and passed through)."""
+RECIPE: dict[str, Any] = {
+    "horizon": 16,  # LeRobot: 64
+    "n_action_steps": 8,  # LeRobot: 32
+    "crop_shape": [84, 84],  # LeRobot: no crop
+    "pretrained_backbone_weights": None,  # LeRobot: ImageNet weights, a download
+    "use_group_norm": True,  # LeRobot: batch norm, for the pretrained weights
+}
+"""Where dp_ros's defaults differ from LeRobot's DiffusionConfig."""
 # Policy options that may change when fine-tuning: training and inference
 # settings. Everything else (the network and the diffusion process) is the
 # checkpoint's, because the weights were trained for it.
@@ -68,71 +89,34 @@ class DatasetSettings:
     """Episode indices to train on; null trains on all. Leave some out for ``dp-ros eval``."""
 
 
-@dataclass
-class PolicySettings:
-    """LeRobot's DiffusionConfig options (``--policy.<name>``)."""
+def _yaml_value(value: Any) -> Any:
+    """Tuples as lists: the YAML form of a default."""
+    return [_yaml_value(v) for v in value] if isinstance(value, (tuple, list)) else value
 
-    pretrained_path: str | None = None
-    """Fine-tune from this checkpoint: a pretrained_model/ folder, a checkpoint folder or a
-    training output folder (its last checkpoint is used). null trains from scratch."""
-    device: str = "auto"
-    """auto (CUDA when available, else CPU), cpu, cuda, cuda:N or mps."""
-    use_amp: bool = False
-    """Automatic mixed precision (CUDA only)."""
-    n_obs_steps: int = 2
-    """Observations the policy sees: the current one and n_obs_steps-1 before it."""
-    horizon: int = 16
-    """Actions predicted per chunk; a multiple of 2**len(down_dims)."""
-    n_action_steps: int = 8
-    """Actions of a chunk executed before predicting again; <= horizon - n_obs_steps + 1."""
-    num_inference_steps: int | None = None
-    """Denoising steps at inference; null means num_train_timesteps (100: full DDPM)."""
-    noise_scheduler_type: str = "DDPM"
-    """DDPM or DDIM (the sampler saved in the checkpoint; the policy node may override it)."""
-    num_train_timesteps: int = 100
-    """Diffusion steps of the forward (noising) process."""
-    beta_schedule: str = "squaredcos_cap_v2"
-    """Noise schedule (diffusers name): squaredcos_cap_v2, linear, scaled_linear."""
-    clip_sample: bool = True
-    """Clip each denoising step's sample to [-clip_sample_range, clip_sample_range]."""
-    clip_sample_range: float = 1.0
-    """Bound used by clip_sample (actions are normalised to [-1, 1])."""
-    prediction_type: str = "epsilon"
-    """What the network predicts: epsilon (the noise) or sample (the clean actions)."""
-    vision_backbone: str = "resnet18"
-    """torchvision ResNet used as image encoder (resnet18, resnet34, ...)."""
-    pretrained_backbone_weights: str | None = None
-    """torchvision weights for the backbone, e.g. ResNet18_Weights.IMAGENET1K_V1 (needs a
-    download); null starts from scratch."""
-    crop_shape: list[int] | None = field(default_factory=lambda: [84, 84])
-    """[height, width] crop of the camera images (random in training, centred at inference);
-    must fit inside the images. null: no crop."""
-    crop_is_random: bool = True
-    """Random crop position during training (data augmentation)."""
-    use_group_norm: bool = True
-    """Group norm instead of batch norm in the backbone (use true without pretrained weights)."""
-    spatial_softmax_num_keypoints: int = 32
-    """Keypoints of the spatial-softmax pooling after the backbone."""
-    down_dims: list[int] = field(default_factory=lambda: [512, 1024, 2048])
-    """Channels of each U-Net stage; each stage halves the time axis."""
-    kernel_size: int = 5
-    """Kernel size of the U-Net's 1-D convolutions."""
-    n_groups: int = 8
-    """Groups of the group norm inside the U-Net."""
-    diffusion_step_embed_dim: int = 128
-    """Size of the diffusion-step embedding that conditions the U-Net."""
-    optimizer_lr: float = 1.0e-4
-    """AdamW learning rate (peak, after warm-up)."""
-    optimizer_weight_decay: float = 1.0e-6
-    """AdamW weight decay."""
-    optimizer_betas: list[float] = field(default_factory=lambda: [0.95, 0.999])
-    """AdamW betas."""
-    optimizer_eps: float = 1.0e-8
-    """AdamW epsilon."""
-    scheduler_name: str = "cosine"
-    """Learning-rate schedule (diffusers name): cosine, linear, constant, constant_with_warmup, ..."""
-    scheduler_warmup_steps: int = 500
-    """Steps of linear learning-rate warm-up."""
+
+def _policy_settings() -> type:
+    """LeRobot's DiffusionConfig options (``--policy.<name>``) as a dataclass with dp_ros's defaults.
+
+    ``pretrained_path`` (fine-tune from this checkpoint: a pretrained_model/ folder, a checkpoint
+    folder or a training output folder) and ``device`` (auto: CUDA when available, else CPU) come
+    first; then POLICY_OPTIONS with DiffusionConfig's types and its defaults, or RECIPE's.
+    """
+    lerobot = {f.name: f for f in dataclasses.fields(DiffusionConfig)}
+    hints = typing.get_type_hints(DiffusionConfig)
+
+    def default(name: str) -> Any:
+        if name in RECIPE:
+            return RECIPE[name]
+        spec = lerobot[name]
+        return spec.default if spec.default_factory is dataclasses.MISSING else spec.default_factory()
+
+    fields = [("pretrained_path", str | None, None), ("device", str, "auto")]
+    fields += [(name, hints[name], field(default_factory=lambda v=_yaml_value(default(name)): copy.deepcopy(v)))
+               for name in POLICY_OPTIONS]
+    return dataclasses.make_dataclass("PolicySettings", fields, module=__name__)
+
+
+PolicySettings = _policy_settings()
 
 
 @dataclass
@@ -150,6 +134,26 @@ class WandbSettings:
 
 
 @dataclass
+class AccelerateSettings:
+    """Several training processes (GPUs, machines) through Hugging Face accelerate's ``accelerate launch``."""
+
+    num_processes: int | None = None
+    """Training processes in all (one per GPU). null or 1: LeRobot's trainer runs as one process; N > 1:
+    ``accelerate launch --multi_gpu --num_processes N`` (on a CPU-only machine the processes share the
+    cores). Each process takes batch_size samples per step: the effective batch is N x batch_size."""
+    config_file: str | None = None
+    """An accelerate config file (made by ``accelerate config``), passed as ``--config_file``: e.g. for
+    several machines, DeepSpeed or FSDP. null: accelerate's defaults."""
+    launch_args: list[str] = field(default_factory=list)
+    """Further ``accelerate launch`` options, passed unchanged, e.g. [--num_machines=2, --machine_rank=1,
+    --main_process_ip=10.0.0.1, --main_process_port=29500]."""
+
+
+SECTIONS = {"dataset": DatasetSettings, "policy": PolicySettings, "wandb": WandbSettings,
+            "accelerate": AccelerateSettings}
+
+
+@dataclass
 class TrainingConfig:
     """One training run of LeRobot's Diffusion Policy (the ``train:`` section of the YAML)."""
 
@@ -159,6 +163,8 @@ class TrainingConfig:
     """The Diffusion Policy and its optimizer."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     """Weights & Biases logging."""
+    accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
+    """How many training processes, and accelerate's options for them (not LeRobot options)."""
     output_dir: str = "outputs/train/diffusion"
     """Run folder: checkpoints go to <output_dir>/checkpoints/<step>/pretrained_model, the newest
     also as checkpoints/last. Must not exist yet unless resume is true."""
@@ -169,15 +175,18 @@ class TrainingConfig:
     steps: int = 200_000
     """Optimisation steps in total (counted from 0 also when resuming)."""
     batch_size: int = 64
-    """Samples per optimisation step."""
+    """Samples per optimisation step (and per process)."""
     num_workers: int = 4
     """Data-loading worker processes (0 loads in the trainer process)."""
+    cpu_threads: int | None = None
+    """Threads each training process computes with on a CPU (OMP_NUM_THREADS); null: the cores shared
+    among the processes. On a machine busy with other work, 1 is often much faster (see the README)."""
     save_checkpoint: bool = True
     """Write checkpoints (the final one and every save_freq steps)."""
     save_freq: int = 25_000
     """Steps between checkpoints; a stop keeps the last one, so this bounds the work lost."""
     log_freq: int = 200
-    """Steps between logged losses (and progress updates of loss and learning rate)."""
+    """Steps between LeRobot's log lines of the loss (dp_ros's progress comes every step)."""
     seed: int | None = 100_000
     """Seed for initialisation and data order; null: not seeded."""
     robot_config: str | None = None
@@ -280,157 +289,6 @@ class TrainingConfig:
                 for name, value in self.lerobot_options(device, pretrained_model_dir).items()]
 
 
-# --- loading -------------------------------------------------------------------
-def load_training_config(path: str | Path | None = None,
-                         overrides: Mapping[str, Any] | Sequence[str] | None = None) -> TrainingConfig:
-    """Read a training YAML (``train:`` section, or the options at top level), apply
-    overrides ({"policy.horizon": 32} or ["policy.horizon=32"]) and validate.
-
-    With no path, the defaults are the starting point.
-    """
-    data: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path).expanduser()
-        if not path.is_file():
-            raise TrainingConfigError(f"training config {path} does not exist; copy config/train.yaml and edit it")
-        try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise TrainingConfigError(f"training config {path} is not valid YAML: {exc}") from exc
-        if not isinstance(loaded, dict):
-            raise TrainingConfigError(f"training config {path} must be a mapping with a 'train:' section")
-        data = loaded.get("train", loaded)
-        if not isinstance(data, dict):
-            raise TrainingConfigError(f"the 'train:' section of {path} must be a mapping of options")
-    for key, value in parse_overrides(overrides).items():
-        set_dotted(data, key, value)
-    config = config_from_dict(data)
-    config.validate()
-    return config
-
-
-def given_options(data: Mapping[str, Any]) -> set[str]:
-    """Dotted names of the options present in a (nested) configuration mapping."""
-    sections = ("dataset", "policy", "wandb")
-    names = set()
-    for key, value in data.items():
-        if key in sections and isinstance(value, Mapping):
-            names.update(f"{key}.{sub}" for sub in value)
-        else:
-            names.add(str(key))
-    return names
-
-
-def parse_overrides(overrides: Mapping[str, Any] | Sequence[str] | None) -> dict[str, Any]:
-    """{"a.b": value} as given, or ["a.b=value", ...] with YAML-parsed values."""
-    if not overrides:
-        return {}
-    if isinstance(overrides, Mapping):
-        return dict(overrides)
-    parsed: dict[str, Any] = {}
-    for item in overrides:
-        key, sep, text = str(item).partition("=")
-        if not sep or not key.strip():
-            raise TrainingConfigError(f"override {item!r} must look like name=value, e.g. policy.horizon=32")
-        try:
-            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
-        except yaml.YAMLError as exc:
-            raise TrainingConfigError(f"override {item!r}: the value is not valid YAML ({exc})") from exc
-    return parsed
-
-
-def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
-    node = data
-    parts = dotted.split(".")
-    for part in parts[:-1]:
-        child = node.get(part)
-        if not isinstance(child, dict):
-            child = node[part] = {}
-        node = child
-    node[parts[-1]] = value
-
-
-def config_from_dict(data: Mapping[str, Any]) -> TrainingConfig:
-    """Build a TrainingConfig; keys it does not know go to ``extra`` under their dotted name."""
-    extra = flatten(data.get("extra") or {})
-    sections = {"dataset": DatasetSettings, "policy": PolicySettings, "wandb": WandbSettings}
-    top_fields = {f.name: f for f in dataclasses.fields(TrainingConfig) if f.name != "given"}
-    kwargs: dict[str, Any] = {}
-    problems: list[str] = []
-    for key, value in data.items():
-        if key == "extra":
-            continue
-        if key in sections:
-            if value is None:
-                value = {}
-            if not isinstance(value, Mapping):
-                problems.append(f"{key}: expected a mapping of options, got {value!r}")
-                continue
-            kwargs[key] = _build_section(sections[key], value, key, extra, problems)
-        elif key in top_fields:
-            kwargs[key] = _coerce(key, value, top_fields[key].type, problems)
-        else:
-            extra.update(flatten({key: value}))
-    if problems:
-        raise TrainingConfigError("invalid training configuration:\n  - " + "\n  - ".join(problems))
-    return TrainingConfig(extra=extra, given=given_options(data), **kwargs)
-
-
-def _build_section(cls, values: Mapping[str, Any], prefix: str, extra: dict[str, Any], problems: list[str]):
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    kwargs = {}
-    for key, value in values.items():
-        if key in known:
-            kwargs[key] = _coerce(f"{prefix}.{key}", value, known[key].type, problems)
-        else:
-            extra.update(flatten({f"{prefix}.{key}": value}))
-    return cls(**kwargs)
-
-
-def _coerce(name: str, value: Any, annotation: str, problems: list[str]) -> Any:
-    """Check a YAML value against a field's annotation (as written in this module)."""
-    optional = "None" in annotation
-    base = annotation.replace("| None", "").strip()
-    if value is None:
-        if not optional:
-            problems.append(f"{name}: must be set (got null)")
-        return value
-    if base == "bool":
-        if not isinstance(value, bool):
-            problems.append(f"{name}: expected true or false, got {value!r}")
-        return value
-    if base == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            problems.append(f"{name}: expected a whole number, got {value!r}")
-        return value
-    if base == "float":
-        if isinstance(value, str):  # YAML 1.1 reads 3e-5 (no dot) as text
-            try:
-                return float(value)
-            except ValueError:
-                pass
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            problems.append(f"{name}: expected a number, got {value!r}")
-            return value
-        return float(value)
-    if base == "str":
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            problems.append(f"{name}: expected text, got {value!r}")
-            return value
-        return str(value)
-    if base.startswith("list["):
-        item = base[5:-1]
-        if not isinstance(value, (list, tuple)):
-            problems.append(f"{name}: expected a list like [1, 2], got {value!r}")
-            return value
-        return [_coerce(f"{name}[{i}]", v, item, problems) for i, v in enumerate(value)]
-    if base.startswith("dict["):
-        if not isinstance(value, Mapping):
-            problems.append(f"{name}: expected a mapping, got {value!r}")
-        return dict(value) if isinstance(value, Mapping) else value
-    return value
-
-
 def _check_values(config: TrainingConfig) -> list[str]:
     p = config.policy
     problems = []
@@ -441,8 +299,16 @@ def _check_values(config: TrainingConfig) -> list[str]:
             problems.append(f"{name}: must be at least 1, got {getattr(config, name)}")
     if config.num_workers < 0:
         problems.append(f"num_workers: must be 0 or more, got {config.num_workers}")
+    if config.cpu_threads is not None and config.cpu_threads < 1:
+        problems.append(f"cpu_threads: must be at least 1 or null, got {config.cpu_threads}")
     if not DEVICE_PATTERN.match(p.device):
         problems.append(f"policy.device: {p.device!r} is not auto, cpu, cuda, cuda:N or mps")
+    processes = config.accelerate.num_processes
+    if processes is not None and processes < 1:
+        problems.append(f"accelerate.num_processes: must be at least 1 or null, got {processes}")
+    elif (processes or 1) > 1 and p.device not in ("auto", "cpu", "cuda"):
+        problems.append(f"policy.device: {p.device!r} with {processes} processes: use auto, cpu or cuda (accelerate "
+                        "gives each process its own GPU; choose them with CUDA_VISIBLE_DEVICES or --gpu_ids)")
     if config.wandb.mode not in (None, "online", "offline", "disabled"):
         problems.append(f"wandb.mode: {config.wandb.mode!r} is not online, offline or disabled")
     if config.mode == "finetune" and not Path(p.pretrained_path).expanduser().exists():
@@ -452,29 +318,27 @@ def _check_values(config: TrainingConfig) -> list[str]:
                         "output_dir, pretrained_path starts a new run from a checkpoint")
     if config.mode == "resume":
         return problems  # the policy settings come from the run being resumed
-    if p.n_obs_steps < 1:
-        problems.append(f"policy.n_obs_steps: must be at least 1, got {p.n_obs_steps}")
     if config.mode == "fresh":
-        if not p.down_dims or any(d < 1 for d in p.down_dims):
-            problems.append(f"policy.down_dims: must be a list of positive channel counts, got {p.down_dims}")
-        elif p.horizon % (2 ** len(p.down_dims)):
-            problems.append(f"policy.horizon: {p.horizon} must be a multiple of 2**len(down_dims) = "
-                            f"{2 ** len(p.down_dims)} (the U-Net halves the time axis {len(p.down_dims)} times)")
+        problems += _lerobot_policy_problems(config)
         if not 1 <= p.n_action_steps <= p.horizon - p.n_obs_steps + 1:
             problems.append(f"policy.n_action_steps: {p.n_action_steps} must be between 1 and horizon - n_obs_steps"
                             f" + 1 = {p.horizon - p.n_obs_steps + 1}")
-        if p.crop_shape is not None and (len(p.crop_shape) != 2 or min(p.crop_shape) < 1):
-            problems.append(f"policy.crop_shape: must be [height, width] or null, got {p.crop_shape}")
-        if p.prediction_type not in ("epsilon", "sample"):
-            problems.append(f"policy.prediction_type: {p.prediction_type!r} is not epsilon or sample")
-        if not p.vision_backbone.startswith("resnet"):
-            problems.append(f"policy.vision_backbone: {p.vision_backbone!r} is not a torchvision ResNet "
-                            "(resnet18, ...)")
-    if p.noise_scheduler_type not in ("DDPM", "DDIM"):
-        problems.append(f"policy.noise_scheduler_type: {p.noise_scheduler_type!r} is not DDPM or DDIM")
     if p.num_inference_steps is not None and p.num_inference_steps < 1:
         problems.append(f"policy.num_inference_steps: must be at least 1 or null, got {p.num_inference_steps}")
     return problems
+
+
+def _lerobot_policy_problems(config: TrainingConfig) -> list[str]:
+    """The checks LeRobot makes when it builds the policy config, made now by building it."""
+    policy = {k: v for k, v in dataclasses.asdict(config.policy).items() if k != "pretrained_path"}
+    known = {f.name for f in dataclasses.fields(DiffusionConfig)}
+    extra = {k.split(".", 1)[1]: v for k, v in flatten(config.extra).items()
+             if k.startswith("policy.") and k.split(".", 1)[1] in known}  # LeRobot's parser judges the rest
+    try:
+        DiffusionConfig(**{**policy, **extra, "device": "cpu"})
+    except (ValueError, TypeError) as exc:
+        return [f"policy: LeRobot refuses it: {exc}"]
+    return []
 
 
 # --- formatting ----------------------------------------------------------------

@@ -2,14 +2,16 @@
 
 ``TrainingLauncher`` checks the configuration (``preflight``), then runs
 ``python -m dp_ros.training.lerobot_entry <lerobot-train arguments>`` (an argument
-list, no shell) in its own process group, reads its output into
-``TrainingProgress`` snapshots, keeps the trainer's log in
+list, no shell; under ``accelerate launch`` for several processes, see
+``accelerate_launch``) in its own session, reads the events of its processes
+into ``TrainingProgress`` snapshots, keeps their log in
 ``<output_dir>/dp_ros_train.log``, and reports how it ended:
 
 - finished: the requested steps are done; the newest checkpoint is returned;
 - stopped: ``request_stop()`` / ``stop()`` (or Ctrl-C in ``run_training``) ended it;
   the last complete checkpoint is kept and a later ``resume: true`` continues it;
-- failed: the trainer exited with an error; the exit code and its last log lines say why.
+- failed: the trainer exited with an error; the rank that failed, the exit code and the
+  last log lines say why.
 
 ``run_training()`` is the one-call form for scripts::
 
@@ -20,7 +22,6 @@ list, no shell) in its own process group, reads its output into
 from __future__ import annotations
 
 import collections
-import json
 import os
 import signal
 import subprocess
@@ -30,23 +31,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from dp_ros.training.accelerate_launch import trainer_command
+from dp_ros.training.config_loading import load_training_config, with_overrides
 from dp_ros.training.configuration_training import (
     CHECKPOINTS_DIR,
     LAST_CHECKPOINT,
     PRETRAINED_MODEL_DIR,
     TrainingConfig,
-    config_from_dict,
-    load_training_config,
-    parse_overrides,
     resolve_device,
-    set_dotted,
 )
-from dp_ros.training.lerobot_entry import PARENT_PID_ENV, STOP_MESSAGE, STOPPED_EXIT_CODE
+from dp_ros.training.lerobot_entry import PARENT_PID_ENV, STOPPED_EXIT_CODE
 from dp_ros.training.preflight import PreflightReport, run_preflight
-from dp_ros.training.progress import ProgressTracker, TrainingProgress, _TQDM, is_bar_only, is_log_record
+from dp_ros.training.progress import ProgressTracker, TrainingProgress, parse_event
 
-ENTRY_MODULE = "dp_ros.training.lerobot_entry"
 LOG_FILE_NAME = "dp_ros_train.log"
+TRAINER_BAR_INTERVAL = "30"
+"""Seconds between redraws of LeRobot's own progress bar (it only goes to the log; dp_ros shows its own)."""
 ProgressCallback = Callable[[TrainingProgress], None]
 LineCallback = Callable[[str], None]
 
@@ -86,7 +86,7 @@ class TrainingResult:
 
 
 class TrainingLauncher:
-    """Start, watch and stop one LeRobot training run."""
+    """Start, watch and stop one LeRobot training run (one process, or one per rank through accelerate)."""
 
     def __init__(self, config: TrainingConfig, on_progress: ProgressCallback | None = None,
                  on_line: LineCallback | None = None, python: str = sys.executable, tail_lines: int = 40,
@@ -100,7 +100,7 @@ class TrainingLauncher:
         self.command: list[str] = []
         self.result: TrainingResult | None = None
         self._tail: collections.deque[str] = collections.deque(maxlen=tail_lines)
-        self._tracker = ProgressTracker(config.steps, config.batch_size)
+        self._tracker = ProgressTracker(config.steps)
         self._tracker.progress = TrainingProgress(state="idle", total_steps=config.steps, message="not started")
         self._proc: subprocess.Popen | None = None
         self._done = threading.Event()
@@ -128,8 +128,7 @@ class TrainingLauncher:
         if self.report is None:
             self.report = run_preflight(self.config)
         device = resolve_device(self.config.policy.device)
-        args = self.config.lerobot_arguments(device, self.report.pretrained_model_dir)
-        return [self.python, "-m", ENTRY_MODULE, *args]
+        return trainer_command(self.config, self.python, device, self.report.pretrained_model_dir)
 
     # --- control -------------------------------------------------------------------
     def start(self) -> PreflightReport:
@@ -139,34 +138,47 @@ class TrainingLauncher:
         self.report = run_preflight(self.config)
         self.command = self.lerobot_command()
         out = self.config.output_path
-        if self.config.mode != "resume" and out.is_dir() and not any(out.iterdir()):
+        if self.report.owns_output_dir and out.is_dir() and not any(out.iterdir()):
             out.rmdir()  # LeRobot refuses an existing output folder, even an empty one
-        self._tracker = ProgressTracker(self.report.total_steps, self._batch_size(), self.report.resume_step)
+        self._tracker = ProgressTracker(self.report.total_steps, self.report.resume_step)
         if self.config.mode == "resume":
             self._open_log()
         self._write_log(f"dp_ros: {self.config.mode} training: {' '.join(self.command)}")
         for note in self.report.notes:
             self._write_log(f"dp_ros: note: {note}")
-        env = dict(os.environ, PYTHONUNBUFFERED="1", **{PARENT_PID_ENV: str(os.getpid())})
+        env = dict(os.environ, PYTHONUNBUFFERED="1", TQDM_MININTERVAL=TRAINER_BAR_INTERVAL,
+                   **{PARENT_PID_ENV: str(os.getpid())})
+        if self.config.cpu_threads:
+            env["OMP_NUM_THREADS"] = str(self.config.cpu_threads)
         self._proc = subprocess.Popen(self.command, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                      stderr=subprocess.STDOUT, text=True, errors="replace", bufsize=1, env=env,
+                                      stderr=subprocess.PIPE, text=True, errors="replace", bufsize=1, env=env,
                                       start_new_session=True)
-        threading.Thread(target=self._read_output, name="dp_ros_train_reader", daemon=True).start()
+        readers = [threading.Thread(target=self._read, args=(stream,), name=f"dp_ros_train_{name}", daemon=True)
+                   for name, stream in (("stdout", self._proc.stdout), ("stderr", self._proc.stderr))]
+        for reader in readers:
+            reader.start()
+        threading.Thread(target=self._wait_exit, args=(readers,), name="dp_ros_train_wait", daemon=True).start()
         self._emit()
         return self.report
 
     def request_stop(self) -> None:
-        """Ask the trainer to stop (it finishes a checkpoint being written first); returns at once."""
+        """Ask the trainer to stop (it finishes a checkpoint being written first); returns at once.
+
+        The main rank (rank 0, the one that writes checkpoints) is asked; with several processes
+        accelerate then ends the others. Before the ranks have started, accelerate is asked.
+        """
         with self._lock:
             self._stop_requested = True
-            if self._proc is not None and self._proc.poll() is None:
-                try:
-                    self._proc.send_signal(signal.SIGINT)
-                except ProcessLookupError:
-                    pass
+            if self._proc is None or self._proc.poll() is not None:
+                return
+            main_rank = self._tracker.ranks.pid(0)
+            try:
+                os.kill(main_rank if main_rank else self._proc.pid, signal.SIGINT)
+            except ProcessLookupError:
+                pass
 
     def stop(self, timeout: float | None = None) -> TrainingResult:
-        """Stop cleanly and wait; kill the trainer if it has not exited after ``timeout`` seconds."""
+        """Stop cleanly and wait; kill every process of the run if it has not exited after ``timeout`` seconds."""
         if self._proc is None:
             raise RuntimeError("training was not started")
         self.request_stop()
@@ -174,7 +186,11 @@ class TrainingLauncher:
         if not self._done.wait(timeout):
             self._write_log(f"dp_ros: the trainer did not stop within {timeout:.0f} s; killing it")
             self._killed = True
-            self._proc.kill()
+            for pid in [self._proc.pid, *self._tracker.ranks.running_pids()]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
             self._done.wait()
         assert self.result is not None
         return self.result
@@ -187,41 +203,36 @@ class TrainingLauncher:
             return None
         return self.result
 
-    def _batch_size(self) -> int:
-        """The batch size the trainer uses (a resume keeps the run's own unless the config sets it)."""
-        if self.config.mode == "resume" and "batch_size" not in self.config.given:
-            try:
-                saved = self.config.last_checkpoint_dir / "training_state" / "training_step.json"
-                return int(json.loads(saved.read_text()).get("batch_size") or self.config.batch_size)
-            except (OSError, ValueError):
-                pass
-        return self.config.batch_size
-
     # --- output ------------------------------------------------------------------
-    def _read_output(self) -> None:
-        assert self._proc is not None and self._proc.stdout is not None
-        for raw in self._proc.stdout:
+    def _read(self, stream) -> None:
+        for raw in stream:
             line = raw.rstrip("\n")
             if not line.strip():
                 continue
-            if self._tracker.feed(line):
-                self._emit()
-            if is_bar_only(line):
+            event = parse_event(line)
+            if event is not None:
+                with self._lock:
+                    changed = self._tracker.feed(event)
+                    if self._log_file is None and event["event"] == "step":
+                        self._open_log()  # every rank has accepted output_dir: it is safe to create it now
+                if changed:
+                    self._emit()
                 continue
-            text = _TQDM.sub("", line).strip()
-            self._tail.append(text)
-            if self._log_file is None and is_log_record(text):
-                self._open_log()  # LeRobot has accepted output_dir; it is safe to create it now
-            self._write_log(text)
+            with self._lock:
+                self._tail.append(line)
+                self._write_log(line)
             if self.on_line is not None:
-                _call_safely(self.on_line, text)
-        exit_code = self._proc.wait()
-        self._finish(exit_code)
+                _call_safely(self.on_line, line)
+
+    def _wait_exit(self, readers: list[threading.Thread]) -> None:
+        for reader in readers:
+            reader.join()  # the pipes close once every process of the run (ranks, data workers) has exited
+        self._finish(self._proc.wait())
 
     def _finish(self, exit_code: int) -> None:
         checkpoint = self._newest_checkpoint()
-        stopped = self._stop_requested and (exit_code == STOPPED_EXIT_CODE or self._killed
-                                            or any(STOP_MESSAGE in t for t in self._tail))
+        ranks = self._tracker.ranks
+        stopped = self._stop_requested and (exit_code == STOPPED_EXIT_CODE or self._killed or ranks.any_stopped())
         if exit_code == 0:
             state = "finished"
             message = f"finished {self.report.total_steps} steps" + (f"; checkpoint {checkpoint}" if checkpoint else "")
@@ -234,16 +245,17 @@ class TrainingLauncher:
             state = "failed"
             how = (f"was killed by signal {signal.Signals(-exit_code).name}" if exit_code < 0
                    else f"exited with code {exit_code}")
-            lines = [t for t in self._tail if t and not t.startswith("dp_ros: note")][-15:]
-            message = f"the trainer {how}. Its last lines:\n" + "\n".join(lines)
+            failure = ranks.failure() if ranks.world_size > 1 else ""
+            message = (f"{failure}; the trainer {how}" if failure else f"the trainer {how}") + ". Its last lines:\n"
+            message += "\n".join([t for t in self._tail if not t.startswith("dp_ros: note")][-15:])
             if self._log_file is not None:
                 message += f"\n(full log: {self.log_path})"
         self._write_log(f"dp_ros: {message}")
-        progress = self._tracker.progress
         if checkpoint is not None:
             from dataclasses import replace
 
             step = _checkpoint_step(checkpoint)
+            progress = self._tracker.progress
             self._tracker.progress = replace(progress, checkpoint_path=str(checkpoint),
                                              checkpoint_step=step if step is not None else progress.checkpoint_step)
         progress = self._tracker.finish(state, message)
@@ -293,20 +305,6 @@ def _call_safely(callback: Callable[[Any], None], value: Any) -> None:
 def _checkpoint_step(model_dir: Path) -> int | None:
     name = model_dir.parent.name
     return int(name) if name.isdigit() else None
-
-
-def with_overrides(config: TrainingConfig, overrides: Mapping[str, Any] | Sequence[str] | None) -> TrainingConfig:
-    """A copy of ``config`` with dotted overrides applied and validated."""
-    if not overrides:
-        return config
-    data = config.to_dict()
-    parsed = parse_overrides(overrides)
-    for key, value in parsed.items():
-        set_dotted(data, key, value)
-    updated = config_from_dict(data)
-    updated.given = set(config.given) | set(parsed)
-    updated.validate()
-    return updated
 
 
 def run_training(config: TrainingConfig | str | Path, overrides: Mapping[str, Any] | Sequence[str] | None = None,

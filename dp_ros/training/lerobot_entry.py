@@ -1,29 +1,98 @@
-"""LeRobot's own ``lerobot-train``, with a stop that never cuts a checkpoint in half.
+"""LeRobot's own ``lerobot-train``, reporting its progress and stopping without cutting a checkpoint in half.
 
-The launcher runs ``python -m dp_ros.training.lerobot_entry <lerobot-train arguments>``.
-This calls ``lerobot.scripts.lerobot_train.main()`` unchanged (LeRobot's real
-training loop) after three additions that cost nothing per step:
+The launcher runs ``python -m dp_ros.training.lerobot_entry <lerobot-train arguments>``,
+directly for one process or under ``accelerate launch`` for several (one per rank).
+It calls ``lerobot.scripts.lerobot_train.main()`` unchanged (LeRobot's real
+training loop) after additions that cost nothing per step:
 
+- Events: one JSON line on stdout per event, after ``EVENT_PREFIX``
+  (``started`` and ``ended`` from every rank; ``step`` and ``checkpoint`` from
+  the main rank). ``dp_ros.training.progress`` reads them; nothing scrapes logs.
 - SIGINT or SIGTERM asks for a stop. It takes effect at once, except while a
   checkpoint is being written: then it waits until the checkpoint is complete
   and ``checkpoints/last`` points to it. The process exits with STOPPED_EXIT_CODE.
-- After each checkpoint a line ``dp_ros checkpoint saved: step=N path=...`` tells
-  the launcher which checkpoint is complete.
-- When the launching process dies, the trainer stops the same clean way
-  instead of training on as an orphan.
+- When the launching process (``PARENT_PID_ENV``) dies, the trainer stops the
+  same clean way instead of training on as an orphan.
+
+Every use of LeRobot's internals is in ``install_hooks``: it replaces three
+module-level functions of ``lerobot.scripts.lerobot_train`` (``update_policy``,
+``save_checkpoint``, ``update_last_checkpoint``) with wrappers that call them.
 """
 from __future__ import annotations
 
+import json
+import math
 import os
 import signal
 import sys
 import threading
 import time
+import traceback
+from typing import Any, Callable
 
 STOPPED_EXIT_CODE = 130
-STOP_MESSAGE = "dp_ros: training stopped on request"
-CHECKPOINT_MARKER = "dp_ros checkpoint saved:"
+EVENT_PREFIX = "dp_ros.train.event "
 PARENT_PID_ENV = "DP_ROS_TRAIN_PARENT_PID"
+STEP_EVENT_PERIOD = 0.5
+"""Seconds between step events (the last step is always reported)."""
+_MAX_ERROR_CHARS = 1500
+
+
+def rank_and_world_size() -> tuple[int, int]:
+    """This process's global rank and the number of processes (set by accelerate's launcher; 0 and 1 alone)."""
+    return int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1))
+
+
+def emit(event: str, **fields: Any) -> None:
+    """Write one event line in a single write (lines of several ranks never interleave)."""
+    line = EVENT_PREFIX + json.dumps({"event": event, **fields}, allow_nan=False, default=str) + "\n"
+    os.write(sys.stdout.fileno(), line.encode())
+
+
+class StepReporter:
+    """Step events from the main rank: the newest step, its loss and learning rate, the throughput."""
+
+    def __init__(self, world_size: int, enabled: bool, period: float = STEP_EVENT_PERIOD,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.world_size = world_size
+        self.enabled = enabled
+        self.period = period
+        self.clock = clock
+        self.step = 0
+        self._losses: list[float] = []
+        self._samples = 0
+        self._last: dict[str, float] = {}
+        self._window_start = clock()
+        self._last_emit = -math.inf
+
+    def on_step(self, step: int, loss: float, lr: float, grad_norm: float, batch_size: int) -> None:
+        """Called after each optimisation step (``step`` counts from 1, absolute when resuming)."""
+        if not self.enabled:
+            return
+        self.step = step
+        self._losses.append(loss)
+        self._samples += batch_size * self.world_size
+        self._last = {"lr": lr, "grad_norm": grad_norm}
+        if self.clock() - self._last_emit >= self.period:
+            self.flush()
+
+    def flush(self) -> None:
+        """Report the steps done since the previous event (loss averaged over them)."""
+        if not self._losses:
+            return
+        now = self.clock()
+        elapsed = now - self._window_start
+        emit("step", step=self.step, loss=_finite(sum(self._losses) / len(self._losses)), lr=_finite(self._last["lr"]),
+             grad_norm=_finite(self._last["grad_norm"]),
+             samples_per_second=_finite(self._samples / elapsed) if elapsed > 0 else None)
+        self._losses.clear()
+        self._samples = 0
+        self._window_start = self._last_emit = now
+
+
+def _finite(value: float) -> float | None:
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 class CheckpointGuard:
@@ -34,6 +103,7 @@ class CheckpointGuard:
         self.stop_pending = False
 
     def on_signal(self, signum, frame) -> None:  # noqa: ARG002 - signal handler signature
+        print(f"dp_ros: {signal.Signals(signum).name} received", file=sys.stderr, flush=True)
         if self.writing:
             if not self.stop_pending:
                 print("dp_ros: stop requested while a checkpoint is written; stopping once it is complete",
@@ -42,63 +112,120 @@ class CheckpointGuard:
             return
         raise KeyboardInterrupt
 
-    def wrap_save(self, save_checkpoint):
-        def guarded_save(*args, **kwargs):
-            self.writing = True
-            try:
-                return save_checkpoint(*args, **kwargs)
-            except BaseException:
-                self._leave()
-                raise
-        return guarded_save
+    def begin(self) -> None:
+        self.writing = True
 
-    def wrap_update_last(self, update_last_checkpoint):
-        def guarded_update(checkpoint_dir, *args, **kwargs):
-            try:
-                result = update_last_checkpoint(checkpoint_dir, *args, **kwargs)
-                step = checkpoint_dir.name.lstrip("0") or "0"
-                print(f"{CHECKPOINT_MARKER} step={step} path={checkpoint_dir / 'pretrained_model'}",
-                      file=sys.stderr, flush=True)
-                return result
-            finally:
-                self._leave()
-        return guarded_update
-
-    def _leave(self) -> None:
+    def end(self) -> None:
         self.writing = False
         if self.stop_pending:
             raise KeyboardInterrupt
 
 
-def watch_parent(parent_pid: int, period: float = 1.0) -> None:
-    """Ask this process to stop when ``parent_pid`` is no longer its parent."""
+def install_hooks(lerobot_train, guard: CheckpointGuard, reporter: StepReporter) -> None:
+    """Wrap the three functions of ``lerobot_train`` that its ``train()`` looks up by name at each call.
+
+    Relies on: ``update_policy(train_metrics, policy, batch, ...)`` taking a MetricsTracker whose
+    ``steps`` counts the steps done before this one and whose ``loss``, ``lr`` and ``grad_norm``
+    meters hold this step's values in ``.val``; ``save_checkpoint(...)`` writing a checkpoint;
+    ``update_last_checkpoint(checkpoint_dir)`` pointing ``checkpoints/last`` at the step folder
+    (named by its zero-padded step) once it is complete.
+    """
+    update_policy = lerobot_train.update_policy
+    save_checkpoint = lerobot_train.save_checkpoint
+    update_last_checkpoint = lerobot_train.update_last_checkpoint
+
+    def reported_update(train_metrics, policy, batch, *args, **kwargs):
+        result = update_policy(train_metrics, policy, batch, *args, **kwargs)
+        reporter.on_step(train_metrics.steps + 1, train_metrics.loss.val, train_metrics.lr.val,
+                         train_metrics.grad_norm.val, _batch_size(batch))
+        return result
+
+    def guarded_save(*args, **kwargs):
+        guard.begin()
+        try:
+            return save_checkpoint(*args, **kwargs)
+        except BaseException:
+            guard.end()
+            raise
+
+    def reported_update_last(checkpoint_dir, *args, **kwargs):
+        try:
+            result = update_last_checkpoint(checkpoint_dir, *args, **kwargs)
+            reporter.flush()
+            emit("checkpoint", step=int(checkpoint_dir.name), path=str(checkpoint_dir / "pretrained_model"))
+            return result
+        finally:
+            guard.end()
+
+    lerobot_train.update_policy = reported_update
+    lerobot_train.save_checkpoint = guarded_save
+    lerobot_train.update_last_checkpoint = reported_update_last
+
+
+def _batch_size(batch) -> int:
+    return next((len(v) for v in batch.values() if getattr(v, "ndim", 0) > 0), 0)
+
+
+def watch_parent(parent_pid: int, guard: CheckpointGuard, period: float = 1.0, grace: float = 30.0) -> None:
+    """Stop this process when the launching process ``parent_pid`` is gone.
+
+    First the clean way (SIGTERM: a checkpoint being written is finished); a rank blocked in a
+    collective operation with a peer that is gone never runs that handler, so after ``grace``
+    seconds without a checkpoint being written the process exits at once.
+    """
     def watch() -> None:
+        while _alive(parent_pid):
+            time.sleep(period)
+        print(f"dp_ros: the launching process (pid {parent_pid}) is gone; stopping", file=sys.stderr, flush=True)
+        os.kill(os.getpid(), signal.SIGTERM)
+        idle_since = time.monotonic()
         while True:
             time.sleep(period)
-            if os.getppid() != parent_pid:
-                os.kill(os.getpid(), signal.SIGTERM)
-                return
+            if guard.writing:
+                idle_since = time.monotonic()
+            elif time.monotonic() - idle_since > grace:
+                os._exit(STOPPED_EXIT_CODE)
 
     threading.Thread(target=watch, name="dp_ros_parent_watch", daemon=True).start()
 
 
-def main() -> int:
-    from lerobot.scripts import lerobot_train
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
 
+
+def main() -> int:
+    rank, world_size = rank_and_world_size()
+    emit("started", rank=rank, world_size=world_size, pid=os.getpid())
     guard = CheckpointGuard()
-    lerobot_train.save_checkpoint = guard.wrap_save(lerobot_train.save_checkpoint)
-    lerobot_train.update_last_checkpoint = guard.wrap_update_last(lerobot_train.update_last_checkpoint)
+    reporter = StepReporter(world_size, enabled=rank == 0)
     signal.signal(signal.SIGINT, guard.on_signal)
     signal.signal(signal.SIGTERM, guard.on_signal)
     parent = os.environ.get(PARENT_PID_ENV)
     if parent and parent.isdigit():
-        watch_parent(int(parent))
+        watch_parent(int(parent), guard)
+    state, error, code = "finished", "", 0
     try:
+        from lerobot.scripts import lerobot_train
+
+        install_hooks(lerobot_train, guard, reporter)
         lerobot_train.main()
     except KeyboardInterrupt:
-        print(STOP_MESSAGE, file=sys.stderr, flush=True)
-        return STOPPED_EXIT_CODE
-    return 0
+        state, code = "stopped", STOPPED_EXIT_CODE
+        print("dp_ros: training stopped on request", file=sys.stderr, flush=True)
+    except SystemExit as exc:  # LeRobot's argument parser exits on a bad option
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+        if code:
+            state, error = "failed", f"exited with code {code}" + (f": {exc.code}" if isinstance(exc.code, str) else "")
+    except BaseException as exc:  # noqa: BLE001 - reported with the rank, then the process fails
+        traceback.print_exc()
+        state, error, code = "failed", f"{type(exc).__name__}: {exc}"[:_MAX_ERROR_CHARS], 1
+    reporter.flush()
+    emit("ended", rank=rank, state=state, error=error)
+    return code
 
 
 if __name__ == "__main__":

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dp_ros.robot_interface import ACTION_FEATURE, IMAGE_FEATURE_PREFIX, STATE_FEATURE
+from dp_ros.training.accelerate_launch import machine_rank
 from dp_ros.training.configuration_training import (
     CHECKPOINTS_DIR,
     PRETRAINED_MODEL_DIR,
@@ -47,6 +48,9 @@ class PreflightReport:
     """The steps the run will reach (a resume without a given ``steps`` keeps the run's own)."""
     notes: list[str] = field(default_factory=list)
     """Things worth telling the user (ignored options, unused cameras, ...)."""
+    owns_output_dir: bool = True
+    """False on the other machines of a multi-machine run: the main machine (machine rank 0) checks and
+    creates output_dir."""
 
 
 def lerobot_home() -> Path:
@@ -188,10 +192,40 @@ def check_output_dir(config: TrainingConfig) -> int:
     return 0
 
 
+def check_processes(config: TrainingConfig) -> list[str]:
+    """Enough GPUs for the processes of this machine; notes on what several processes change."""
+    from dp_ros.training.configuration_training import resolve_device
+
+    processes = config.accelerate.num_processes or 1
+    if processes < 2:
+        return []
+    on_one_machine = not config.accelerate.config_file and not any(
+        a.startswith("--num_machines") for a in config.accelerate.launch_args)
+    if on_one_machine and resolve_device(config.policy.device) == "cuda":
+        import torch
+
+        gpus = torch.cuda.device_count()
+        if processes > gpus:
+            raise PreflightError(f"accelerate.num_processes is {processes} but this machine has {gpus} GPU(s): one "
+                                 "process per GPU (or set policy.device: cpu)")
+    batch = config.batch_size if config.mode != "resume" or "batch_size" in config.given else "the run's batch_size"
+    return [f"{processes} training processes: each takes {batch} samples per step, so a step sees "
+            f"{processes} x {batch} samples; LeRobot keeps the learning rate and steps as given (scale them "
+            "yourself if you want the same number of epochs)"]
+
+
 def run_preflight(config: TrainingConfig) -> PreflightReport:
     """All checks for ``config``; raises PreflightError (or FeatureMismatchError) with what to do."""
     config.validate()
-    report = PreflightReport(resume_step=check_output_dir(config), total_steps=config.steps)
+    report = PreflightReport(total_steps=config.steps)
+    report.notes.extend(check_processes(config))
+    machine = machine_rank(config.accelerate)
+    report.owns_output_dir = machine == 0
+    if machine:
+        report.notes.append(f"this is machine {machine} of a multi-machine run: the main machine (machine rank 0) "
+                            "checks output_dir, shows the progress and writes the checkpoints")
+    if report.owns_output_dir or config.mode == "resume":
+        report.resume_step = check_output_dir(config)
     if config.mode == "resume":
         saved = _saved_train_config(config)
         if "steps" not in config.given:
@@ -244,7 +278,7 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
         report.notes.extend(_ignored_architecture_options(config, checkpoint))
     else:
         crop = config.policy.crop_shape
-        if crop is not None:
+        if crop is not None and config.policy.resize_shape is None:  # with resize_shape, crop_ratio crops
             too_small = [f"{k} is {shapes[k][1]}x{shapes[k][2]}" for k in cameras
                          if crop[0] > shapes[k][1] or crop[1] > shapes[k][2]]
             if too_small:

@@ -1,29 +1,23 @@
-"""Progress of a LeRobot training run, read from the trainer's output.
+"""Progress of a LeRobot training run, read from the events its entry point prints.
 
-``lerobot-train`` prints a tqdm bar (``Training:  33%|...| 2/6 [00:01<00:02,  1.64step/s]``,
-exact step and speed), a metrics line every ``log_freq`` steps
-(``step:200 smpl:13K ... loss:0.123 grdn:1.234 lr:1.0e-04 updt_s:0.250 data_s:0.010 smp/s:250``)
-and ``Checkpoint policy after step N``; dp_ros's entry adds
-``dp_ros checkpoint saved: step=N path=...`` once a checkpoint is complete.
-Lines may hold a bar update and a log message glued together.
+``dp_ros.training.lerobot_entry`` prints one JSON object per line after
+``EVENT_PREFIX``: ``started`` and ``ended`` (every rank, with its pid and how it
+ended), ``step`` (the main rank: step, loss, learning rate, throughput) and
+``checkpoint`` (the main rank, once a checkpoint is complete). ``ProgressTracker``
+turns them into ``TrainingProgress`` snapshots and keeps the ranks' fates, so a
+failure names the rank that failed.
 """
 from __future__ import annotations
 
+import json
 import math
-import re
-from dataclasses import dataclass, replace
+import time
+from dataclasses import dataclass, field, replace
+from typing import Any, Callable
 
-from dp_ros.training.lerobot_entry import CHECKPOINT_MARKER, STOP_MESSAGE
+from dp_ros.training.lerobot_entry import EVENT_PREFIX
 
 STATES = ("idle", "starting", "training", "finished", "stopped", "failed")
-
-_TQDM = re.compile(r"Training:\s*\d+%\|[^|]*\|\s*(\d+)/(\d+)\s*\[([^\]<]*)<([^,\]]*),\s*([^\]]*)\]")
-_RATE = re.compile(r"([\d.]+)\s*(step/s|s/step)")
-_METRIC = re.compile(r"(?:^|\s)(step|smpl|ep|epch|loss|grdn|lr|updt_s|data_s|smp/s):(\S+)")
-_CHECKPOINT_STARTED = re.compile(r"Checkpoint policy after step (\d+)")
-_CHECKPOINT_SAVED = re.compile(re.escape(CHECKPOINT_MARKER) + r" step=(\d+) path=(.+?)\s*$")
-_LOG_RECORD = re.compile(r"(?:^|\]|\s)(INFO|WARNING|ERROR|CRITICAL|DEBUG) \d{4}-\d\d-\d\d ")
-_END = "End of training"
 
 
 @dataclass(frozen=True)
@@ -37,13 +31,13 @@ class TrainingProgress:
     total_steps: int = 0
     """Optimisation steps requested."""
     loss: float = math.nan
-    """Training loss averaged over the last log window."""
+    """Training loss averaged over the steps since the previous update (the main process's share of the batch)."""
     learning_rate: float = math.nan
-    """Learning rate at the last logged step."""
+    """Learning rate at the newest step."""
     grad_norm: float = math.nan
-    """Gradient norm averaged over the last log window."""
+    """Gradient norm at the newest step."""
     samples_per_second: float = math.nan
-    """Training throughput over the last log window."""
+    """Training throughput of all processes together since the previous update."""
     eta_seconds: float = math.nan
     """Estimated time left."""
     checkpoint_path: str = ""
@@ -58,103 +52,146 @@ class TrainingProgress:
         return self.step / self.total_steps if self.total_steps else 0.0
 
 
-def parse_bar(line: str) -> tuple[int, int, float | None] | None:
-    """(steps done in this run, steps of this run, steps per second) from a tqdm update."""
-    match = _TQDM.search(line)
-    if not match:
+def parse_event(line: str) -> dict[str, Any] | None:
+    """The event of a trainer output line, None for any other line."""
+    if not line.startswith(EVENT_PREFIX):
         return None
-    done, total = int(match.group(1)), int(match.group(2))
-    rate = _RATE.search(match.group(5))
-    steps_per_second = None
-    if rate:
-        value = float(rate.group(1))
-        steps_per_second = value if rate.group(2) == "step/s" else (1.0 / value if value > 0 else None)
-    return done, total, steps_per_second
-
-
-def parse_metrics(line: str) -> dict[str, float] | None:
-    """LeRobot's metrics line as numbers: step, loss, grad_norm, lr, update_s, data_s, samples_per_s.
-
-    ``step`` is left out from 1000 on, where LeRobot abbreviates it (1K).
-    """
-    if "loss:" not in line or "step:" not in line:
+    try:
+        event = json.loads(line[len(EVENT_PREFIX):])
+    except json.JSONDecodeError:
         return None
-    names = {"step": "step", "loss": "loss", "grdn": "grad_norm", "lr": "lr", "updt_s": "update_s",
-             "data_s": "data_s", "smp/s": "samples_per_s"}
-    metrics = {}
-    for key, value in _METRIC.findall(line):
-        if key in names:
-            if key == "step" and not value.isdigit():
-                continue
-            try:
-                metrics[names[key]] = float(value)
-            except ValueError:
-                continue
-    return metrics if "loss" in metrics else None
+    return event if isinstance(event, dict) and "event" in event else None
 
 
-def is_log_record(line: str) -> bool:
-    """True for a line of LeRobot's logging (LEVEL date time ...), printed once its arguments parsed."""
-    return bool(_LOG_RECORD.search(line))
+@dataclass
+class RankFate:
+    """What one training process reported."""
+
+    pid: int
+    state: str = "running"
+    """running (no end reported yet), finished, stopped or failed."""
+    error: str = ""
 
 
-def is_bar_only(line: str) -> bool:
-    """True for a line that holds nothing but tqdm bar updates."""
-    return bool(_TQDM.search(line)) and not _TQDM.sub("", line).strip()
+@dataclass
+class Ranks:
+    """The training processes of this machine, by global rank, as their events describe them."""
+
+    world_size: int = 0
+    by_rank: dict[int, RankFate] = field(default_factory=dict)
+
+    def pid(self, rank: int) -> int | None:
+        fate = self.by_rank.get(rank)
+        return fate.pid if fate else None
+
+    def running_pids(self) -> list[int]:
+        return [f.pid for f in self.by_rank.values() if f.state == "running"]
+
+    def any_stopped(self) -> bool:
+        return any(f.state == "stopped" for f in self.by_rank.values())
+
+    def failure(self) -> str:
+        """Which rank failed and how, in words ("" when no rank is known to have failed).
+
+        A rank that ended without a word (killed by a signal, e.g. out of memory) is the likely
+        cause when the others failed after it; then the first rank that reported an error.
+        """
+        of = f" of {self.world_size}" if self.world_size > 1 else ""
+        silent = [r for r, f in sorted(self.by_rank.items()) if f.state == "running"]
+        failed = [(r, f) for r, f in self.by_rank.items() if f.state == "failed"]
+        parts = [f"rank {r}{of} (pid {self.by_rank[r].pid}) ended without reporting why (killed by a signal, e.g. "
+                 "the out-of-memory killer?)" for r in silent]
+        if failed:
+            rank, fate = failed[0]
+            parts.append(f"rank {rank}{of} failed: {fate.error}")
+        return "; ".join(parts)
 
 
 class ProgressTracker:
-    """Turns trainer output lines into TrainingProgress snapshots."""
+    """Turns trainer events into TrainingProgress snapshots (ETA from the step rate on ``clock``)."""
 
-    def __init__(self, total_steps: int, batch_size: int, initial_step: int = 0) -> None:
-        self.initial_step = initial_step
-        self.batch_size = batch_size
+    def __init__(self, total_steps: int, initial_step: int = 0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
+        self.ranks = Ranks()
+        self._first: tuple[float, int] | None = None
         self.progress = TrainingProgress(state="starting", step=initial_step, total_steps=total_steps,
                                          message="trainer starting: loading LeRobot, the dataset and the model")
 
-    def feed(self, line: str) -> bool:
-        """Read one output line; True when the progress changed."""
+    def feed(self, event: dict[str, Any]) -> bool:
+        """Take one event; True when the progress changed."""
         before = self.progress
+        kind = event.get("event")
+        if kind == "started":
+            self.ranks.world_size = int(event.get("world_size", 1))
+            self.ranks.by_rank[int(event["rank"])] = RankFate(pid=int(event["pid"]))
+        elif kind == "ended":
+            fate = self.ranks.by_rank.setdefault(int(event["rank"]), RankFate(pid=0))
+            fate.state, fate.error = str(event.get("state", "failed")), str(event.get("error", ""))
+        elif kind == "step":
+            self._on_step(event)
+        elif kind == "checkpoint":
+            step = int(event["step"])
+            self.progress = replace(self.progress, checkpoint_path=str(event["path"]), checkpoint_step=step,
+                                    message=f"checkpoint of step {step} saved")
+        return self.progress != before
+
+    def _on_step(self, event: dict[str, Any]) -> None:
         p = self.progress
-        bar = parse_bar(line)
-        if bar is not None:
-            done, run_total, steps_per_second = bar
-            step = self.initial_step + done
-            eta = p.eta_seconds
-            if steps_per_second:
-                eta = max(0, run_total - done) / steps_per_second
-            if done == run_total:
-                eta = 0.0
-            p = replace(p, state="training", step=step, eta_seconds=eta,
-                        message=p.message if p.state == "training" else "training")
-        metrics = parse_metrics(line)
-        if metrics is not None:
-            speed = p.samples_per_second
-            step_time = metrics.get("update_s", 0.0) + metrics.get("data_s", 0.0)
-            if step_time > 0:
-                speed = self.batch_size / step_time
-            elif "samples_per_s" in metrics:
-                speed = metrics["samples_per_s"]
-            # The bar may lag (tqdm redraws at most every 0.1 s); the metrics line has the exact step.
-            step = max(p.step, int(metrics.get("step", 0)))
-            p = replace(p, state="training", step=step, loss=metrics["loss"],
-                        grad_norm=metrics.get("grad_norm", p.grad_norm),
-                        learning_rate=metrics.get("lr", p.learning_rate), samples_per_second=speed)
-        saved = _CHECKPOINT_SAVED.search(line)
-        if saved:
-            step = int(saved.group(1))
-            p = replace(p, checkpoint_path=saved.group(2), checkpoint_step=step,
-                        message=f"checkpoint of step {step} saved")
-        elif _CHECKPOINT_STARTED.search(line):
-            p = replace(p, message=f"writing the checkpoint of step {_CHECKPOINT_STARTED.search(line).group(1)}")
-        if _END in line:
-            p = replace(p, eta_seconds=0.0, message="training loop done")
-        if STOP_MESSAGE in line:
-            p = replace(p, message="stopped on request")
-        self.progress = p
-        return p != before
+        step, now = int(event["step"]), self.clock()
+        eta = p.eta_seconds
+        if self._first is None:
+            self._first = (now, step)
+        elif step > self._first[1] and now > self._first[0]:
+            rate = (step - self._first[1]) / (now - self._first[0])
+            eta = max(0, p.total_steps - step) / rate
+        if step >= p.total_steps:
+            eta = 0.0
+        self.progress = replace(p, state="training", step=step, eta_seconds=eta,
+                                loss=_number(event.get("loss")), learning_rate=_number(event.get("lr")),
+                                grad_norm=_number(event.get("grad_norm")),
+                                samples_per_second=_number(event.get("samples_per_second")),
+                                message=p.message if p.state == "training" else "training")
 
     def finish(self, state: str, message: str) -> TrainingProgress:
+        done = state == "finished"  # also on the other machines of a multi-machine run, which see no steps
         self.progress = replace(self.progress, state=state, message=message,
-                                eta_seconds=0.0 if state == "finished" else self.progress.eta_seconds)
+                                step=self.progress.total_steps if done else self.progress.step,
+                                eta_seconds=0.0 if done else self.progress.eta_seconds)
         return self.progress
+
+
+class StepLines:
+    """When to write a progress line: a new step, at most every ``interval`` seconds, and always the last step."""
+
+    def __init__(self, interval: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.interval = interval
+        self.clock = clock
+        self._step = -1
+        self._time = -math.inf
+
+    def due(self, progress: TrainingProgress) -> bool:
+        if progress.state != "training" or progress.step <= self._step:
+            return False
+        now = self.clock()
+        if now - self._time < self.interval and progress.step < progress.total_steps:
+            return False
+        self._step, self._time = progress.step, now
+        return True
+
+
+def format_step_line(p: TrainingProgress) -> str:
+    """One line of progress: step, loss, learning rate, throughput, ETA."""
+    return (f"step {p.step}/{p.total_steps} loss {p.loss:.4f} lr {p.learning_rate:.1e} "
+            f"{p.samples_per_second:.1f} samples/s ETA {format_duration(p.eta_seconds)}")
+
+
+def format_duration(seconds: float) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "?"
+    seconds = int(round(seconds))
+    hours, rest = divmod(seconds, 3600)
+    return f"{hours}:{rest // 60:02d}:{rest % 60:02d}" if hours else f"{rest // 60:d}:{rest % 60:02d}"
+
+
+def _number(value: Any) -> float:
+    return math.nan if value is None else float(value)
