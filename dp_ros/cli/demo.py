@@ -52,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--processes", type=int, default=d.processes,
                         help=f"training processes through accelerate, sharing the batch (default {d.processes})")
     parser.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
-                        help=f"threads per training process on a CPU (default {d.cpu_threads})")
+                        help="threads per training process on a CPU (default: torch's, all cores)")
     parser.add_argument("--sampler", default=d.sampler,
                         help=f"sampler:steps of the policy node in closed loop (default {d.sampler})")
     parser.add_argument("--seed", type=int, default=d.seed, help=f"seed of the recorded tasks and training (default {d.seed})")

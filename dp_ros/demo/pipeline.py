@@ -39,7 +39,7 @@ class DemoSettings:
     """Closed-loop episodes of the trained policy."""
     train_steps: int = 1500
     """Optimisation steps of the training."""
-    batch_size: int = 16
+    batch_size: int = 32
     """Samples per optimisation step."""
     down_dims: tuple[int, ...] = (64, 128, 256)
     """U-Net channels per stage (small enough for a CPU)."""
@@ -52,9 +52,10 @@ class DemoSettings:
     """Learning-rate warm-up steps."""
     processes: int = 1
     """Training processes (accelerate); each takes batch_size / processes samples per step."""
-    cpu_threads: int = 1
-    """Threads per training process on a CPU: on a 2-core machine that also runs other work, one
-    thread trained 3.6x faster than two (benchmarks/bench_demo_training.py)."""
+    cpu_threads: int | None = None
+    """Threads per training process on a CPU; None = torch's default (all cores). On the quiet 2-core
+    machine two threads trained 1.2x faster than one; on one busy with other work, one thread was
+    faster (benchmarks/bench_demo_training.py)."""
     sampler: str = "sde-dpmsolver++:5"
     """Sampler and steps of the policy node in closed loop."""
     seed: int = 1
