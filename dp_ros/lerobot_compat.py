@@ -9,7 +9,8 @@ installed LeRobot version against :data:`SUPPORTED_LEROBOT`.
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
+from pathlib import Path
+from typing import Any, Callable
 
 from packaging.specifiers import SpecifierSet
 from packaging.version import Version
@@ -55,6 +56,54 @@ def diffusion_global_conditioning(diffusion_model, batch: dict) -> Any:
     """The observation encoding Diffusion Policy's U-Net is conditioned on (LeRobot computes it privately)."""
     prepare = _attribute(diffusion_model, "_prepare_global_conditioning", "DiffusionModel")
     return prepare(batch)
+
+
+# --- training ----------------------------------------------------------------------
+def hook_training_loop(lerobot_train, on_step: Callable[[int, float, float, float, int], None],
+                       on_save_start: Callable[[], None], on_save_end: Callable[[], None],
+                       on_checkpoint_linked: Callable[[Path], None]) -> None:
+    """Wrap the three functions of ``lerobot.scripts.lerobot_train`` its ``train()`` looks up by name at each call.
+
+    ``on_step(step, loss, lr, grad_norm, batch_size)`` after each optimisation step; ``on_save_start`` before
+    a checkpoint is written and ``on_save_end`` once ``checkpoints/last`` points to it (or its writing
+    failed); ``on_checkpoint_linked(step_dir)`` just before that. Relies on: ``update_policy(train_metrics,
+    policy, batch, ...)`` taking a MetricsTracker whose ``steps`` counts the steps before this one and whose
+    ``loss``, ``lr`` and ``grad_norm`` meters hold this step's values in ``.val``; ``save_checkpoint(...)``;
+    ``update_last_checkpoint(checkpoint_dir)`` (the step folder, named by its zero-padded step).
+    """
+    update_policy = _attribute(lerobot_train, "update_policy", "lerobot_train")
+    save_checkpoint = _attribute(lerobot_train, "save_checkpoint", "lerobot_train")
+    update_last_checkpoint = _attribute(lerobot_train, "update_last_checkpoint", "lerobot_train")
+
+    def reported_update(train_metrics, policy, batch, *args, **kwargs):
+        result = update_policy(train_metrics, policy, batch, *args, **kwargs)
+        on_step(train_metrics.steps + 1, train_metrics.loss.val, train_metrics.lr.val, train_metrics.grad_norm.val,
+                _batch_size(batch))
+        return result
+
+    def guarded_save(*args, **kwargs):
+        on_save_start()
+        try:
+            return save_checkpoint(*args, **kwargs)
+        except BaseException:
+            on_save_end()
+            raise
+
+    def reported_update_last(checkpoint_dir, *args, **kwargs):
+        try:
+            result = update_last_checkpoint(checkpoint_dir, *args, **kwargs)
+            on_checkpoint_linked(checkpoint_dir)
+            return result
+        finally:
+            on_save_end()
+
+    lerobot_train.update_policy = reported_update
+    lerobot_train.save_checkpoint = guarded_save
+    lerobot_train.update_last_checkpoint = reported_update_last
+
+
+def _batch_size(batch: dict) -> int:
+    return next((len(v) for v in batch.values() if getattr(v, "ndim", 0) > 0), 0)
 
 
 # --- datasets ----------------------------------------------------------------------

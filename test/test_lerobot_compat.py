@@ -40,3 +40,13 @@ def test_global_conditioning_fails_by_name_on_a_model_without_it():
     # PolicyRuntime's tests run the real call (every chunk goes through it); a model lacking it is any other module.
     with pytest.raises(LeRobotCompatError, match=r"DiffusionModel\._prepare_global_conditioning"):
         lerobot_compat.diffusion_global_conditioning(torch.nn.Module(), {})
+
+
+def test_the_training_loop_hooks_find_lerobots_functions_or_fail_by_name():
+    from lerobot.scripts import lerobot_train
+
+    for name in ("update_policy", "save_checkpoint", "update_last_checkpoint"):
+        assert callable(getattr(lerobot_train, name)), name   # what hook_training_loop wraps, in this LeRobot
+    renamed = types.SimpleNamespace(update_policy=print, save_checkpoint=print)   # a LeRobot that renamed one
+    with pytest.raises(LeRobotCompatError, match=r"lerobot_train\.update_last_checkpoint"):
+        lerobot_compat.hook_training_loop(renamed, print, print, print, print)

@@ -19,6 +19,10 @@ class DemoClientError(RuntimeError):
     """A service did not answer or refused (the message says which)."""
 
 
+class ServiceRefused(DemoClientError):
+    """A service answered, with success false (the node is up; the message says why it refused)."""
+
+
 class DemoClient:
     def __init__(self, robot: RobotInterface):
         import rclpy
@@ -97,7 +101,7 @@ class DemoClient:
             raise DemoClientError(f"service {service} did not answer within {timeout:.0f} s")
         response = future.result()
         if not response.success:
-            raise DemoClientError(f"{service} refused: {response.message}")
+            raise ServiceRefused(f"{service} refused: {response.message}")
         return response.message
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str,

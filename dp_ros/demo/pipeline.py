@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from dp_ros.demo.client import RECORDER, SIM_RESET, DemoClient, DemoClientError
+from dp_ros.demo.client import RECORDER, SIM_RESET, DemoClient, ServiceRefused
 from dp_ros.demo.processes import ProcessGroup
 from dp_ros.robot_interface import RobotInterface
 
@@ -194,9 +194,8 @@ def _stop_recording(client: DemoClient, check):
     stopped = time.monotonic()
     try:
         client.call(f"{RECORDER}/stop_episode", timeout=120)
-    except DemoClientError as exc:
-        if "refused" not in str(exc):  # refused: nothing usable was recorded, an attempt that failed
-            raise
+    except ServiceRefused:
+        pass  # nothing usable was recorded: an attempt that failed
     client.wait_for(lambda: client.recorder_status_time > stopped, 10.0, "the recorder's status", check=check)
     return client.recorder_status
 
@@ -208,8 +207,8 @@ def _call_when_ready(client: DemoClient, service: str, check, timeout: float = 1
         try:
             client.call(service)
             return
-        except DemoClientError as exc:
-            if time.monotonic() > deadline or "refused" not in str(exc):
+        except ServiceRefused:
+            if time.monotonic() > deadline:
                 raise
             check()
             time.sleep(0.1)

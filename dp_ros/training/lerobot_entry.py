@@ -14,9 +14,8 @@ training loop) after additions that cost nothing per step:
 - When the launching process (``PARENT_PID_ENV``) dies, the trainer stops the
   same clean way instead of training on as an orphan.
 
-Every use of LeRobot's internals is in ``install_hooks``: it replaces three
-module-level functions of ``lerobot.scripts.lerobot_train`` (``update_policy``,
-``save_checkpoint``, ``update_last_checkpoint``) with wrappers that call them.
+LeRobot's internals are reached in ``dp_ros.lerobot_compat.hook_training_loop``
+(three module-level functions of ``lerobot.scripts.lerobot_train`` wrapped).
 """
 from __future__ import annotations
 
@@ -29,6 +28,8 @@ import threading
 import time
 import traceback
 from typing import Any, Callable
+
+from dp_ros.lerobot_compat import hook_training_loop
 
 STOPPED_EXIT_CODE = 130
 EVENT_PREFIX = "dp_ros.train.event "
@@ -122,48 +123,13 @@ class CheckpointGuard:
 
 
 def install_hooks(lerobot_train, guard: CheckpointGuard, reporter: StepReporter) -> None:
-    """Wrap the three functions of ``lerobot_train`` that its ``train()`` looks up by name at each call.
+    """Progress events after each step, and the stop guard around each checkpoint being written."""
+    def checkpoint_linked(checkpoint_dir) -> None:
+        reporter.flush()
+        emit("checkpoint", step=int(checkpoint_dir.name), path=str(checkpoint_dir / "pretrained_model"))
 
-    Relies on: ``update_policy(train_metrics, policy, batch, ...)`` taking a MetricsTracker whose
-    ``steps`` counts the steps done before this one and whose ``loss``, ``lr`` and ``grad_norm``
-    meters hold this step's values in ``.val``; ``save_checkpoint(...)`` writing a checkpoint;
-    ``update_last_checkpoint(checkpoint_dir)`` pointing ``checkpoints/last`` at the step folder
-    (named by its zero-padded step) once it is complete.
-    """
-    update_policy = lerobot_train.update_policy
-    save_checkpoint = lerobot_train.save_checkpoint
-    update_last_checkpoint = lerobot_train.update_last_checkpoint
-
-    def reported_update(train_metrics, policy, batch, *args, **kwargs):
-        result = update_policy(train_metrics, policy, batch, *args, **kwargs)
-        reporter.on_step(train_metrics.steps + 1, train_metrics.loss.val, train_metrics.lr.val,
-                         train_metrics.grad_norm.val, _batch_size(batch))
-        return result
-
-    def guarded_save(*args, **kwargs):
-        guard.begin()
-        try:
-            return save_checkpoint(*args, **kwargs)
-        except BaseException:
-            guard.end()
-            raise
-
-    def reported_update_last(checkpoint_dir, *args, **kwargs):
-        try:
-            result = update_last_checkpoint(checkpoint_dir, *args, **kwargs)
-            reporter.flush()
-            emit("checkpoint", step=int(checkpoint_dir.name), path=str(checkpoint_dir / "pretrained_model"))
-            return result
-        finally:
-            guard.end()
-
-    lerobot_train.update_policy = reported_update
-    lerobot_train.save_checkpoint = guarded_save
-    lerobot_train.update_last_checkpoint = reported_update_last
-
-
-def _batch_size(batch) -> int:
-    return next((len(v) for v in batch.values() if getattr(v, "ndim", 0) > 0), 0)
+    hook_training_loop(lerobot_train, on_step=reporter.on_step, on_save_start=guard.begin,
+                       on_save_end=guard.end, on_checkpoint_linked=checkpoint_linked)
 
 
 def watch_parent(parent_pid: int, guard: CheckpointGuard, period: float = 1.0, grace: float = 30.0) -> None:
