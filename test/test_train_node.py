@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from lerobot_fixtures import make_checkpoint, make_dataset, tiny_robot
-from ros_testing import python_process, ros_node, spin_until, stop_process
+from ros_testing import call_trigger, python_process, ros_node, spin_until, stop_process
 from training_fixtures import assert_checkpoints_complete, check_policy_runs, processes_mentioning, write_train_yaml
 
 
@@ -69,8 +69,6 @@ def test_node_trains_publishes_progress_and_leaves_a_runnable_checkpoint(dataset
 
 def test_stop_service_stops_every_process_keeping_the_last_checkpoint(dataset, tmp_path):
     """Two training processes (accelerate, gloo on this CPU): ~/status follows the main one, ~/stop ends both."""
-    from std_srvs.srv import Trigger
-
     from dp_ros_msgs.msg import TrainingStatus
 
     config = write_train_yaml(tmp_path / "train.yaml", dataset, steps=1000, save_freq=2)
@@ -81,11 +79,8 @@ def test_stop_service_stops_every_process_keeping_the_last_checkpoint(dataset, t
             statuses = watch_status(node, "train_b")
             has_checkpoint = spin_until(node, lambda: statuses and statuses[-1].checkpoint_path != "", 240)
             assert has_checkpoint, stop_process(proc)[-3000:]
-            client = node.create_client(Trigger, "/train_b/stop")
-            assert client.wait_for_service(timeout_sec=10)
-            future = client.call_async(Trigger.Request())
-            assert spin_until(node, future.done, 10)
-            assert future.result().success and "stopping" in future.result().message
+            response = call_trigger(node, "/train_b/stop", 10)
+            assert response.success and "stopping" in response.message
             assert spin_until(node, lambda: statuses[-1].state_name in ("stopped", "failed"), 120)
             final = statuses[-1]
             assert final.state == TrainingStatus.STATE_STOPPED, final.message
@@ -93,9 +88,8 @@ def test_stop_service_stops_every_process_keeping_the_last_checkpoint(dataset, t
             assert steps == sorted(steps), "progress must come from one process"
             assert "last checkpoint kept" in final.message
             assert proc.poll() is None, "the node stays up after a stop"
-            again = client.call_async(Trigger.Request())
-            assert spin_until(node, again.done, 10)
-            assert not again.result().success and "no training is running" in again.result().message
+            again = call_trigger(node, "/train_b/stop", 10)
+            assert not again.success and "no training is running" in again.message
     finally:
         stop_process(proc)
     assert final.step < 1000

@@ -1,5 +1,5 @@
 """The parameters files shipped in config/, each made from node declarations (tests keep them equal)."""
-from dp_ros.node_params import policy, recorder, sim
+from dp_ros.node_params import policy, recorder, sim, train
 from dp_ros.node_params.declaration import NodeParameters
 
 # config/<file> -> (header, the nodes it configures): the file is parameters_file(header, *nodes).
@@ -9,3 +9,4 @@ CONFIG_FILES: dict[str, tuple[str, tuple[NodeParameters, ...]]] = {
     "sim.yaml": (sim.HEADER, (sim.SIM, sim.EXPERT)),
 }
 NODES: dict[str, NodeParameters] = {d.node_name: d for _, nodes in CONFIG_FILES.values() for d in nodes}
+NODES[train.TRAIN.node_name] = train.TRAIN   # its training is configured by the training YAML instead

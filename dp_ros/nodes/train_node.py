@@ -21,45 +21,24 @@ import threading
 
 import rclpy
 import rclpy.executors
-from rcl_interfaces.msg import ParameterDescriptor, ParameterType
 from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
 from std_srvs.srv import Trigger
 
 from dp_ros.bringup import run_node
 from dp_ros.conversions.training_status import training_status_msg
+from dp_ros.node_params import ParameterError
+from dp_ros.node_params.train import TRAIN
+from dp_ros.nodes.node_tools import declare_parameters, trigger_service
 from dp_ros.training.config_loading import load_training_config
 from dp_ros.training.configuration_training import TrainingConfigError
 from dp_ros.training.launcher import TrainingLauncher
 from dp_ros.training.progress import StepLines, TrainingProgress, format_step_line
 
-# name -> (default, description). String defaults "" and integer 0 mean "as the YAML says".
-PARAMETERS: dict[str, tuple[object, str]] = {
-    "config": ("", "training YAML (the train: section of config/train.yaml); empty = built-in defaults"),
-    "overrides": ([""], "training options as name=value, e.g. ['steps=5000', 'policy.horizon=32']"),
-    "dataset_root": ("", "dataset folder (meta/, data/, videos/); overrides dataset.root"),
-    "output_dir": ("", "run folder; overrides output_dir"),
-    "pretrained_path": ("", "fine-tune from this checkpoint; overrides policy.pretrained_path"),
-    "steps": (0, "optimisation steps in total; 0 = as the YAML says"),
-    "device": ("", "auto, cpu, cuda, cuda:N or mps; overrides policy.device"),
-    "resume": (False, "continue the run in output_dir from its last checkpoint"),
-    "num_processes": (0, "training processes (one per GPU) through accelerate launch; 0 = as the YAML says"),
-    "accelerate_config": ("", "accelerate config file (e.g. for several machines); overrides accelerate.config_file"),
-    "status_rate": (2.0, "TrainingStatus messages per second on ~/status (and one at every state change)"),
-    "stop_timeout": (120.0, "seconds a stop may take (finishing a checkpoint) before the trainer is killed"),
-    "shutdown_when_done": (False, "shut the node down once training has finished, stopped or failed"),
-}
-
-
 class TrainNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("train_node", **node_kwargs)
-        for name, (default, description) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description)
-            if name == "overrides":
-                descriptor.type = ParameterType.PARAMETER_STRING_ARRAY
-            self.declare_parameter(name, default, descriptor)
-        p = {name: self.get_parameter(name).value for name in PARAMETERS}
+        p = declare_parameters(self, TRAIN)
         self._lock = threading.Lock()
         self._progress = TrainingProgress(message="not started")
         self._published_state = ""
@@ -69,8 +48,8 @@ class TrainNode(Node):
 
         qos = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
         self.status_pub = self.create_publisher(self._status_type(), "~/status", qos)
-        self.create_service(Trigger, "~/stop", self._on_stop)
-        self.create_timer(1.0 / max(0.1, float(p["status_rate"])), self._on_timer)
+        self.create_service(Trigger, "~/stop", trigger_service(self.stop_training))
+        self.create_timer(1.0 / p["status_rate"], self._on_timer)
 
         self.launcher: TrainingLauncher | None = None
         try:
@@ -150,17 +129,14 @@ class TrainNode(Node):
                 self.get_logger().info("training is over; shutting down (shutdown_when_done)")
 
     # --- services ----------------------------------------------------------------------
-    def _on_stop(self, request, response):
+    def stop_training(self) -> tuple[bool, str]:
         if self.launcher is None or not self.launcher.running:
-            response.success = False
-            response.message = f"no training is running (state: {self._progress.state})"
-            return response
+            return False, f"no training is running (state: {self._progress.state})"
         self.launcher.request_stop()
-        response.success = True
-        response.message = ("stopping: the trainer finishes a checkpoint being written, then exits; the last "
-                            "checkpoint is kept (start again with resume:=true to continue)")
-        self.get_logger().info(response.message)
-        return response
+        message = ("stopping: the trainer finishes a checkpoint being written, then exits; the last checkpoint "
+                   "is kept (start again with resume:=true to continue)")
+        self.get_logger().info(message)
+        return True, message
 
     def destroy_node(self):
         if self.launcher is not None and self.launcher.running:
@@ -170,7 +146,7 @@ class TrainNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(TrainNode, "train_node", (), args)
+    return run_node(TrainNode, "train_node", (ParameterError,), args)
 
 
 if __name__ == "__main__":
