@@ -1,46 +1,9 @@
-"""Bring nodes up without the launch system (the pip route): parameters from
-YAML files and ``name=value`` pairs, several nodes in one process, clean exit
-on Ctrl-C or SIGTERM."""
+"""Bring nodes up without the launch system (the pip route): several nodes in one
+process, clean exit on Ctrl-C or SIGTERM. (Their parameters come from
+``dp_ros.node_params``, handed to each node as rclpy arguments.)"""
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
-
-import yaml
-
-
-class BringupError(RuntimeError):
-    """A node could not start (the message says why and what to do)."""
-
-
-def load_params_file(path: str | Path, node_name: str) -> dict[str, Any]:
-    """The ``ros__parameters`` of ``node_name`` (or of ``/**``) in a ROS 2 parameters YAML."""
-    path = Path(path)
-    if not path.is_file():
-        raise BringupError(f"parameters file not found: {path}")
-    data = yaml.safe_load(path.read_text()) or {}
-    params: dict[str, Any] = {}
-    for key in ("/**", "**", node_name, f"/{node_name}"):
-        section = data.get(key) or {}
-        params.update(section.get("ros__parameters", {}) or {})
-    return params
-
-
-def parse_assignments(pairs: Iterable[str]) -> dict[str, Any]:
-    """``["a=1", "b=ddim"]`` -> ``{"a": 1, "b": "ddim"}`` (values parsed as YAML scalars)."""
-    result = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise BringupError(f"expected name=value, got {pair!r}")
-        name, value = pair.split("=", 1)
-        result[name.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return result
-
-
-def parameter_overrides(values: dict[str, Any]) -> list:
-    from rclpy.parameter import Parameter
-
-    return [Parameter(name, value=value) for name, value in values.items() if value is not None]
+from typing import Any, Callable, Sequence
 
 
 def run_node(factory: Callable[[], Any], name: str, startup_errors: tuple[type[BaseException], ...] = (),

@@ -113,7 +113,7 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
-    from dp_ros.bringup import parameter_overrides
+    from dp_ros.node_params.policy import POLICY
     from dp_ros.core.rate_loop import prefer_short_gil_waits
     from dp_ros.nodes.policy_node import PolicyNode
 
@@ -122,7 +122,7 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
     prefer_short_gil_waits()
     rclpy.init()
     try:
-        node = PolicyNode(parameter_overrides=parameter_overrides({
+        node = PolicyNode(cli_args=POLICY.ros_arguments(values={
             "checkpoint": str(checkpoint), "robot_config": robot_config, "noise_scheduler": sampler,
             "num_inference_steps": steps, "replan_steps": 1000, "watchdog_timeout": 1.0}))
         executor = SingleThreadedExecutor()

@@ -37,10 +37,7 @@ def node_arguments(args: argparse.Namespace) -> list[str]:
     """recorder_node's ROS arguments: the parameters file, then the options, then --param pairs."""
     from dp_ros.node_params.recorder import RECORDER
 
-    values = RECORDER.option_values(args)
-    if args.use_sim_time:
-        values["use_sim_time"] = True
-    return RECORDER.ros_arguments(args.params_file, values, args.param)
+    return RECORDER.command_line_arguments(args)
 
 
 def _keyboard(holder: list) -> None:

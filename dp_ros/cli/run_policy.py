@@ -30,10 +30,7 @@ def node_arguments(args: argparse.Namespace) -> list[str]:
     """policy_node's ROS arguments: the parameters file, then the options, then --param pairs."""
     from dp_ros.node_params.policy import POLICY
 
-    values = POLICY.option_values(args)
-    if args.use_sim_time:
-        values["use_sim_time"] = True
-    return POLICY.ros_arguments(args.params_file, values, args.param)
+    return POLICY.command_line_arguments(args)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -146,6 +146,13 @@ class NodeParameters:
         return {p.name: getattr(args, p.name) for p in self
                 if p.option is not False and getattr(args, p.name, None) is not None}
 
+    def command_line_arguments(self, args: argparse.Namespace) -> list[str]:
+        """rclpy ``cli_args`` from a dp-ros command's ``--params-file``, options, ``--use-sim-time`` and ``--param``."""
+        values = self.option_values(args)
+        if getattr(args, "use_sim_time", False):
+            values["use_sim_time"] = True
+        return self.ros_arguments(args.params_file, values, args.param)
+
     def ros_arguments(self, params_file: str = "", values: dict[str, Any] | None = None,
                       assignments: Sequence[str] = ()) -> list[str]:
         """rclpy ``cli_args``: the file, then ``values``, then ``name=value`` pairs (later ones win, as in ROS)."""
