@@ -272,22 +272,30 @@ def test_inference_failure_is_a_fault_not_a_crash():
     controller.close()
 
 
-def test_rate_loop_keeps_its_period_and_survives_errors():
+def test_rate_loop_keeps_its_period_survives_errors_and_skips_missed_ticks():
     from dp_ros.core.rate_loop import RateLoop
 
-    calls = []
+    now = [50.0]
+    calls, errors = [], []
+
+    def sleep(seconds: float) -> None:   # time passes only while the loop waits
+        now[0] += seconds
+        time.sleep(0)
 
     def body():
-        calls.append(time.monotonic())
+        calls.append(now[0])
         if len(calls) == 3:
             raise RuntimeError("one bad tick")
+        if len(calls) == 10:
+            now[0] += 0.035   # a tick that overran by three and a half periods
 
-    errors = []
-    loop = RateLoop(100.0, body, on_error=errors.append, realtime_priority=0)
+    loop = RateLoop(100.0, body, on_error=errors.append, realtime_priority=0, clock=lambda: now[0], sleep=sleep)
     loop.start()
-    time.sleep(0.5)
+    assert wait_for(lambda: len(calls) >= 30)
     loop.stop()
-    assert len(errors) == 1 and loop.errors == 1
-    assert len(calls) > 20, "the loop went on after the error"
-    assert abs(np.median(np.diff(calls)) - 0.01) < 0.003
+    assert len(errors) == 1 and loop.errors == 1, "the loop went on after the error"
+    spacing = np.diff(calls)
+    np.testing.assert_allclose(spacing[:9], 0.01, atol=1e-9)
+    assert spacing[9] == pytest.approx(0.04) and loop.overruns == 3, "missed ticks are skipped, not caught up"
+    np.testing.assert_allclose(spacing[10:25], 0.01, atol=1e-9)
     assert loop.jitter()["count"] == len(calls) - 1

@@ -32,7 +32,10 @@ def prefer_short_gil_waits() -> None:
 
 class RateLoop:
     def __init__(self, rate: float, body: Callable[[], None], name: str = "rate_loop", keep: int = 5000,
-                 on_error: Callable[[BaseException], None] | None = None, realtime_priority: int = 0):
+                 on_error: Callable[[BaseException], None] | None = None, realtime_priority: int = 0,
+                 clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], None] | None = None):
+        """``clock`` and ``sleep``: the time the loop keeps and how it waits (default the machine's; tests
+        give their own)."""
         if rate <= 0:
             raise ValueError("rate must be positive")
         self.period = 1.0 / rate
@@ -47,6 +50,8 @@ class RateLoop:
         self.overruns = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._clock = clock
+        self._sleep = sleep or self._stop.wait
 
     def start(self) -> None:
         if self._thread is not None:
@@ -77,11 +82,11 @@ class RateLoop:
 
     def _run(self) -> None:
         self._request_realtime()
-        start = time.monotonic()
+        start = self._clock()
         tick = 0
         last_call = None
         while not self._stop.is_set():
-            called = time.monotonic()
+            called = self._clock()
             if last_call is not None:
                 self.intervals.append(called - last_call)
             last_call = called
@@ -93,13 +98,13 @@ class RateLoop:
                     self.on_error(exc)
             tick += 1
             deadline = start + tick * self.period
-            now = time.monotonic()
+            now = self._clock()
             if now > deadline:
                 missed = int((now - deadline) / self.period) + 1
                 self.overruns += missed
                 tick += missed
                 deadline = start + tick * self.period
-            self._stop.wait(max(0.0, deadline - time.monotonic()))
+            self._sleep(max(0.0, deadline - self._clock()))
 
     def jitter(self) -> dict[str, float]:
         """p50 / p99 / max of the intervals between calls, in seconds, and their count."""
