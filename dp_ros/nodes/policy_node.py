@@ -133,6 +133,8 @@ class PolicyNode(Node):
             logger.info(text)
 
     def _warn_throttled(self, key, text: str) -> None:
+        """One warning per key every WARNING_INTERVAL s (a key per source and kind of problem: the start of
+        its text, so that different problems of one sensor are each reported)."""
         if self._warnings.ready(key):
             self.get_logger().warning(text)
 
@@ -150,7 +152,7 @@ class PolicyNode(Node):
         try:
             positions = self.joint_order.positions(msg)
         except JointStateError as exc:
-            self._warn_throttled(("joint_state", type(exc)),
+            self._warn_throttled(("joint_state", str(exc)[:30]),
                                  f"ignoring JointState on {self.robot.joint_state_topic}: {exc}")
             return
         self._add_sample("joint_states", self._stamp(msg.header),
@@ -160,7 +162,7 @@ class PolicyNode(Node):
         try:
             rgb = message_to_rgb(msg)
         except ImageConversionError as exc:
-            self._warn_throttled((cam.name, type(exc)),
+            self._warn_throttled((cam.name, str(exc)[:30]),
                                  f"ignoring frame of camera {cam.name} on {cam.topic}: {exc}")
             return
         if rgb.shape[:2] != (cam.height, cam.width):
