@@ -125,10 +125,11 @@ def test_launch_file_arguments_are_node_parameters():
     """launch/train.launch.py cannot run here (no launch_ros on PyPI): check its arguments against the node's."""
     import ast
 
-    from dp_ros.nodes.train_node import PARAMETERS
+    from dp_ros.node_params.train import TRAIN
 
     tree = ast.parse((Path(__file__).resolve().parent.parent / "launch" / "train.launch.py").read_text())
     declared = {node.args[0].value for node in ast.walk(tree) if isinstance(node, ast.Call)
                 and getattr(node.func, "id", "") == "DeclareLaunchArgument"}
     assert {"num_processes", "accelerate_config"} <= declared
-    assert declared <= set(PARAMETERS), f"launch arguments the node does not know: {declared - set(PARAMETERS)}"
+    names = {param.name for param in TRAIN}
+    assert declared <= names, f"launch arguments the node does not know: {declared - names}"
