@@ -51,6 +51,12 @@ def _attribute(owner: Any, name: str, where: str) -> Any:
     return getattr(owner, name)
 
 
+def _replace(owner: Any, name: str, value: Any, where: str) -> None:
+    """Set an existing attribute (an internal that is gone is an error, never a new attribute)."""
+    _attribute(owner, name, where)
+    setattr(owner, name, value)
+
+
 # --- policies ----------------------------------------------------------------------
 def diffusion_global_conditioning(diffusion_model, batch: dict) -> Any:
     """The observation encoding Diffusion Policy's U-Net is conditioned on (LeRobot computes it privately)."""
@@ -132,15 +138,12 @@ def abandon_dataset(dataset) -> None:
     if writer is not None:
         writer.stop_image_writer()
         writer.close_writer()
-        _attribute(writer, "_finalized", "DatasetWriter")
-        writer._finalized = True
+        _replace(writer, "_finalized", True, "DatasetWriter")
     meta = _attribute(dataset, "meta", "LeRobotDataset")
-    _attribute(meta, "_metadata_buffer", "LeRobotDatasetMetadata")
-    meta._metadata_buffer = []
+    _replace(meta, "_metadata_buffer", [], "LeRobotDatasetMetadata")
     _attribute(meta, "_close_writer", "LeRobotDatasetMetadata")()
-    meta._finalized = True
-    _attribute(dataset, "_is_finalized", "LeRobotDataset")
-    dataset._is_finalized = True
+    _replace(meta, "_finalized", True, "LeRobotDatasetMetadata")
+    _replace(dataset, "_is_finalized", True, "LeRobotDataset")
 
 
 check_lerobot_version()

@@ -26,6 +26,7 @@ from typing import Any, Iterator, Sequence
 import yaml
 
 Scalar = bool | int | float | str | tuple[str, ...]
+EMPTY_STRING = '""'  # an empty value, as YAML (and so rcl) reads it
 
 
 class ParameterError(ValueError):
@@ -164,13 +165,13 @@ class NodeParameters:
         for name, value in (values or {}).items():
             arguments += ["-p", f"{name}:={json.dumps(value)}"]
         for pair in assignments:
-            name, sep, value = pair.partition("=")
-            if not sep or not name.strip():
+            name, sep, value = (part.strip() for part in pair.partition("="))
+            if not sep or not name:
                 raise ParameterError(f"expected NAME=VALUE, got {pair!r}")
-            if name.strip() not in self and name.strip() != "use_sim_time":
-                raise ParameterError(f"{self.node_name} has no parameter {name.strip()!r}; it has "
+            if name not in self and name != "use_sim_time":
+                raise ParameterError(f"{self.node_name} has no parameter {name!r}; it has "
                                      + ", ".join(p.name for p in self))
-            arguments += ["-p", f"{name.strip()}:={value.strip() or '\"\"'}"]
+            arguments += ["-p", f"{name}:={value or EMPTY_STRING}"]
         return arguments
 
     # --- the documented YAML ----------------------------------------------------------

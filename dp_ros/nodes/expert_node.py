@@ -44,10 +44,10 @@ class ExpertNode(Node):
         super().__init__("expert_node", **node_kwargs)
         p = declare_parameters(self, EXPERT)
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
-        expert = ScriptedExpert(scene_geometry(), ExpertConfig(duration=float(p["duration"])),
+        expert = ScriptedExpert(scene_geometry(), ExpertConfig(duration=p["duration"]),
                                 seed=p["seed"] if p["seed"] >= 0 else None)
-        self.demonstrator = Demonstrator(self.robot, expert, p["side"], bool(p["start_on_reset"]),
-                                         float(p["start_delay"]))
+        self.demonstrator = Demonstrator(self.robot, expert, p["side"], p["start_on_reset"],
+                                         p["start_delay"])
         self._order = JointOrder(self.robot.joint_names)
         self.period = 1.0 / (p["publish_rate"] or self.robot.command_rate)
 

@@ -41,7 +41,6 @@ class PolicyNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("policy_node", **node_kwargs)
         p = declare_parameters(self, POLICY)
-        self.params = p
 
         config_path = p["robot_config"] or str(default_robot_config_path())
         self.robot = load_robot_interface(config_path)
@@ -68,7 +67,6 @@ class PolicyNode(Node):
         self._warnings = LogThrottle(WARNING_INTERVAL)
         self._resized_cameras: set[str] = set()
         self._command_times: deque[float] = deque(maxlen=5000)
-        self._status_window: deque[float] = deque(maxlen=2000)
 
         sensor_qos = qos_profile_sensor_data if p["sensor_qos"] == "sensor_data" else QoSProfile(
             depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -192,9 +190,7 @@ class PolicyNode(Node):
         if command is None:
             return
         self.command_pub.publish(self._command_message(command))
-        wall = time.monotonic()
-        self._command_times.append(wall)
-        self._status_window.append(wall)
+        self._command_times.append(time.monotonic())
 
     def command_times(self) -> list[float]:
         """Monotonic times at which the latest commands (up to 5000) were published (command jitter)."""
@@ -219,7 +215,7 @@ class PolicyNode(Node):
         now = self._now()
         age, _ = self.controller.history.newest_age(now)
         wall = time.monotonic()
-        recent = [t for t in tuple(self._status_window) if wall - t <= 1.0]  # tuple(): one step under the GIL
+        recent = [t for t in tuple(self._command_times) if wall - t <= 1.0]  # tuple(): one step under the GIL
         stats, safety = self.controller.stats, self.controller.safety.counters
         return PolicySnapshot(
             state=self.controller.state, reason=self.controller.reason,

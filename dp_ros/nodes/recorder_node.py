@@ -57,10 +57,10 @@ class RecorderNode(Node):
         self.use_header = p["time_source"] == "header"
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         settings = RecorderSettings(
-            dataset_root=Path(str(p["dataset_root"])).expanduser(), task=str(p["task"]),
-            action_source=str(p["action_source"]), max_input_age=float(p["max_input_age"]),
-            on_stale=str(p["on_stale"]), min_frames=int(p["min_frames"]),
-            max_episode_seconds=float(p["max_episode_seconds"]), repo_id=str(p["repo_id"]))
+            dataset_root=Path(p["dataset_root"]).expanduser(), task=p["task"],
+            action_source=p["action_source"], max_input_age=p["max_input_age"],
+            on_stale=p["on_stale"], min_frames=p["min_frames"],
+            max_episode_seconds=p["max_episode_seconds"], repo_id=p["repo_id"])
         self.session = RecordingSession(self.robot, settings, log=self._log)
         self.order = JointOrder(self.robot.joint_names)
         self._warnings = LogThrottle(WARNING_INTERVAL)
@@ -93,7 +93,7 @@ class RecorderNode(Node):
         self.create_service(Trigger, "~/stop_episode", trigger_service(self.stop_episode))
         self.create_service(Trigger, "~/discard_episode", trigger_service(self.discard_episode))
         self.create_timer(0.5 / self.robot.fps, self._on_tick)
-        self.create_timer(1.0 / max(0.1, float(p["status_rate"])), self._publish_status)
+        self.create_timer(1.0 / max(0.1, p["status_rate"]), self._publish_status)
         self._publish_status()
         self.get_logger().info(
             f"{self.session.status().message}; {self.robot.fps} fps, action from {source} {topic}, cameras "

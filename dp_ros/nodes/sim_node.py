@@ -64,11 +64,11 @@ class SimNode(Node):
         p = declare_parameters(self, SIM)
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         self._seeds = random.Random(p["seed"] if p["seed"] >= 0 else None)
-        self.env = SimEnvironment(self.robot, TaskConfig(time_limit=float(p["time_limit"])), seed=self._next_seed())
+        self.env = SimEnvironment(self.robot, TaskConfig(time_limit=p["time_limit"]), seed=self._next_seed())
         self._order = JointOrder(self.robot.joint_names)
-        self._auto_reset = bool(p["auto_reset"])
-        self._auto_reset_delay = float(p["auto_reset_delay"])
-        self._publish_clock = bool(p["publish_clock"])
+        self._auto_reset = p["auto_reset"]
+        self._auto_reset_delay = p["auto_reset_delay"]
+        self._publish_clock = p["publish_clock"]
         self.commands_received = 0
         self.commands_rejected = 0
 
@@ -88,17 +88,17 @@ class SimNode(Node):
                                  self._on_command, reliable)
         self.create_service(Trigger, "~/reset", trigger_service(self.reset_episode, failure="reset failed: "))
 
-        self.sim = RealTimeSimulation(self.env, state_rate=float(p["joint_state_rate"]), on_state=self._on_state,
-                                      clock="sim" if self._publish_clock else "wall", max_lag=float(p["max_lag"]),
+        self.sim = RealTimeSimulation(self.env, state_rate=p["joint_state_rate"], on_state=self._on_state,
+                                      clock="sim" if self._publish_clock else "wall", max_lag=p["max_lag"],
                                       logger=self.get_logger())
         self.cameras = None
         if self._camera_pubs:
             self.cameras = CameraStream(self.sim, self.env.camera_sizes(), list(self._camera_pubs),
-                                        float(p["camera_rate"]), self._publish_frame, self.get_logger().error)
+                                        p["camera_rate"], self._publish_frame, self.get_logger().error)
             self.cameras.start()
         self.sim.start()
         steady = Clock(clock_type=ClockType.STEADY_TIME)
-        self.create_timer(1.0 / float(p["status_rate"]), self._on_status_timer, clock=steady)
+        self.create_timer(1.0 / p["status_rate"], self._on_status_timer, clock=steady)
         self.get_logger().info(
             f"simulating {self.robot.name}: joints {self.robot.joint_names} on {self.robot.joint_state_topic} at "
             f"{p['joint_state_rate']:g} Hz, cameras {[c.topic for c in self.robot.cameras] if self._camera_pubs else []} "

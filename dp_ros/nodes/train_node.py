@@ -55,7 +55,7 @@ class TrainNode(Node):
         try:
             config = load_training_config(p["config"] or None, self._overrides(p))
             self.launcher = TrainingLauncher(config, on_progress=self._on_progress, on_line=self._on_line,
-                                             stop_timeout=float(p["stop_timeout"]))
+                                             stop_timeout=p["stop_timeout"])
             report = self.launcher.start()
         except TrainingConfigError as exc:
             self.get_logger().error(f"training not started: {exc}")
