@@ -260,6 +260,20 @@ def test_nonfinite_chunks_are_rejected():
     controller.close()
 
 
+def test_a_slow_publisher_is_reported_and_its_delay_kept_in_reserve():
+    controller, clock, _ = make(latency=0.0)
+    logs = []
+    controller.log = lambda level, text: logs.append((level, text))
+    controller.note_publish_delay(0.004)
+    assert controller.shaper.publish_delay == 0.004 and not logs
+    controller.note_publish_delay(0.045)   # with the 20 ms margin, more than half the 100 ms lead time
+    assert controller.stats.worst_publish_delay == 0.045 and controller.shaper.publish_delay == 0.045
+    assert [level for level, _ in logs] == ["warn"] and "trajectory_lead_time" in logs[0][1]
+    controller.note_publish_delay(0.005)
+    assert len(logs) == 1, "reported once, not on every command"
+    controller.close()
+
+
 def test_inference_failure_is_a_fault_not_a_crash():
     controller, clock, predictor = make(latency=0.0)
     predictor.predict_chunk = lambda history, guide=None: (_ for _ in ()).throw(RuntimeError("CUDA out of memory"))

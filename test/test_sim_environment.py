@@ -119,6 +119,13 @@ def test_a_trajectory_starts_from_the_measured_position_when_the_robot_interface
         measured = env.joint_positions()
         env.command_trajectory(np.array([0.1]), (start + 0.3)[None, :])
         np.testing.assert_allclose(env.follower.sample(env.time), measured)
+        # a command the physics gets to 30 ms after it arrived starts from where the arm was when it arrived
+        arrived, measured_then = env.time, env.joint_positions()
+        env.run(0.03)
+        assert np.abs(env.joint_positions() - measured_then).max() > 1e-3, "the arm moved on meanwhile"
+        np.testing.assert_allclose(env.measured_at(arrived), measured_then)
+        env.command_trajectory(np.array([0.1]), (start + 0.3)[None, :], receipt=arrived)
+        np.testing.assert_allclose(env.follower.sample(arrived), measured_then)
     finally:
         env.close()
 
@@ -311,12 +318,15 @@ def test_a_starved_physics_skips_ahead_instead_of_racing():
     try:
         _wait_for(lambda: sim.latest().time >= 0.2, "the physics did not advance")
         before = sim.call(lambda e: e.time)
-        clock.now += 1.0   # the physics thread got no CPU for a second
+        received = clock.monotonic()   # a command arrives, then the physics thread gets no CPU for a second
+        clock.now += 1.0
         _wait_for(lambda: sim.resyncs == 1, "the lag was not noticed")
-        after = sim.call(lambda e: e.time)
+        after, receipt = sim.call(lambda e: (e.time, sim.sim_time_at(received)))
     finally:
         sim.stop()
     assert after - before < 0.05, "the lost second was skipped, not simulated at full speed"
+    # in the physics thread the command's arrival is placed in the time base the schedules were moved to
+    assert -1.0 - 2 * env.timestep <= receipt - before <= -1.0 + 2 * env.timestep
     assert abs(clock.wall_time() - sim.stamp(sim.latest().time)) <= 2 * env.timestep, "stamps follow the wall clock"
 
 

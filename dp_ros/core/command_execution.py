@@ -207,7 +207,7 @@ class ControllerModel:
         # segments of this path overlapping [t0, t1] (it replaced whatever came before its start); after its
         # last point the set-point is still
         t0 = max(t0, times[0])
-        overlapping = (times[1:] >= t0) & (times[:-1] <= t1)
+        overlapping = (times[1:] >= t0) & (times[:-1] <= max(t1, times[0]))   # before its start: its first segment
         candidates = [segment_velocities[overlapping]]
         if t1 > times[-1]:
             candidates.append(np.zeros((1, self._positions.shape[1])))

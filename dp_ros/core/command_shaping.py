@@ -21,6 +21,8 @@ DESIRED_RESERVE = 2.0
 """Timing margins kept in reserve where the controller starts from the set-point it replaces: an error in
 where one command starts carries over, fading, into the start of the next few (measured: seen in
 test_safety's closed loop)."""
+PUBLISH_DELAY_WINDOW = 100
+"""Commands over which the slowest time from computing a command to its leaving the process is kept."""
 MIN_SEGMENT_FRACTION = 0.25
 """Planned actions closer than this fraction of a policy step to the previous point are left out."""
 
@@ -92,6 +94,17 @@ class CommandShaper:
         self.self_check_failures = 0
         """Commands that, judged right after shaping, broke a limit (a defect if ever non-zero)."""
         self.last_check = LimitCheck()
+        self._publish_delays: deque[float] = deque(maxlen=PUBLISH_DELAY_WINDOW)
+
+    def note_publish_delay(self, seconds: float) -> None:
+        """How long after its ``now`` the last command left the process (measured by whoever publishes it)."""
+        self._publish_delays.append(max(0.0, float(seconds)))
+
+    @property
+    def publish_delay(self) -> float:
+        """The slowest recent publish delay: the arm moves on meanwhile, so it is kept in reserve with the
+        timing margin (a busy CPU or a GIL held by inference can take milliseconds from ``now`` to sending)."""
+        return max(self._publish_delays, default=0.0)
 
     def reset(self) -> None:
         """The controller holds still: the next command starts from the measured position."""
@@ -164,7 +177,7 @@ class CommandShaper:
     def _start(self, now: float, measured: np.ndarray, measured_age: float, first_duration: float) -> StartState:
         """Where the controller will start a command published now, and how well that is known."""
         settings, published = self.settings, self.published
-        margin = settings.timing_margin
+        margin = settings.timing_margin + self.publish_delay
         velocities = published.velocities_between(now - margin, now + margin) if published.active else None
         if published.active and (settings.form == "step" or settings.interpolate_from == "desired"):
             position = published.start_for(now, measured)

@@ -106,6 +106,8 @@ class Stats:
     stop_commands: int = 0
     last_inference_time: float = 0.0
     total_inference_time: float = 0.0
+    worst_publish_delay: float = 0.0
+    """Longest time from computing a command to its leaving the process (seconds)."""
 
     @property
     def mean_inference_time(self) -> float:
@@ -148,6 +150,7 @@ class PolicyController:
         self._brake = False
         self._forget = False
         self._lock = threading.Lock()
+        self._publish_delay_warned = False
         self._request = threading.Event()
         self._inflight = False
         self._generation = 0
@@ -230,6 +233,23 @@ class PolicyController:
         self.state, self.reason = state, reason
 
     # --- the command step -------------------------------------------------------------------
+    def note_publish_delay(self, seconds: float) -> None:
+        """The command of ``step(now)`` left the process ``seconds`` after ``now``; later commands keep the
+        slowest recent delay in reserve."""
+        with self._lock:
+            self.shaper.note_publish_delay(seconds)
+            self.stats.worst_publish_delay = max(self.stats.worst_publish_delay, seconds)
+            settings = self.shaper.settings
+            starved = settings.form == "trajectory" and \
+                settings.timing_margin + self.shaper.publish_delay > settings.lead_time / 2
+            if starved and not self._publish_delay_warned:
+                self.log("warn", f"commands leave this node up to {self.shaper.publish_delay * 1000:.0f} ms after "
+                                 f"they are computed; with the {settings.timing_margin * 1000:.0f} ms timing margin "
+                                 f"that is more than half the {settings.lead_time * 1000:.0f} ms trajectory lead "
+                                 "time, so commands slow down to keep the limits. Give the node a less busy CPU "
+                                 "(fewer inference_threads) or raise trajectory_lead_time")
+            self._publish_delay_warned = starved
+
     def step(self, now: float) -> Command | None:
         """The command to send at ``now``, or None to send nothing."""
         age, stream = self.history.newest_age(now)

@@ -190,6 +190,7 @@ class PolicyNode(Node):
         if command is None:
             return
         self.command_pub.publish(self._command_message(command))
+        self.controller.note_publish_delay(self._now() - now)
         self._command_times.append(time.monotonic())
 
     def command_times(self) -> list[float]:
@@ -228,7 +229,7 @@ class PolicyNode(Node):
             velocity_clamps=safety.velocity_clamps, acceleration_clamps=safety.acceleration_clamps,
             nonfinite_rejections=safety.nonfinite_rejections,
             self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
-            watchdog_timeout=self.controller.watchdog_limit())
+            watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))

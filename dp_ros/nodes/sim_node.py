@@ -141,9 +141,8 @@ class SimNode(Node):
     # --- commands --------------------------------------------------------------------
     def _on_command(self, msg, info) -> None:
         self.commands_received += 1
-        # taken when DDS delivered it, as a controller's middleware would, not when this executor got to it;
-        # in the simulated time of the wall clock (the physics may lag it on a busy CPU)
-        receipt = self.sim.now() - max(0.0, time.time() - info["received_timestamp"] * 1e-9)
+        # taken when DDS delivered it, as a controller's middleware would, not when this executor got to it
+        received = time.monotonic() - max(0.0, time.time() - info["received_timestamp"] * 1e-9)
         try:
             command = parse_command(msg, self._order)
         except CommandError as exc:
@@ -151,21 +150,23 @@ class SimNode(Node):
             self.get_logger().warning(f"rejected a command on {self.robot.command.topic}: {exc} "
                                       f"({self.commands_rejected} rejected so far)", throttle_duration_sec=2.0)
             return
-        stamped_at = None
-        if command.stamp is not None:
-            offset = command.stamp - self._now_stamp_seconds()
-            if abs(offset) > MAX_STAMP_OFFSET:
-                self.get_logger().warning(
-                    f"command stamped {offset:+.1f} s from the simulator's clock; taken as sent now. "
-                    f"Do publisher and simulator use the same clock (use_sim_time / publish_clock)?",
-                    throttle_duration_sec=5.0)
-            else:
-                stamped_at = self.sim.sim_time_of(command.stamp)
+        stamped = command.stamp is not None
+        if stamped and abs(command.stamp - self._now_stamp_seconds()) > MAX_STAMP_OFFSET:
+            self.get_logger().warning(
+                f"command stamped {command.stamp - self._now_stamp_seconds():+.1f} s from the simulator's clock; "
+                f"taken as sent now. Do publisher and simulator use the same clock (use_sim_time / publish_clock)?",
+                throttle_duration_sec=5.0)
+            stamped = False
         timed = hasattr(msg, "points")
-        self.sim.call_soon(lambda env: self._execute(env, command, timed, receipt, stamped_at))
+        self.sim.call_soon(lambda env: self._execute(env, command, timed, received, stamped))
 
-    def _execute(self, env: SimEnvironment, command, timed: bool, receipt: float, stamped_at: float | None) -> None:
-        """In the physics thread: follow the command, judged as the robot's controller executes it."""
+    def _execute(self, env: SimEnvironment, command, timed: bool, received: float, stamped: bool) -> None:
+        """In the physics thread: follow the command, judged as the robot's controller executes it.
+
+        Times are converted here, where a skip ahead of the physics (a starved CPU) and the schedules it moved
+        are seen together: in the simulated time of the wall clock (the physics may lag it)."""
+        receipt = self.sim.sim_time_at(received)
+        stamped_at = self.sim.sim_time_of(command.stamp) if stamped else None
         if min(receipt, stamped_at if stamped_at is not None else receipt) < env.episode_start:
             self.get_logger().info("ignored a command sent before the last reset", throttle_duration_sec=2.0)
             return

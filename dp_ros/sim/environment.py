@@ -8,6 +8,7 @@ simulation time in seconds; it keeps running across resets, and
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,6 +62,10 @@ class SimState:
     status: EpisodeStatus
 
 
+MEASURED_HISTORY = 0.5
+"""Seconds of measured joint positions kept to judge a command from where the arm was when it arrived."""
+
+
 def _sim_robot(robot: RobotInterface | None) -> RobotInterface:
     return robot if robot is not None else load_robot_interface(default_robot_config_path())
 
@@ -102,6 +107,7 @@ class SimEnvironment:
         self.task: TaskInstance | None = None
         self.monitor: EpisodeMonitor | None = None
         self.follower = TrajectoryFollower(self.joint_positions())
+        self._measured = deque(maxlen=max(2, int(round(MEASURED_HISTORY / self.timestep))))
         self.commands = CommandLedger(ControllerModel(
             JointLimits.for_robot(self.robot), "trajectory" if self.robot.command.type == "joint_trajectory" else "step",
             self.robot.command.interpolate_from, 1.0 / self.robot.command_rate))
@@ -137,6 +143,8 @@ class SimEnvironment:
         self._setpoint = start.copy()
         self.data.ctrl[self._actuator_index] = start
         mujoco.mj_forward(self.model, self.data)
+        self._measured.clear()
+        self._measured.append((self.time, self.joint_positions()))
         self.task = task
         self.episode += 1
         self.episode_start = self.data.time
@@ -170,7 +178,7 @@ class SimEnvironment:
         """Follow targets ``positions`` (P, J) at simulation ``times`` (P,), replacing the current ones from
         ``receipt`` (default: now) on, starting from the set-point then (or, ``from_measured``, from the
         measured joint positions)."""
-        start = self.joint_positions() if from_measured else None
+        start = self.measured_at(self.time if receipt is None else receipt) if from_measured else None
         self.follower.follow(self.time if receipt is None else receipt, times,
                              self.clamp(np.asarray(positions, dtype=np.float64)), start)
 
@@ -178,7 +186,7 @@ class SimEnvironment:
         """A step command (forward_command_controller, JointState) taken at ``receipt`` (default: now); judged,
         then held."""
         receipt = self.time if receipt is None else receipt
-        check = self.commands.judge(receipt, np.zeros(1), np.asarray(target)[None, :], self.joint_positions())
+        check = self.commands.judge(receipt, np.zeros(1), np.asarray(target)[None, :], self.measured_at(receipt))
         self.follow_trajectory(np.array([receipt]), np.asarray(target)[None, :], receipt=receipt)
         return check
 
@@ -190,7 +198,7 @@ class SimEnvironment:
         receipt = self.time if receipt is None else receipt
         times_after_receipt = np.asarray(times_after_receipt, dtype=np.float64)
         check = self.commands.judge(receipt, *points_from_receipt(times_after_receipt, positions),
-                                    self.joint_positions())
+                                    self.measured_at(receipt))
         self.follow_trajectory(receipt + times_after_receipt, positions,
                                from_measured=self.robot.command.interpolate_from == "measured", receipt=receipt)
         return check
@@ -216,6 +224,7 @@ class SimEnvironment:
             self._setpoint += np.clip(desired - self._setpoint, -self._max_step, self._max_step)
             self.data.ctrl[self._actuator_index] = self._setpoint
             mujoco.mj_step(self.model, self.data)
+            self._measured.append((self.time, self.joint_positions()))
             self.monitor.update(self.episode_time, self.tip_position(), self._touching_obstacle())
 
     def run(self, seconds: float) -> None:
@@ -234,6 +243,17 @@ class SimEnvironment:
     # --- observations ----------------------------------------------------------------
     def joint_positions(self) -> np.ndarray:
         return self.data.qpos[self._qpos_index].copy()
+
+    def measured_at(self, t: float) -> np.ndarray:
+        """The joint positions at simulated time ``t`` (the latest at or before it, within the last
+        ``MEASURED_HISTORY`` seconds): where a controller that took a command at ``t`` measured the arm, though
+        the physics thread gets to the command a few steps later."""
+        if t >= self.time or not self._measured:
+            return self.joint_positions()
+        for stamp, positions in reversed(self._measured):
+            if stamp <= t + 1e-12:
+                return positions.copy()
+        return self._measured[0][1].copy()
 
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._qvel_index].copy()

@@ -75,6 +75,12 @@ class RealTimeSimulation:
         """The simulated time it is now by the wall clock (the physics may still be catching up to it)."""
         return self._sim_start + (self._monotonic() - self._mono_start)
 
+    def sim_time_at(self, monotonic: float) -> float:
+        """The simulated time of a ``time.monotonic()`` reading. Call it in the physics thread (in a
+        :meth:`call_soon` function): a skip ahead changes the answer, and the physics thread sees the change
+        together with the schedules it moved."""
+        return self._sim_start + (monotonic - self._mono_start)
+
     def sim_time_of(self, stamp: float) -> float:
         """The simulated time a stamp (seconds, this simulation's clock) stands for."""
         return stamp if self.clock == "sim" else stamp - self._epoch
