@@ -249,6 +249,28 @@ def test_stop_reset_and_start():
     assert controller.step(clock.t) is None and controller.state == State.WARMING_UP
 
 
+def test_a_command_ready_too_late_is_withdrawn_but_a_stop_command_always_goes():
+    controller, clock, _ = make(latency=0.0)
+    logs = []
+    controller.log = lambda level, text: logs.append((level, text))
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    first = controller.step(clock.t + 0.02)
+    assert controller.confirm(first, 0.003)
+    expected_start = controller.shaper.published.state()
+    late = controller.step(clock.t + 0.04)
+    assert not controller.confirm(late, 0.05), "ready 50 ms after it was computed, shaped for 10"
+    assert controller.stats.late_commands_withdrawn == 1 and controller.stats.commands_published == 1
+    assert controller.shaper.published.state() == expected_start, "the controller still runs the first"
+    assert controller.shaper.publish_delay == 0.05 and any("withdrawn" in text for _, text in logs)
+    controller.stop()
+    stop = controller.step(clock.t + 0.06)
+    assert stop is not None and controller.confirm(stop, 0.5), "a stop command is never withdrawn"
+    controller.close()
+
+
 def test_nonfinite_chunks_are_rejected():
     controller, clock, _ = make(latency=0.0, nan=True)
     feed(controller, 99.7, 100.0)
@@ -268,7 +290,8 @@ def test_a_slow_publisher_is_reported_and_its_delay_kept_in_reserve():
     assert controller.shaper.publish_delay == 0.004 and not logs
     controller.note_publish_delay(0.045)   # with the 20 ms margin, more than half the 100 ms lead time
     assert controller.stats.worst_publish_delay == 0.045 and controller.shaper.publish_delay == 0.045
-    assert [level for level, _ in logs] == ["warn"] and "trajectory_lead_time" in logs[0][1]
+    assert [level for level, _ in logs] == ["warn"] and "start 130 ms ahead" in logs[0][1]
+    assert controller.shaper.lead_time == pytest.approx(0.13)
     controller.note_publish_delay(0.005)
     assert len(logs) == 1, "reported once, not on every command"
     controller.close()

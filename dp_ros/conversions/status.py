@@ -32,6 +32,8 @@ class PolicySnapshot:
     watchdog_timeout: float
     worst_publish_delay: float = 0.0
     """Longest time from computing a command to sending it (kept in reserve by the safety filter)."""
+    late_commands_withdrawn: int = 0
+    """Commands not sent because they were ready too long after they were computed."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -77,6 +79,7 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "command_rate_hz": f"{snapshot.command_rate:.2f}",
         "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
         "worst_publish_delay_s": f"{snapshot.worst_publish_delay:.4f}",
+        "late_commands_withdrawn": str(snapshot.late_commands_withdrawn),
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

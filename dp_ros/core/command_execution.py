@@ -167,6 +167,14 @@ class ControllerModel:
         self._last_receipt: float | None = None
         self._step_velocity: np.ndarray | None = None
 
+    def state(self) -> tuple:
+        """What the model remembers, for :meth:`restore` (its arrays are replaced, never changed in place)."""
+        return self._times, self._positions, self._last_receipt, self._step_velocity
+
+    def restore(self, state: tuple) -> None:
+        """Back to a remembered state: the command taken since was not sent after all."""
+        self._times, self._positions, self._last_receipt, self._step_velocity = state
+
     @property
     def active(self) -> bool:
         return self._times.size > 0

@@ -1,6 +1,7 @@
 """From the plan to the command that is published, at exactly the times that are published.
 
-A trajectory command's first point is the plan ``lead_time`` after now; the planned actions after it follow
+A trajectory command's first point is the plan ``lead_time`` after now (stretched while the node is slow to
+send its commands); the planned actions after it follow
 at their own times (an action closer than a quarter policy step to the point before is left out, so no
 segment is a sliver). A step command (forward_command_controller, JointState) is the plan now. The safety
 filter shapes these very points from where the controller will start them, and the shaper remembers what
@@ -95,10 +96,20 @@ class CommandShaper:
         """Commands that, judged right after shaping, broke a limit (a defect if ever non-zero)."""
         self.last_check = LimitCheck()
         self._publish_delays: deque[float] = deque(maxlen=PUBLISH_DELAY_WINDOW)
+        self._before_last: tuple | None = None
+        self.reserved_delay = 0.0
+        """The publish delay the last command was shaped for."""
 
     def note_publish_delay(self, seconds: float) -> None:
         """How long after its ``now`` the last command left the process (measured by whoever publishes it)."""
         self._publish_delays.append(max(0.0, float(seconds)))
+
+    @property
+    def lead_time(self) -> float:
+        """Seconds after now of a trajectory's first point: the configured lead time, stretched to twice the
+        timing margin plus the publish delay where the node is slow to send (a first segment shorter than the
+        start's uncertainty could not keep the limits however slowly it moved)."""
+        return max(self.settings.lead_time, 2 * (self.settings.timing_margin + self.publish_delay))
 
     @property
     def publish_delay(self) -> float:
@@ -140,19 +151,20 @@ class CommandShaper:
         """
         if self.settings.form == "step" or not self.published.active or now >= self.published.end_time:
             return None
-        if measured_age > self.settings.lead_time:
+        lead_time = self.lead_time
+        if measured_age > lead_time:
             # the joint states went silent: where the set-point is now is the better estimate of the arm
             measured, measured_age = self.published.setpoint(now), 0.0
-        start = self._start(now, measured, measured_age, self.settings.lead_time)
+        start = self._start(now, measured, measured_age, lead_time)
         lowest, highest = start.entry_velocity
         velocity = np.where(np.abs(lowest) > np.abs(highest), lowest, highest)
         acceleration = self.safety.limits.acceleration
         if acceleration is None:
-            times, targets = np.array([self.settings.lead_time]), start.position[None, :]
+            times, targets = np.array([lead_time]), start.position[None, :]
         else:
             stopping_time = float(np.max(np.abs(velocity) / acceleration))
             steps = int(np.ceil(stopping_time / self.settings.control_period)) + 2
-            times = self.settings.lead_time + self.settings.control_period * np.arange(steps)
+            times = lead_time + self.settings.control_period * np.arange(steps)
             stop_at = start.position + velocity * np.abs(velocity) / (2 * acceleration)
             targets = np.repeat(stop_at[None, :], steps, axis=0)
         shaped = self.safety.shape_trajectory(start, times, targets)
@@ -160,18 +172,18 @@ class CommandShaper:
 
     # --- internals ----------------------------------------------------------------------
     def _trajectory_points(self, now: float, plan_at, plan_after) -> tuple[np.ndarray | None, np.ndarray | None]:
-        settings = self.settings
+        settings, lead_time = self.settings, self.lead_time
         if plan_at(now) is None:
             return None, None
-        first = plan_at(now + settings.lead_time)
+        first = plan_at(now + lead_time)
         if first is None:  # the plan ends within the lead time: aim for its last action
             plan_times, plan_positions = plan_after(now)
             first = plan_positions[-1] if len(plan_times) else plan_at(now)
         if settings.single_point:
-            return np.array([settings.lead_time]), first[None, :]
-        plan_times, plan_positions = plan_after(now + settings.lead_time)
-        keep = plan_times - now >= settings.lead_time + MIN_SEGMENT_FRACTION * settings.control_period
-        times = np.concatenate([[settings.lead_time], plan_times[keep] - now])
+            return np.array([lead_time]), first[None, :]
+        plan_times, plan_positions = plan_after(now + lead_time)
+        keep = plan_times - now >= lead_time + MIN_SEGMENT_FRACTION * settings.control_period
+        times = np.concatenate([[lead_time], plan_times[keep] - now])
         return times, np.vstack([first[None, :], plan_positions[keep]])
 
     def _start(self, now: float, measured: np.ndarray, measured_age: float, first_duration: float) -> StartState:
@@ -197,13 +209,38 @@ class CommandShaper:
 
     def _recent_speed(self, now: float) -> np.ndarray:
         """Per joint, the highest set-point speed of the commands published within the last lead time."""
-        while self._speeds and self._speeds[0][0] < now - self.settings.lead_time - 1e-9:
+        while self._speeds and self._speeds[0][0] < now - self.lead_time - 1e-9:
             self._speeds.popleft()
         low, high = self.published.velocities_between(now - self.settings.timing_margin,
                                                       now + self.settings.timing_margin)
         return np.max([np.abs(low), np.abs(high), *(speed for _, speed in self._speeds)], axis=0)
 
+    def confirm(self, delay: float) -> bool:
+        """Whether the last command may still be sent ``delay`` seconds after the ``now`` it was shaped for:
+        within the publish delay kept in reserve plus half the timing margin (the other half is the
+        network's). Otherwise it is retracted (the controller keeps executing the command before, which comes
+        to rest within the limits at its end) and the delay counts towards the next commands' reserve."""
+        allowed = self.reserved_delay + self.settings.timing_margin / 2
+        if delay <= allowed:
+            return True
+        self.retract()
+        self.note_publish_delay(delay)
+        return False
+
+    def retract(self) -> None:
+        """The last command was not sent after all (too late): forget it, the controller still runs the one
+        before. Only the last command can be retracted, once."""
+        if self._before_last is None:
+            raise RuntimeError("no command to retract")
+        state, speeds = self._before_last
+        self.published.restore(state)
+        while len(self._speeds) > speeds:
+            self._speeds.pop()
+        self._before_last = None
+
     def _publish(self, now: float, times: np.ndarray, positions: np.ndarray, measured: np.ndarray) -> Command:
+        self._before_last = (self.published.state(), len(self._speeds))
+        self.reserved_delay = self.publish_delay
         start = self.published.start_for(now, measured) if self.published.active else np.asarray(measured, float)
         self._speeds.append((now, np.abs(positions[0] - start) / (times[0] or self.settings.command_period)))
         check = self.published.execute(now, times, positions, measured)

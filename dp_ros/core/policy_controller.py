@@ -28,6 +28,7 @@ import numpy as np
 from dp_ros.core.action_schedule import ActionSchedule
 from dp_ros.core.chunk_guidance import ChunkGuide
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
+from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
@@ -108,6 +109,8 @@ class Stats:
     total_inference_time: float = 0.0
     worst_publish_delay: float = 0.0
     """Longest time from computing a command to its leaving the process (seconds)."""
+    late_commands_withdrawn: int = 0
+    """Commands not sent because they were ready too long after they were computed (see ``confirm``)."""
 
     @property
     def mean_inference_time(self) -> float:
@@ -151,6 +154,8 @@ class PolicyController:
         self._forget = False
         self._lock = threading.Lock()
         self._publish_delay_warned = False
+        self._withdrawable: Command | None = None
+        self._late_log = LogThrottle(5.0)
         self._request = threading.Event()
         self._inflight = False
         self._generation = 0
@@ -233,6 +238,25 @@ class PolicyController:
         self.state, self.reason = state, reason
 
     # --- the command step -------------------------------------------------------------------
+    def confirm(self, command: Command, delay: float) -> bool:
+        """Whether ``command`` may still be sent ``delay`` seconds after the ``now`` it was computed for
+        (:meth:`CommandShaper.confirm`); a withdrawn command is counted and reported. Stop commands are always
+        sent."""
+        with self._lock:
+            if command is not self._withdrawable:
+                return True
+            self._withdrawable = None
+            if self.shaper.confirm(delay):
+                return True
+            self.stats.commands_published -= 1
+            self.stats.late_commands_withdrawn += 1
+            withdrawn = self.stats.late_commands_withdrawn
+        if self._late_log.ready():
+            self.log("warn", f"a command was ready {delay * 1000:.0f} ms after it was computed, later than it was "
+                             f"shaped for: withdrawn, the controller keeps executing the previous one ({withdrawn} "
+                             "so far; the CPU is busy)")
+        return False
+
     def note_publish_delay(self, seconds: float) -> None:
         """The command of ``step(now)`` left the process ``seconds`` after ``now``; later commands keep the
         slowest recent delay in reserve."""
@@ -240,14 +264,13 @@ class PolicyController:
             self.shaper.note_publish_delay(seconds)
             self.stats.worst_publish_delay = max(self.stats.worst_publish_delay, seconds)
             settings = self.shaper.settings
-            starved = settings.form == "trajectory" and \
-                settings.timing_margin + self.shaper.publish_delay > settings.lead_time / 2
+            starved = settings.form == "trajectory" and self.shaper.lead_time > settings.lead_time
             if starved and not self._publish_delay_warned:
                 self.log("warn", f"commands leave this node up to {self.shaper.publish_delay * 1000:.0f} ms after "
-                                 f"they are computed; with the {settings.timing_margin * 1000:.0f} ms timing margin "
-                                 f"that is more than half the {settings.lead_time * 1000:.0f} ms trajectory lead "
-                                 "time, so commands slow down to keep the limits. Give the node a less busy CPU "
-                                 "(fewer inference_threads) or raise trajectory_lead_time")
+                                 f"they are computed: trajectories start {self.shaper.lead_time * 1000:.0f} ms ahead "
+                                 f"instead of {settings.lead_time * 1000:.0f} ms (twice the timing margin plus that "
+                                 "delay), so the limits hold but commands react later. Give the node a less busy CPU "
+                                 "(fewer inference_threads, no other heavy programs)")
             self._publish_delay_warned = starved
 
     def step(self, now: float) -> Command | None:
@@ -289,6 +312,7 @@ class PolicyController:
             if command is None:
                 return None
             self._commanding = True
+            self._withdrawable = command
             self.stats.commands_published += 1
             if self.state != State.RUNNING or self.reason != "commanding":
                 self.set_status(State.RUNNING, "commanding", announce=True)

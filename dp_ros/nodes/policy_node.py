@@ -189,7 +189,10 @@ class PolicyNode(Node):
             return
         if command is None:
             return
-        self.command_pub.publish(self._command_message(command))
+        msg = self._command_message(command)
+        if not self.controller.confirm(command, self._now() - now):
+            return
+        self.command_pub.publish(msg)
         self.controller.note_publish_delay(self._now() - now)
         self._command_times.append(time.monotonic())
 
@@ -229,7 +232,8 @@ class PolicyNode(Node):
             velocity_clamps=safety.velocity_clamps, acceleration_clamps=safety.acceleration_clamps,
             nonfinite_rejections=safety.nonfinite_rejections,
             self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
-            watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay)
+            watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
+            late_commands_withdrawn=stats.late_commands_withdrawn)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
