@@ -151,12 +151,14 @@ class SimNode(Node):
                                       f"({self.commands_rejected} rejected so far)", throttle_duration_sec=2.0)
             return
         stamped = command.stamp is not None
-        if stamped and abs(command.stamp - self._now_stamp_seconds()) > MAX_STAMP_OFFSET:
-            self.get_logger().warning(
-                f"command stamped {command.stamp - self._now_stamp_seconds():+.1f} s from the simulator's clock; "
-                f"taken as sent now. Do publisher and simulator use the same clock (use_sim_time / publish_clock)?",
-                throttle_duration_sec=5.0)
-            stamped = False
+        if stamped:
+            offset = command.stamp - self._now_stamp_seconds()
+            if abs(offset) > MAX_STAMP_OFFSET:
+                self.get_logger().warning(
+                    f"command stamped {offset:+.1f} s from the simulator's clock; taken as sent now. "
+                    f"Do publisher and simulator use the same clock (use_sim_time / publish_clock)?",
+                    throttle_duration_sec=5.0)
+                stamped = False
         timed = hasattr(msg, "points")
         self.sim.call_soon(lambda env: self._execute(env, command, timed, received, stamped))
 

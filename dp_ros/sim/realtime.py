@@ -73,7 +73,7 @@ class RealTimeSimulation:
 
     def now(self) -> float:
         """The simulated time it is now by the wall clock (the physics may still be catching up to it)."""
-        return self._sim_start + (self._monotonic() - self._mono_start)
+        return self.sim_time_at(self._monotonic())
 
     def sim_time_at(self, monotonic: float) -> float:
         """The simulated time of a ``time.monotonic()`` reading. Call it in the physics thread (in a
