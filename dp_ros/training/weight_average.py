@@ -119,13 +119,14 @@ class WeightAverage:
         decay = ema_decay(self.updates, self.settings)
         model = _model(policy)
         averaged = {name for name, p in model.named_parameters() if p.requires_grad}
+        state = model.state_dict()
+        pairs = [(self.shadow[n], t.detach()) for n, t in state.items() if n in averaged and t.is_floating_point()]
         with torch.no_grad():
-            for name, tensor in model.state_dict().items():
-                target = self.shadow[name]
-                if name in averaged and tensor.is_floating_point():
-                    target.mul_(decay).add_(tensor.detach(), alpha=1.0 - decay)
-                else:
-                    target.copy_(tensor)
+            if pairs:  # average + (1 - decay) * (weights - average), every tensor in one call
+                torch._foreach_lerp_([p[0] for p in pairs], [p[1] for p in pairs], 1.0 - decay)
+            for name, tensor in state.items():
+                if not (name in averaged and tensor.is_floating_point()):
+                    self.shadow[name].copy_(tensor)
         return decay
 
     @contextlib.contextmanager
