@@ -158,7 +158,9 @@ def test_resume_continues_the_average_and_the_raw_weights(ema_run, tmp_path):
     last = resumed / "checkpoints" / "last"
     last.unlink()
     os.symlink("000002", last)
-    dp_ros_train("--output-dir", resumed, "--resume", "--steps", 3)
+    result = dp_ros_train("--output-dir", resumed, "--resume", "--steps", 3, "--set", "ema.power=0.5")
+    assert "the weight average continues with the run's settings from update 2 (ema.power not applied)" \
+        in result.stdout
     averaged_2, raw_2, _ = weights(resumed / "checkpoints" / "000002")
     averaged_3, raw_3, updates = weights(resumed / "checkpoints" / "000003")
     assert updates == 3
