@@ -198,3 +198,15 @@ def test_without_the_average_checkpoints_hold_the_raw_weights(dataset, tmp_path)
     step_dir = tmp_path / "run" / "checkpoints" / "000001"
     assert (step_dir / "pretrained_model" / "model.safetensors").is_file()
     assert not (step_dir / "training_state" / "dp_ros_ema.json").exists()
+
+
+def test_the_demo_trains_with_the_average_unless_told_not_to():
+    import argparse
+
+    from dp_ros.cli.demo import add_arguments, settings_from
+    from dp_ros.demo.pipeline import training_overrides
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    assert training_overrides(settings_from(parser.parse_args([])), "")["ema.enable"] is True
+    assert training_overrides(settings_from(parser.parse_args(["--no-ema"])), "")["ema.enable"] is False
