@@ -79,6 +79,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                         help="seconds per step of the demo's options on a quiet machine (the plot's time scale)")
     parser.add_argument("--cost-ratio", action="append", default=[], metavar="NAME=R",
                         help="a curve's seconds per step relative to the demo's (default 1)")
+    parser.add_argument("--reference", action="append", default=[], metavar="LABEL=MINUTES:PERCENT",
+                        help="a result measured elsewhere, drawn as a cross (e.g. an earlier demo run)")
     parser.add_argument("--skip-training", action="store_true", help="only run the checkpoints there are")
     parser.add_argument("--skip-closed-loop", action="store_true", help="only train")
     parser.add_argument("--tiny", action="store_true", help="a tiny network (tests)")
@@ -296,6 +298,12 @@ def plot(results: dict, args: argparse.Namespace, path: Path) -> None:
                 label=f"{curve} ({seed_set} instances)")
         for x, y, p in zip(xs, ys, points):
             ax.annotate(str(p["step"]), (x, y), textcoords="offset points", xytext=(3, 3), fontsize=7)
+    for item in args.reference:
+        label, _, point = item.partition("=")
+        minutes, _, percent = point.partition(":")
+        ax.plot([float(minutes)], [float(percent)], "kx", markersize=8)
+        ax.annotate(label, (float(minutes), float(percent)), textcoords="offset points", xytext=(-10, -12),
+                    fontsize=7, ha="right")
     ax.axhline(90, color="grey", linewidth=0.8, linestyle=":")
     ax.axvline(15 - 3.3 - 1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(f"training minutes on a quiet 2-core machine (steps x {args.quiet_step_seconds} s x cost ratio)")

@@ -30,7 +30,7 @@ def test_quality_benchmark_runs_end_to_end(tmp_path, monkeypatch):
     output = tmp_path / "quality"
     args = ["--dataset", str(dataset), "--output", str(output), "--config", "ema-short", "--tiny",
             "--set", "steps=2", "--checkpoints", "2", "--episodes", "2", "--raw", "--sampler", "ddim:2",
-            "--cost-ratio", "ema-short=0.5"]
+            "--cost-ratio", "ema-short=0.5", "--reference", "an earlier run=3:50"]
     assert bench_demo_quality.main(args) == 0
 
     results = json.loads((output / "quality.json").read_text())
