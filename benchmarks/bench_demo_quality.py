@@ -330,6 +330,8 @@ def main(argv=None) -> int:
             train(name, args, output)
     if not args.skip_closed_loop:
         measure(args, output, results, results_path)
+    if results_path.is_file():  # points another process (an evaluation while this one trained) added meanwhile
+        results["points"] = {**json.loads(results_path.read_text()).get("points", {}), **results["points"]}
     results["runs"] = run_records(args, output)
     results["machine"] = {"cpus": os.cpu_count(), "load_1min_end": os.getloadavg()[0], "sampler": args.sampler,
                           "quiet_step_seconds": args.quiet_step_seconds, "cost_ratios": cost_ratios(args)}
