@@ -140,9 +140,22 @@ def run_closed_loop(form, interpolate_from, acceleration, kind, single_point=Fal
     ("trajectory", "desired", False), ("trajectory", "desired", True), ("trajectory", "measured", False),
     ("trajectory", "measured", True), ("step", "desired", False)])
 def test_every_command_executes_within_the_limits(form, interpolate_from, single_point, acceleration, kind):
+    # a forward controller takes each step at its next update: steps must arrive within half an update of
+    # their schedule to land one per update (see the next test for what happens otherwise)
+    jitter = 0.02 if form == "trajectory" else 0.008
     for seed in range(2):
-        judged, violations = run_closed_loop(form, interpolate_from, acceleration, kind, single_point, seed=seed)
+        judged, violations = run_closed_loop(form, interpolate_from, acceleration, kind, single_point, seed=seed,
+                                             jitter=jitter)
         assert judged == 200 and violations == 0
+
+
+def test_steps_delivered_with_a_full_update_of_jitter_make_double_steps_the_judge_sees():
+    """Two steps taken in one update are executed as one double step (and the update before holds still):
+    with delivery jitter of a whole update period the judge sees both, with or without acceleration limits."""
+    for acceleration in (None, 20.0):
+        violations = sum(run_closed_loop("step", "desired", acceleration, "smooth", seed=seed, jitter=0.02)[1]
+                         for seed in range(2))
+        assert violations > 0
 
 
 def test_without_the_timing_reserve_delivery_jitter_breaks_the_limits():

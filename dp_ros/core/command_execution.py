@@ -14,7 +14,17 @@ executes it:
   ``interpolate_from_desired_state: true``).
 
 A Float64MultiArray (forward_command_controller) or JointState command is a *step* of the set-point to the
-target at the next update; a step counts as motion over one command period.
+target at the controller update that takes it (the first update at or after its receipt, at the controller
+manager's ``update_rate``); a step counts as motion over one command period from that update. Two commands
+taken in one update are one *double step* from the target executed before them (the first is never
+executed); an update that passes without a new command after a step's period holds the set-point: the
+stream has stopped, from its speed to zero at once. Where the controller's updates lie against the command
+stream is unknown here: they are placed half an update before the first command's receipt (the phase at which
+an even stream lands one command per update).
+
+A continuous joint (``continuous``) has no position limits, and a trajectory starts from the start position
+moved by whole turns to lie within half a turn of its first point, as joint_trajectory_controller's
+wraparound does for URDF continuous joints; a step of a continuous joint moves the shortest way round.
 
 Speed is judged per linear segment. Acceleration, where the robot interface gives acceleration limits, is
 the change of velocity between consecutive segments over the mean of their durations. Where a command
@@ -33,8 +43,8 @@ COMMAND_FORMS = ("trajectory", "step")
 RATIO_TOLERANCE = 1e-4
 """Relative slack when judging a ratio against 1 (rounding, and the microseconds a message's stamps carry)."""
 POSITION_TOLERANCE = 1e-9
-STILL_AFTER_STEPS = 10
-"""A stream of steps that pauses for more than this many command periods has come to rest."""
+UPDATE_TOLERANCE = 1e-6
+"""Seconds by which a receipt may pass an update and still be taken by it (rounding of stamps)."""
 
 
 @dataclass(frozen=True)
@@ -46,6 +56,8 @@ class JointLimits:
     velocity: np.ndarray
     acceleration: np.ndarray | None = None
     """None when the robot interface gives no acceleration limits."""
+    continuous: np.ndarray | None = None
+    """Per joint, whether it turns without end (its position limits are then -inf, inf); None: none does."""
 
     @classmethod
     def for_robot(cls, robot, velocity_scale: float = 1.0) -> "JointLimits":
@@ -53,9 +65,23 @@ class JointLimits:
         if not 0 < velocity_scale <= 1:
             raise ValueError(f"velocity_scale must be in (0, 1]; got {velocity_scale}")
         acceleration = robot.acceleration_limits
+        continuous = np.array([bool(getattr(j, "continuous", False)) for j in robot.joints])
         return cls(np.array(robot.lower_limits, dtype=np.float64), np.array(robot.upper_limits, dtype=np.float64),
                    np.array(robot.velocity_limits, dtype=np.float64) * velocity_scale,
-                   None if acceleration is None else np.array(acceleration, dtype=np.float64) * velocity_scale)
+                   None if acceleration is None else np.array(acceleration, dtype=np.float64) * velocity_scale,
+                   continuous if continuous.any() else None)
+
+    def shortest_way(self, position: np.ndarray, toward: np.ndarray) -> np.ndarray:
+        """``position`` with each continuous joint moved by whole turns to lie within half a turn of ``toward``
+        (joint_trajectory_controller's wraparound; exactly half a turn away goes the way ``toward`` lies)."""
+        position = np.asarray(position, dtype=np.float64)
+        if self.continuous is None:
+            return position
+        toward = np.asarray(toward, dtype=np.float64)
+        distance = np.mod(toward - position + np.pi, 2 * np.pi) - np.pi
+        half_turn = np.abs(np.abs(distance) - np.pi) < 1e-9
+        distance = np.where(half_turn, np.where(toward > position, np.abs(distance), -np.abs(distance)), distance)
+        return np.where(self.continuous, toward - distance, position)
 
 
 @dataclass(frozen=True)
@@ -146,10 +172,12 @@ class ControllerModel:
     """The set-point a controller follows, command after command, with each command judged as executed.
 
     ``form``: ``trajectory`` (joint_trajectory_controller) or ``step`` (forward_command_controller, JointState).
-    ``step_period``: the command period a step counts as (1/command_rate). Times are seconds in any one clock.
+    ``step_period``: the command period a step counts as (1/command_rate). ``update_period``: the controller
+    manager's update period (1/update_rate; default: the step period). Times are seconds in any one clock.
     """
 
-    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = "measured", step_period: float = 0.02):
+    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = "measured", step_period: float = 0.02,
+                 update_period: float | None = None):
         if form not in COMMAND_FORMS:
             raise ValueError(f"form must be one of {COMMAND_FORMS}; got {form!r}")
         if interpolate_from not in INTERPOLATE_FROM:
@@ -158,6 +186,12 @@ class ControllerModel:
         self.form = form
         self.interpolate_from = interpolate_from
         self.step_period = step_period
+        self.update_period = update_period or step_period
+        if self.update_period > step_period * (1 + RATIO_TOLERANCE):
+            raise ValueError(f"the controller's update period ({self.update_period}s) must not be longer than the "
+                             f"command period ({step_period}s): it would drop commands")
+        self._updates_per_step = max(1, int(round(step_period / self.update_period)))
+        self._phase: float | None = None
         self.reset()
 
     def reset(self) -> None:
@@ -165,15 +199,15 @@ class ControllerModel:
         self._times = np.empty(0)
         self._positions = np.empty((0, 0))
         self._last_receipt: float | None = None
-        self._step_velocity: np.ndarray | None = None
+        self._step: _Step | None = None
 
     def state(self) -> tuple:
         """What the model remembers, for :meth:`restore` (its arrays are replaced, never changed in place)."""
-        return self._times, self._positions, self._last_receipt, self._step_velocity
+        return self._times, self._positions, self._last_receipt, self._step
 
     def restore(self, state: tuple) -> None:
         """Back to a remembered state: the command taken since was not sent after all."""
-        self._times, self._positions, self._last_receipt, self._step_velocity = state
+        self._times, self._positions, self._last_receipt, self._step = state
 
     @property
     def active(self) -> bool:
@@ -192,6 +226,8 @@ class ControllerModel:
         self._times = self._times + seconds
         if self._last_receipt is not None:
             self._last_receipt += seconds
+        if self._phase is not None:
+            self._phase += seconds
 
     def setpoint(self, t: float) -> np.ndarray | None:
         """Where the set-point is at ``t`` (None before any command)."""
@@ -199,14 +235,38 @@ class ControllerModel:
             return None
         return np.array([np.interp(t, self._times, self._positions[:, j]) for j in range(self._positions.shape[1])])
 
+    # --- steps: the controller's updates -------------------------------------------------
+    def update_index(self, receipt: float) -> int:
+        """The controller update that takes a command received at ``receipt``."""
+        if self._phase is None:
+            self._phase = receipt - self.update_period / 2
+        return int(np.ceil((receipt - self._phase - UPDATE_TOLERANCE) / self.update_period))
+
+    def update_time(self, index: int) -> float:
+        return self._phase + index * self.update_period
+
+    def step_velocity_at(self, receipt: float) -> np.ndarray:
+        """The set-point velocity a step taken at ``receipt`` follows: the last step's, when it is taken no later
+        than the update at which the stream's next step is due; zero (still) otherwise."""
+        step = self._step
+        if step is None or self.update_index(receipt) > step.update + self._updates_per_step:
+            return np.zeros(self.limits.velocity.shape)
+        return step.velocity.copy()
+
     def velocities_between(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Lowest and highest set-point velocity per joint over [t0, t1] (None before any command)."""
         if not self.active:
             return None
         if self.form == "step":
-            resting = self._step_velocity is None or t0 - self._last_receipt > STILL_AFTER_STEPS * self.step_period
-            velocity = np.zeros(self._positions.shape[1]) if resting else self._step_velocity
-            return velocity.copy(), velocity.copy()
+            step, zero = self._step, np.zeros(self._positions.shape[1])
+            if step is None:
+                return zero, zero.copy()
+            moving_until = self.update_time(step.update) + self.step_period
+            candidates = [step.velocity] if t0 < moving_until else []
+            if t1 >= moving_until:
+                candidates.append(zero)
+            stacked = np.vstack(candidates)
+            return stacked.min(axis=0), stacked.max(axis=0)
         times = self._times
         if times.size == 1:
             zero = np.zeros(self._positions.shape[1])
@@ -246,8 +306,25 @@ class ControllerModel:
         if self.form == "step":
             check = self._execute_step(receipt, start, positions[-1])
         else:
+            start = self.limits.shortest_way(start, positions[0])
             check = self._execute_trajectory(receipt, start, times_from_start, positions)
         self._last_receipt = receipt
+        return check
+
+    def settle(self, now: float) -> LimitCheck | None:
+        """Steps: the update at which the stream's next step was due has passed by ``now`` without one (no
+        command received up to ``now`` is left unjudged): the set-point stopped from the last step's speed
+        at once. That stop judged (None when there is nothing to judge); the stream is still from then on."""
+        step = self._step
+        if self.form != "step" or step is None or not np.any(step.velocity):
+            return None
+        due = step.update + self._updates_per_step
+        if now < self.update_time(due) - UPDATE_TOLERANCE:
+            return None
+        target = self._positions[-1]
+        check = check_path(self.limits, np.array([0.0, self.update_period]), np.vstack([target, target]),
+                           step.velocity, self.step_period)
+        self._step = _Step(step.update, step.origin, np.zeros_like(step.velocity), step.entry)
         return check
 
     def _entry(self, receipt: float, first_duration: float) -> tuple[np.ndarray | None, float]:
@@ -271,13 +348,39 @@ class ControllerModel:
         return check
 
     def _execute_step(self, receipt: float, start: np.ndarray, target: np.ndarray) -> LimitCheck:
-        # after a pause of the stream the set-point has been still
-        entry_velocity = None if self._step_velocity is None else self.velocities_between(receipt, receipt)[0]
-        check = check_path(self.limits, np.array([0.0, self.step_period]), np.vstack([start, target]),
-                           entry_velocity, self.step_period if entry_velocity is not None else 0.0)
-        self._step_velocity = (target - start) / self.step_period
+        update, period = self.update_index(receipt), self.step_period
+        previous = self._step
+        still = np.zeros(self.limits.velocity.shape)
+        if previous is not None and update <= previous.update:
+            # taken in the same update as the step before, which is never executed: one double step
+            start, entry = previous.origin, previous.entry
+        elif previous is None or not np.any(previous.velocity):
+            entry = (still, period)   # from rest
+        elif update - previous.update <= self._updates_per_step:
+            entry = (previous.velocity, (update - previous.update) * self.update_period)
+        else:
+            entry = (previous.velocity, period)
+        target = self.limits.shortest_way(target, start)
+        idle = 0.0 if previous is None or entry[0] is still or update <= previous.update else \
+            (update - previous.update) * self.update_period - period
+        if idle > UPDATE_TOLERANCE:   # updates passed without a new step: the set-point stopped, then steps again
+            times, path = np.array([0.0, idle, idle + period]), np.vstack([start, start, target])
+        else:
+            times, path = np.array([0.0, period]), np.vstack([start, target])
+        check = check_path(self.limits, times, path, *entry)
+        self._step = _Step(update, start, (target - start) / period, entry)
         self._times, self._positions = np.array([receipt]), target[None, :].copy()
         return check
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The last step a controller took: at which update, from where, at what speed, after what."""
+
+    update: int
+    origin: np.ndarray
+    velocity: np.ndarray
+    entry: tuple[np.ndarray, float]
 
 
 @dataclass
@@ -296,4 +399,13 @@ class CommandLedger:
         self.judged += 1
         self.violations += not check.within_limits
         self.worst = self.worst.worst(check)
+        return check
+
+    def settle(self, now: float) -> LimitCheck | None:
+        """Judge a step stream that stopped by ``now`` (see :meth:`ControllerModel.settle`); counted with the
+        last command (whose execution it ends)."""
+        check = self.model.settle(now)
+        if check is not None:
+            self.violations += not check.within_limits
+            self.worst = self.worst.worst(check)
         return check

@@ -277,7 +277,7 @@ class PolicyController:
         """The command to send at ``now``, or None to send nothing."""
         age, stream = self.history.newest_age(now)
         with self._lock:
-            if self._brake or self._forget:
+            if self._brake or self._forget or self.shaper.braking:
                 return self._stop_command(now)
             if not self._enabled:
                 return None
@@ -326,6 +326,9 @@ class PolicyController:
 
     def _plan_command(self, now: float) -> Command | None:
         if self.schedule.at(now) is None:
+            stopping = self.shaper.continue_stop(now)   # step commands: the plan ran out, brake within the limits
+            if stopping is not None:
+                return stopping
             if self.stats.chunks_produced and self.state == State.RUNNING:
                 self.stats.queue_underruns += 1
                 self.set_status(State.RUNNING, "action queue ran dry: inference is slower than the plan it makes; "
@@ -339,7 +342,8 @@ class PolicyController:
     def _stop_command(self, now: float) -> Command | None:
         """Once, after the controller stopped planning: the command that brings the arm to rest."""
         measured = self._measured(now)
-        command = None if measured is None or not self._brake else self.shaper.stop_command(now, *measured)
+        stopping = self._brake or self.shaper.braking
+        command = None if measured is None or not stopping else self.shaper.stop_command(now, *measured)
         self._brake = self._commanding = False
         if self._forget:
             self._forget = False
