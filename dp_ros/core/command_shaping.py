@@ -96,13 +96,11 @@ class CommandShaper:
         self.safety = safety
         self.published = ControllerModel(safety.limits, settings.form, settings.interpolate_from,
                                          settings.command_period, settings.update_period or None)
-        self.braking = False
-        """Step commands: a stop is under way and needs more steps (see :meth:`continue_stop`)."""
+        self._braking = False
         self._reset_when_still = False
         self.stop_steps = 0
         """Steps sent to bring a stream of steps to rest."""
-        self.late_steps_sent = 0
-        """Step commands sent later than they were shaped for (a step is never withdrawn, see ``confirm``)."""
+
         self._speeds: deque[tuple[float, np.ndarray]] = deque()
         self.self_check_failures = 0
         """Commands that, judged right after shaping, broke a limit (a defect if ever non-zero)."""
@@ -129,10 +127,15 @@ class CommandShaper:
         timing margin (a busy CPU or a GIL held by inference can take milliseconds from ``now`` to sending)."""
         return max(self._publish_delays, default=0.0)
 
+    @property
+    def braking(self) -> bool:
+        """Step commands: a stop is under way (see :meth:`continue_stop`): call it at the next command time."""
+        return self._braking or self._reset_when_still
+
     def reset(self) -> None:
         """The controller holds still: the next command starts from the measured position. While a stream of
         steps is still braking, after its stop."""
-        if self.braking:
+        if self._braking:
             self._reset_when_still = True
             return
         self.published.reset()
@@ -146,7 +149,7 @@ class CommandShaper:
         actions strictly after ``t`` as (times, positions). ``measured``: the newest measured joint position,
         ``measured_age`` seconds old.
         """
-        self.braking = False   # the plan goes on: a stop under way ends here
+        self._braking = False   # the plan goes on: a stop under way ends here
         plan_at = self._shortest_way_plan(plan_at, plan_after)
         if self.settings.form == "step":
             target = plan_at(now)
@@ -215,12 +218,12 @@ class CommandShaper:
         shaped = self.safety.shape_step(start, start.position + slower * period, period)
         if shaped is None:
             return self._stopped()
-        self.braking = bool(np.any(np.abs(slower) > acceleration * period * (1 + 1e-9)))
+        self._braking = bool(np.any(np.abs(slower) > acceleration * period * (1 + 1e-9)))
         self.stop_steps += 1
         return self._publish(now, np.zeros(1), shaped[None, :], start.position)
 
     def _stopped(self) -> None:
-        self.braking = False
+        self._braking = False
         if self._reset_when_still:
             self._reset_when_still = False
             self.reset()
@@ -294,17 +297,15 @@ class CommandShaper:
     def confirm(self, delay: float) -> bool:
         """Whether the last command may still be sent ``delay`` seconds after the ``now`` it was shaped for:
         within the publish delay kept in reserve plus half the timing margin (the other half is the
-        network's). Otherwise a trajectory is retracted (the controller keeps executing the command before, which comes
-        to rest within the limits at its end) and the delay counts towards the next commands' reserve."""
+        network's). Otherwise it is retracted (the controller keeps executing the command before, which comes
+        to rest within the limits at its end) and the delay counts towards the next commands' reserve. A withdrawn
+        step leaves a forward controller holding its last target for an update (sent late, it would land with the
+        next one: a double step), a stop from the stream's speed that no later command undoes; the steps after
+        it start again from rest within the acceleration limit."""
         allowed = self.reserved_delay + self.settings.timing_margin / 2
         if delay <= allowed:
             return True
-        if self.settings.form == "step":
-            # a step held back is itself a stop from full speed (the controller holds the last target): it is
-            # sent, late; the reserve grows for the next ones
-            self.late_steps_sent += 1
-            self.note_publish_delay(delay)
-            return True
+
         self.retract()
         self.note_publish_delay(delay)
         return False
