@@ -364,7 +364,11 @@ class ControllerModel:
         idle = 0.0 if previous is None or entry[0] is still or update <= previous.update else \
             (update - previous.update) * self.update_period - period
         if idle > UPDATE_TOLERANCE:   # updates passed without a new step: the set-point stopped, then steps again
-            times, path = np.array([0.0, idle, idle + period]), np.vstack([start, start, target])
+            # (held one update after the last step, and one update before this one)
+            update_period = self.update_period
+            holds = np.unique(np.round([0.0, min(update_period, idle), max(idle - update_period, 0.0), idle], 12))
+            times = np.concatenate([holds, [idle + period]])
+            path = np.vstack([np.repeat(start[None, :], holds.size, axis=0), target[None, :]])
         else:
             times, path = np.array([0.0, period]), np.vstack([start, target])
         check = check_path(self.limits, times, path, *entry)
