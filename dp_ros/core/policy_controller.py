@@ -128,7 +128,8 @@ class PolicyController:
         self.log = log or (lambda level, text: None)
         period = robot.control_period
         self.history = ObservationHistory(robot, predictor.n_obs_steps, period,
-                                          config.watchdog_timeout or self.default_watchdog_timeout(robot))
+                                          config.watchdog_timeout or self.default_watchdog_timeout(robot),
+                                          clock=clock, log=lambda level, text: self.log(level, text))
         self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
                                        config.late_margin, config.blend_max_deviation)
         self._guided = config.transition == "guided"
