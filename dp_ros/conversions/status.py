@@ -34,6 +34,10 @@ class PolicySnapshot:
     """Longest time from computing a command to sending it (kept in reserve by the safety filter)."""
     late_commands_withdrawn: int = 0
     """Commands not sent because they were ready too long after they were computed."""
+    future_stamps_refused: int = 0
+    """Sensor samples not used because they were stamped too far after their arrival (a clock ahead)."""
+    stop_steps: int = 0
+    """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -80,6 +84,8 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
         "worst_publish_delay_s": f"{snapshot.worst_publish_delay:.4f}",
         "late_commands_withdrawn": str(snapshot.late_commands_withdrawn),
+        "future_stamps_refused": str(snapshot.future_stamps_refused),
+        "stop_steps": str(snapshot.stop_steps),
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -233,7 +233,9 @@ class PolicyNode(Node):
             nonfinite_rejections=safety.nonfinite_rejections,
             self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
             watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
-            late_commands_withdrawn=stats.late_commands_withdrawn)
+            late_commands_withdrawn=stats.late_commands_withdrawn,
+            future_stamps_refused=sum(self.controller.history.future_counts().values()),
+            stop_steps=self.controller.shaper.stop_steps)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
