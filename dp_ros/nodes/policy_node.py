@@ -104,7 +104,7 @@ class PolicyNode(Node):
         else:
             self.controller.set_status(State.IDLE, "ready; call ~/start to command the robot")
         if self.command_type == "joint_trajectory":
-            check_controller_mode(self, self.robot.command.topic, self.robot.command.interpolate_from, self._log)
+            check_controller_mode(self, self.robot, self._log, fail=self.controller.set_fault)
         self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
                                      on_error=self._command_loop_error, realtime_priority=p["command_priority"])
         self.command_loop.start()
