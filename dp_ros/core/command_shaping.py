@@ -163,7 +163,7 @@ class CommandShaper:
         if times is None:
             return None
         start = self._start(now, measured, measured_age, float(times[0]))
-        previous = start.position
+        previous, targets = start.position, np.array(targets, dtype=np.float64)   # a copy: the plan's stay as they are
         for row in range(len(targets)):   # continuous joints: each point the shortest way from the one before
             targets[row] = previous = self.safety.limits.shortest_way(targets[row], previous)
         shaped = self.safety.shape_trajectory(start, times, targets)
