@@ -98,6 +98,10 @@ def test_steps_are_taken_per_controller_update_and_two_in_one_update_are_a_doubl
                   step=0.03)
     assert late[3].within_limits and not late[4].within_limits
     assert late[4].velocity_ratio == pytest.approx(2 * 0.03 / 0.02 / 2.0)
+    ledger = CommandLedger(ControllerModel(limits(), "step", step_period=0.02))
+    for k, t in enumerate([0.001, 0.021, 0.041, 0.073, 0.081, 0.101]):
+        ledger.judge(t, np.zeros(1), np.array([[0.03 * (k + 1), 0.0]]), np.zeros(2))
+    assert (ledger.off_schedule, ledger.off_schedule_violations, ledger.violations) == (2, 1, 1)   # the hold, the double
     with pytest.raises(ValueError, match="drop commands"):
         ControllerModel(limits(), "step", step_period=0.02, update_period=0.05)
 

@@ -90,6 +90,9 @@ class ControllerModel:
                              f"command period ({step_period}s): it would drop commands")
         self._updates_per_step = max(1, int(round(step_period / self.update_period)))
         self._phase: float | None = None
+        self.off_schedule = False
+        """Steps: the last one was taken in the same update as the one before (a double step) or after updates
+        without one while the stream moved (a hold): its delivery, not its content, decided that."""
         self.reset()
 
     def reset(self) -> None:
@@ -248,19 +251,20 @@ class ControllerModel:
     def _execute_step(self, receipt: float, start: np.ndarray, target: np.ndarray) -> LimitCheck:
         update, period = self.update_index(receipt), self.step_period
         previous = self._step
-        still = np.zeros(self.limits.velocity.shape)
+        moving = previous is not None and bool(np.any(previous.velocity))
+        idle = 0.0
         if previous is not None and update <= previous.update:
             # taken in the same update as the step before, which is never executed: one double step
             start, entry = previous.origin, previous.entry
-        elif previous is None or not np.any(previous.velocity):
-            entry = (still, period)   # from rest
+        elif not moving:
+            entry = (np.zeros(self.limits.velocity.shape), period)   # from rest
         elif update - previous.update <= self._updates_per_step:
             entry = (previous.velocity, (update - previous.update) * self.update_period)
         else:
             entry = (previous.velocity, period)
+            idle = (update - previous.update) * self.update_period - period
+        self.off_schedule = previous is not None and (update <= previous.update or idle > UPDATE_TOLERANCE)
         target = self.limits.shortest_way(target, start)
-        idle = 0.0 if previous is None or entry[0] is still or update <= previous.update else \
-            (update - previous.update) * self.update_period - period
         if idle > UPDATE_TOLERANCE:   # updates passed without a new step: the set-point stopped, then steps again
             # (held one update after the last step, and one update before this one)
             update_period = self.update_period
@@ -294,12 +298,19 @@ class CommandLedger:
     violations: int = 0
     """Commands whose execution broke a limit."""
     worst: LimitCheck = LimitCheck()
+    off_schedule: int = 0
+    """Steps taken off the stream's schedule: a double step, or after a hold (see ControllerModel.off_schedule)."""
+    off_schedule_violations: int = 0
+    """Of the violations, those of steps taken off schedule (delivery timing: no command's content prevents it)."""
 
     def judge(self, receipt: float, times_from_start: np.ndarray, positions: np.ndarray,
               measured: np.ndarray | None = None) -> LimitCheck:
         check = self.model.execute(receipt, times_from_start, positions, measured)
         self.judged += 1
         self.violations += not check.within_limits
+        if self.model.form == "step" and self.model.off_schedule:
+            self.off_schedule += 1
+            self.off_schedule_violations += not check.within_limits
         self.worst = self.worst.worst(check)
         return check
 
