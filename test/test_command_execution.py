@@ -101,7 +101,8 @@ def test_steps_are_taken_per_controller_update_and_two_in_one_update_are_a_doubl
     ledger = CommandLedger(ControllerModel(limits(), "step", step_period=0.02))
     for k, t in enumerate([0.001, 0.021, 0.041, 0.073, 0.081, 0.101]):
         ledger.judge(t, np.zeros(1), np.array([[0.03 * (k + 1), 0.0]]), np.zeros(2))
-    assert (ledger.off_schedule, ledger.off_schedule_violations, ledger.violations) == (2, 1, 1)   # the hold, the double
+    # the hold, the double step and the step after it (entering at the double step's speed)
+    assert (ledger.off_schedule, ledger.off_schedule_violations, ledger.violations) == (3, 1, 1)
     with pytest.raises(ValueError, match="drop commands"):
         ControllerModel(limits(), "step", step_period=0.02, update_period=0.05)
 

@@ -92,7 +92,8 @@ class ControllerModel:
         self._phase: float | None = None
         self.off_schedule = False
         """Steps: the last one was taken in the same update as the one before (a double step) or after updates
-        without one while the stream moved (a hold): its delivery, not its content, decided that."""
+        without one while the stream moved (a hold), or right after such a step (it enters at the speed that
+        made): its delivery, not its content, decided how it executes."""
         self.reset()
 
     def reset(self) -> None:
@@ -225,7 +226,7 @@ class ControllerModel:
         target = self._positions[-1]
         check = check_path(self.limits, np.array([0.0, self.update_period]), np.vstack([target, target]),
                            step.velocity, self.step_period)
-        self._step = _Step(step.update, step.origin, np.zeros_like(step.velocity), step.entry)
+        self._step = _Step(step.update, step.origin, np.zeros_like(step.velocity), step.entry, step.off_schedule)
         return check
 
     def _entry(self, receipt: float, first_duration: float) -> tuple[np.ndarray | None, float]:
@@ -263,7 +264,9 @@ class ControllerModel:
         else:
             entry = (previous.velocity, period)
             idle = (update - previous.update) * self.update_period - period
-        self.off_schedule = previous is not None and (update <= previous.update or idle > UPDATE_TOLERANCE)
+        taken_off_schedule = previous is not None and (update <= previous.update or idle > UPDATE_TOLERANCE)
+        # the step right after one taken off schedule enters at a speed the delivery made, not the command
+        self.off_schedule = taken_off_schedule or (previous is not None and previous.off_schedule)
         target = self.limits.shortest_way(target, start)
         if idle > UPDATE_TOLERANCE:   # updates passed without a new step: the set-point stopped, then steps again
             # (held one update after the last step, and one update before this one)
@@ -274,7 +277,7 @@ class ControllerModel:
         else:
             times, path = np.array([0.0, period]), np.vstack([start, target])
         check = check_path(self.limits, times, path, *entry)
-        self._step = _Step(update, start, (target - start) / period, entry)
+        self._step = _Step(update, start, (target - start) / period, entry, taken_off_schedule)
         self._times, self._positions = np.array([receipt]), target[None, :].copy()
         return check
 
@@ -287,6 +290,8 @@ class _Step:
     origin: np.ndarray
     velocity: np.ndarray
     entry: tuple[np.ndarray, float]
+    off_schedule: bool = False
+    """Taken in the same update as the step before, or after a hold."""
 
 
 @dataclass
