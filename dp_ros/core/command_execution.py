@@ -147,11 +147,11 @@ class ControllerModel:
     def update_time(self, index: int) -> float:
         return self._phase + index * self.update_period
 
-    def step_velocity_at(self, receipt: float) -> np.ndarray:
+    def step_velocity_at(self, receipt: float, slack: int = 0) -> np.ndarray:
         """The set-point velocity a step taken at ``receipt`` follows: the last step's, when it is taken no later
-        than the update at which the stream's next step is due; zero (still) otherwise."""
+        than ``slack`` updates after the one at which the stream's next step is due; zero (still) otherwise."""
         step = self._step
-        if step is None or self.update_index(receipt) > step.update + self._updates_per_step:
+        if step is None or self.update_index(receipt) > step.update + self._updates_per_step + slack:
             return np.zeros(self.limits.velocity.shape)
         return step.velocity.copy()
 

