@@ -257,6 +257,10 @@ class ControllerModel:
         if previous is not None and update <= previous.update:
             # taken in the same update as the step before, which is never executed: one double step
             start, entry = previous.origin, previous.entry
+        elif previous is None:
+            # the first step (after a reset): from a set-point known only as the measured position, so its
+            # speed is judged but not its change
+            entry = (None, 0.0)
         elif not moving:
             entry = (np.zeros(self.limits.velocity.shape), period)   # from rest
         elif update - previous.update <= self._updates_per_step:
