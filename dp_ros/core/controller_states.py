@@ -128,3 +128,6 @@ class PendingStop:
     """Send the command that brings the arm to rest (it may be moving)."""
     forget: bool
     """Then forget what was sent: the next command starts from the measured position (after a reset)."""
+    measured: tuple | None = None
+    """The newest joint state (positions, stamp) when the stop was asked for, for a stop after the history was
+    cleared (a reset)."""

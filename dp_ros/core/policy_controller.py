@@ -197,8 +197,8 @@ class PolicyController:
 
         The next command starts from the measured position: after a reset the world may have changed."""
         with self._lock:
-            self.history.clear()
             self._enter(Event.RESET, "reset: waiting for a full observation history")
+            self.history.clear()
         return "history and action queue cleared"
 
     def set_fault(self, reason: str) -> None:
@@ -232,7 +232,9 @@ class PolicyController:
         """Bring the arm to rest at the next step; ``forget``: then also forget what was sent."""
         brake = self._moving or (self._pending_stop is not None and self._pending_stop.brake)
         forget = forget or (self._pending_stop is not None and self._pending_stop.forget)
-        self._pending_stop = PendingStop(brake=brake, forget=forget)
+        newest = self.history.streams[JOINT_STATE_STREAM].latest()
+        measured = None if newest is None else (np.asarray(newest.value, dtype=np.float64), newest.stamp)
+        self._pending_stop = PendingStop(brake=brake, forget=forget, measured=measured)
 
     def _say(self, reason: str, announce: bool = False) -> None:
         """A new reason for the current phase (logged if ``announce``)."""
@@ -347,7 +349,12 @@ class PolicyController:
         """The single stop path: once a stop is pending, the command that brings the arm to rest (None if it
         was not moving or nothing was measured), then the stop is done."""
         pending, self._pending_stop = self._pending_stop, None
+        if pending is None:
+            return None
         measured = self._measured(now)
+        if measured is None and pending.measured is not None:  # the history was cleared (reset)
+            position, stamp = pending.measured
+            measured = position, max(0.0, now - stamp)
         command = None if measured is None or not pending.brake else self.shaper.stop_command(now, *measured)
         self._moving = False
         if pending.forget:
