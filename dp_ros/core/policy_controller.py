@@ -126,9 +126,8 @@ class PolicyController:
         self._idle_status = State.IDLE
         self._lock = threading.Lock()
         # the plan's epoch: a new one starts whenever the plan is discarded (see controller_states); a chunk
-        # is merged only if it was requested in the current epoch from observations no older than its start
+        # is merged only if it was requested in the current epoch
         self._epoch = 0
-        self._epoch_start = -np.inf
         self._ticket: ChunkTicket | None = None
         """The chunk requested and not yet merged or given up."""
         self._moving = False
@@ -218,7 +217,6 @@ class PolicyController:
             and after is not before)
         if leaves_plan:
             self._epoch += 1
-            self._epoch_start = self.clock()
             self.schedule.clear()
             if self._moving or event is Event.RESET:
                 self._request_stop(forget=event is Event.RESET)
@@ -408,7 +406,9 @@ class PolicyController:
 
     def _merge(self, ticket: ChunkTicket, obs_time: float, actions: np.ndarray, elapsed: float) -> None:
         """Merge a computed chunk into the plan, unless its epoch has passed (call with the lock held)."""
-        if ticket.epoch != self._epoch or not self.phase.commanding or obs_time < self._epoch_start:
+        # a ticket is issued in an epoch and its observation is taken after that: an old epoch means an old
+        # observation (the clock is not compared, it may be a simulation's, reset with it)
+        if ticket.epoch != self._epoch or not self.phase.commanding:
             self.stats.chunks_discarded += 1  # stopped, reset or watchdog while computing: obsolete
             return
         self.stats.last_inference_time = elapsed
