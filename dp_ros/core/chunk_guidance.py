@@ -18,8 +18,9 @@ denoising network, the known part of the noisy sample is replaced by the plan
 noised to the current step, and the network's clean-sample estimate is moved to
 the plan (both softly, by the mask's weight), so every sampler, multistep history
 included, steps towards the plan and reaches it by itself. After the last step the
-pinned actions are set to the plan exactly (a float-rounding touch, not a repair). Optionally, the first denoising steps also get RTC's
-guidance on the predicted clean sample (``gradient_steps``).
+pinned actions are set to the plan exactly (a float-rounding touch, not a
+repair). Optionally, the first denoising steps also get RTC's guidance on the
+predicted clean sample (``gradient_steps``).
 
 A chunk's horizon index ``i`` is the action for ``i - (n_obs_steps - 1)``
 policy steps after the newest observation (Diffusion Policy's horizon starts
