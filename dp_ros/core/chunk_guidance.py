@@ -152,8 +152,11 @@ class PlanConditioning:
             clean = self._guided_clean(unet, sample, timestep, global_cond, alpha, sigma)
         else:
             clean = self.clean_estimate(unet(sample, timestep, global_cond=global_cond), sample, alpha, sigma)
-        clean = clean + self.weights * (self.targets - clean)
-        return self.output_for(clean, sample, alpha, sigma)
+        return self.output_for(self.condition_clean(clean), sample, alpha, sigma)
+
+    def condition_clean(self, clean: torch.Tensor) -> torch.Tensor:
+        """A clean-sample estimate moved to the targets by the weights (pinned indices exactly)."""
+        return clean + self.weights * (self.targets - clean)
 
     def _guided_clean(self, unet, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor,
                       alpha: float, sigma: float) -> torch.Tensor:
