@@ -38,6 +38,14 @@ class PolicySnapshot:
     """Sensor samples not used because they were stamped too far after their arrival (a clock ahead)."""
     stop_steps: int = 0
     """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
+    expected_chunk_delay: float = 0.0
+    """Seconds from observation to merge the next chunk is expected to take (the pinned span of guided)."""
+    late_chunks: int = 0
+    """Chunks that arrived later than expected (delay outliers: joined to the plan by a cross-fade)."""
+    last_late_chunk_delay: float = 0.0
+    """Seconds from observation to merge of the latest of them."""
+    chunks_discarded: int = 0
+    """Chunks computed from observations older than the last stop, reset, fault or watchdog recovery."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -86,6 +94,10 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "late_commands_withdrawn": str(snapshot.late_commands_withdrawn),
         "future_stamps_refused": str(snapshot.future_stamps_refused),
         "stop_steps": str(snapshot.stop_steps),
+        "expected_chunk_delay_s": f"{snapshot.expected_chunk_delay:.3f}",
+        "late_chunks": str(snapshot.late_chunks),
+        "last_late_chunk_delay_s": f"{snapshot.last_late_chunk_delay:.3f}",
+        "chunks_discarded": str(snapshot.chunks_discarded),
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

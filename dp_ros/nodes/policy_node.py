@@ -235,7 +235,9 @@ class PolicyNode(Node):
             watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
             late_commands_withdrawn=stats.late_commands_withdrawn,
             future_stamps_refused=sum(self.controller.history.future_counts().values()),
-            stop_steps=self.controller.shaper.stop_steps)
+            stop_steps=self.controller.shaper.stop_steps,
+            expected_chunk_delay=self.controller.expected_delay(), late_chunks=self.controller.delays.outliers.count,
+            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
