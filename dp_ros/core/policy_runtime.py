@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
-from dp_ros.core.samplers import Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.core.samplers import NoiseSchedule, make_denoiser
 from dp_ros.lerobot_compat import diffusion_global_conditioning
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
@@ -73,8 +73,7 @@ class PolicyRuntime:
         self.noise_scheduler = noise_scheduler
         schedule = NoiseSchedule.from_config(self.config)
         try:
-            self.denoiser = Denoiser(policy.diffusion.unet, make_scheduler(noise_scheduler, schedule),
-                                     num_inference_steps)
+            self.denoiser = make_denoiser(noise_scheduler, policy.diffusion.unet, schedule, num_inference_steps)
         except ValueError as exc:
             raise CheckpointError(str(exc)) from None
         self.generator = torch.Generator(device=device)
