@@ -95,7 +95,7 @@ def test_the_runtime_samples_chunks_with_it_and_refuses_too_many_steps(runtime, 
                 "observation.images.front": rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)} for _ in range(2)]
     chunk = runtime.predict_chunk(history)
     assert chunk.shape == (runtime.n_action_steps, 3) and np.all(np.isfinite(chunk))
-    assert runtime.describe().split(": ")[1].startswith("consistency x2")
+    assert "consistency x2 steps (parameters)" in runtime.describe()
     from dp_ros.core.policy_runtime import CheckpointError
 
     with pytest.raises(CheckpointError, match="1 to 4 steps"):

@@ -15,6 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
+from dp_ros.core.checkpoint_sampler import choose_sampler
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
 from dp_ros.core.samplers import NoiseSchedule, make_denoiser
 from dp_ros.lerobot_compat import diffusion_global_conditioning
@@ -79,13 +80,15 @@ class PolicyRuntime:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
         self.image_keys = list(self.config.image_features)
+        self.sampler_source = "parameters"
 
     # --- loading ----------------------------------------------------------------
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "auto", noise_scheduler: str | None = None,
              num_inference_steps: int | None = None, n_action_steps: int | None = None,
              seed: int | None = None) -> "PolicyRuntime":
-        """Load a checkpoint; ``None`` keeps the checkpoint's own sampler settings."""
+        """Load a checkpoint; ``None`` takes the checkpoint's recorded sampler, else dp_ros's default
+        (``checkpoint_sampler``), and the checkpoint's n_action_steps."""
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
         from lerobot.policies.factory import make_pre_post_processors
@@ -119,10 +122,15 @@ class PolicyRuntime:
         preprocessor, postprocessor = make_pre_post_processors(
             config, pretrained_path=str(folder), preprocessor_overrides=overrides)
         policy.eval()
-        return cls(policy, preprocessor, postprocessor, folder, torch_device,
-                   noise_scheduler=(noise_scheduler or config.noise_scheduler_type).lower(),
-                   num_inference_steps=num_inference_steps or config.num_inference_steps or config.num_train_timesteps,
-                   n_action_steps=n_action_steps or config.n_action_steps, seed=seed)
+        try:
+            sampler = choose_sampler(folder, config, noise_scheduler, num_inference_steps)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+        runtime = cls(policy, preprocessor, postprocessor, folder, torch_device, noise_scheduler=sampler.name,
+                      num_inference_steps=sampler.steps, n_action_steps=n_action_steps or config.n_action_steps,
+                      seed=seed)
+        runtime.sampler_source = sampler.source
+        return runtime
 
     # --- shape of the policy ---------------------------------------------------------
     @property
@@ -149,7 +157,8 @@ class PolicyRuntime:
         return tuple(self.config.input_features[key].shape)
 
     def describe(self) -> str:
-        return (f"{self.checkpoint} on {self.device}: {self.noise_scheduler} x{self.num_inference_steps} steps, "
+        return (f"{self.checkpoint} on {self.device}: {self.noise_scheduler} x{self.num_inference_steps} steps "
+                f"({self.sampler_source}), "
                 f"horizon {self.horizon}, n_obs_steps {self.n_obs_steps}, n_action_steps {self.n_action_steps}, "
                 f"state {self.state_dim}, action {self.action_dim}, cameras {self.image_keys}")
 
