@@ -20,7 +20,9 @@ so the network is never asked to be consistent with itself at the end.
 Sampling with K steps (multistep consistency sampling): start from noise at the
 top of the schedule, map to a clean chunk, re-noise it to the next, lower
 timestep with fresh noise, map again, ... The timesteps are the "trailing"
-ones the other samplers use (K = 2: 99 and 49 for 100 training timesteps).
+ones the other samplers use (K = 2: 99 and 49 for 100 training timesteps), the
+first capped where the schedule still has signal (MIN_SIGNAL: 97 of 100 for
+LeRobot's cosine schedule).
 With ``fresh_noise=False`` the re-noising reuses the noise the network
 estimates, which makes the sampler DDIM's deterministic update (used to check it against
 diffusers' DDIM). ROS-free.
@@ -39,6 +41,12 @@ MAX_STEPS = 4
 """More steps than this add cost and give nothing over the teacher's own samplers."""
 TIMESTEP_SCALING = 10.0
 SIGMA_DATA = 0.5
+MIN_SIGNAL = 0.025
+"""Smallest sqrt(alpha_bar) the consistency timesteps reach. An epsilon-predicting network's clean estimate is
+(x - sigma eps) / sqrt(alpha_bar): at LeRobot's last cosine timestep (sqrt(alpha_bar) = 5e-4) any error in eps is
+amplified 2000 times, so the top of the schedule is replaced by the highest timestep with at least this much
+signal (t = 97 of 100: 3% signal, 32x; a sample that starts as pure noise there is off by 3% of the signal).
+Soare's Consistency Policy replication clamps alpha at 1/80 for the same reason."""
 
 
 def training_alphas_cumprod(schedule: NoiseSchedule) -> torch.Tensor:
@@ -62,6 +70,19 @@ def trailing_timesteps(num_train_timesteps: int, steps: int) -> list[int]:
     """The K timesteps of a K-step sampler, from the top of the schedule down (diffusers' "trailing" spacing)."""
     ratio = num_train_timesteps / steps
     return [int(round(num_train_timesteps - i * ratio)) - 1 for i in range(steps)]
+
+
+def top_timestep(alphas_cumprod: torch.Tensor) -> int:
+    """The highest timestep whose signal fraction sqrt(alpha_bar) is at least MIN_SIGNAL."""
+    usable = torch.nonzero(alphas_cumprod.sqrt() >= MIN_SIGNAL).flatten()
+    return int(usable.max()) if len(usable) else 0
+
+
+def consistency_timesteps(alphas_cumprod: torch.Tensor, steps: int) -> list[int]:
+    """The trailing timesteps of ``steps`` steps with the first capped at ``top_timestep`` (no repeats)."""
+    top = top_timestep(alphas_cumprod)
+    capped = [min(t, top) for t in trailing_timesteps(len(alphas_cumprod), steps)]
+    return sorted(set(capped), reverse=True)
 
 
 class ConsistencyFunction:
@@ -127,14 +148,14 @@ class ConsistencySampler:
     """
 
     def __init__(self, unet: torch.nn.Module, schedule: NoiseSchedule, num_inference_steps: int,
-                 fresh_noise: bool = True):
+                 fresh_noise: bool = True, timesteps: list[int] | None = None):
         if not 1 <= num_inference_steps <= MAX_STEPS:
             raise ValueError(f"the consistency sampler takes 1 to {MAX_STEPS} steps; got {num_inference_steps}")
         self.unet = unet
         self.function = ConsistencyFunction(schedule)
         self.num_inference_steps = num_inference_steps
         self.fresh_noise = fresh_noise
-        self.timesteps = trailing_timesteps(schedule.num_train_timesteps, num_inference_steps)
+        self.timesteps = timesteps or consistency_timesteps(self.function.alphas_cumprod, num_inference_steps)
 
     @property
     def alphas_cumprod(self) -> torch.Tensor:

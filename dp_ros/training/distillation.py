@@ -8,7 +8,8 @@ probability-flow ODE, LCM-style (Luo et al. 2023; Consistency Policy, Prasad et
 al. 2024):
 
 1. a demonstrated chunk is noised to timestep ``t_start`` of a coarse grid of
-   ``solver_intervals`` intervals over the training schedule (skipped timesteps);
+   ``solver_intervals`` intervals over the training schedule (skipped timesteps;
+   the top capped as the sampler's, see ``consistency.MIN_SIGNAL``);
 2. one DDIM step of the frozen teacher takes it along the ODE to the grid's
    next lower timestep ``t_end`` (0 at the bottom: the boundary);
 3. the loss compares the student's map at (x_start, t_start) with the map of
@@ -27,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from dp_ros.core.consistency import ConsistencyFunction, trailing_timesteps
+from dp_ros.core.consistency import ConsistencyFunction, consistency_timesteps
 from dp_ros.core.samplers import NoiseSchedule
 from dp_ros.lerobot_compat import diffusion_global_conditioning
 
@@ -86,7 +87,7 @@ class ConsistencyDistillation:
             self.target.load_state_dict(target_state)
         self.function = ConsistencyFunction(schedule, clip=False)
         self.teacher_function = ConsistencyFunction(schedule)
-        grid = [0] + trailing_timesteps(schedule.num_train_timesteps, settings.solver_intervals)[::-1]
+        grid = [0] + consistency_timesteps(self.function.alphas_cumprod, settings.solver_intervals)[::-1]
         self.grid = torch.tensor(grid, dtype=torch.long)
         alpha_bar = self.function.alphas_cumprod[self.grid]
         sigma = ((1.0 - alpha_bar) / alpha_bar).sqrt()
