@@ -127,7 +127,7 @@ class ConsistencyDistillation:
             per_sample = (squared + c * c).sqrt() - c
         else:
             per_sample = squared * self.interval_weights.to(device)[interval.to(device) - 1]
-        return per_sample.mean(), {"distance": float(squared.mean().sqrt())}
+        return per_sample.mean(), {"distance": float(squared.detach().mean().sqrt())}
 
     def _teacher_step(self, batch, x_start: torch.Tensor, t_start: torch.Tensor, t_end: torch.Tensor) -> torch.Tensor:
         """One DDIM step of the teacher from t_start to t_end (clipped clean estimate, its own noise estimate)."""
