@@ -208,9 +208,16 @@ class PolicyController:
         with self._lock:
             self._halt(forget=True)
             self.history.clear()
+            self._forget_frames()
             if self._enabled:
                 self.set_status(State.WARMING_UP, "reset: waiting for a full observation history")
         return "history and action queue cleared"
+
+    def _forget_frames(self) -> None:
+        """A predictor that caches per-frame features (PolicyRuntime) starts afresh after a reset or a sensor gap."""
+        forget = getattr(self.predictor, "forget_frames", None)
+        if forget is not None:
+            forget()
 
     def set_fault(self, reason: str) -> None:
         with self._lock:
@@ -291,6 +298,7 @@ class PolicyController:
                     self._stale = True
                     self.stats.watchdog_trips += 1
                     self._halt(keep_inflight=True)
+                    self._forget_frames()
                     what = "never received" if age == np.inf else f"{age:.3f}s old"
                     self.set_status(State.STOPPED, f"watchdog: newest {stream} is {what} (timeout {limit:.3f}s); "
                                                    "holding")
