@@ -42,6 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "adds its consistency sampler at 1 and 2 steps, and the distillation's cost")
     parser.add_argument("--teacher-run", default="", help="the checkpoint's training run folder (its dp_ros_train.log "
                         "gives the teacher's training cost)")
+    parser.add_argument("--teacher-steps", type=int, default=None, help="count the teacher run's steps up to this one "
+                        "(the checkpoint's step, when the run went on); default: all")
     parser.add_argument("--chunks", type=int, default=10, help="chunks timed per configuration (default 10)")
     parser.add_argument("--frames", type=int, default=64, help="dataset frames for the offline error (default 64)")
     parser.add_argument("--repeats", type=int, default=4,
@@ -132,7 +134,7 @@ def run(args: argparse.Namespace) -> int:
           + (f"\nstudent: {student}" if student else ""))
     cells = sampler_table(args, checkpoint, student, (fast.name, fast.steps), report)
     if args.teacher_run or student:
-        report["distillation_cost"] = distillation_cost(args.teacher_run, student)
+        report["distillation_cost"] = distillation_cost(args.teacher_run, student, args.teacher_steps)
     if args.jitter_seconds > 0:
         print(f"\n3. command period while inference runs continuously ({args.jitter_seconds:g} s against `dp-ros sim`)")
         jitter = closed_loop_jitter(checkpoint, args.robot_config, fast.name, fast.steps, args.jitter_seconds)
@@ -195,11 +197,11 @@ def offline_data(dataset_root: Path, runtime, frames: int):
     return [policy_batch(group, keys) for group in items], demonstrated, valid
 
 
-def distillation_cost(teacher_run: str | None, student: Path | None) -> dict:
+def distillation_cost(teacher_run: str | None, student: Path | None, teacher_steps: int | None = None) -> dict:
     """3. the distillation's steps and optimisation minutes against the teacher's training (LeRobot's logs)."""
     from dp_ros.cli.bench_samplers import run_cost
 
-    teacher = run_cost(Path(teacher_run)) if teacher_run else None
+    teacher = run_cost(Path(teacher_run), teacher_steps) if teacher_run else None
     distill = run_cost(student.parents[2]) if student else None
     cost = {"teacher": teacher, "distillation": distill}
     if teacher and distill:

@@ -131,7 +131,7 @@ def summarise(times: list[float]) -> dict:
 UPDATE_SECONDS = re.compile(r"step:(\d+)\b.*?updt_s:([0-9.]+)")
 
 
-def run_cost(run_dir: Path) -> dict | None:
+def run_cost(run_dir: Path, max_step: int | None = None) -> dict | None:
     """Steps and optimisation minutes of a training (or distillation) run, from LeRobot's log lines in its log.
 
     LeRobot logs the mean update time of each log window (``updt_s``); steps x that mean is the compute
@@ -140,7 +140,8 @@ def run_cost(run_dir: Path) -> dict | None:
     log = Path(run_dir) / "dp_ros_train.log"
     if not log.is_file():
         return None
-    windows = [(int(s), float(u)) for s, u in UPDATE_SECONDS.findall(log.read_text(errors="replace"))]
+    windows = [(int(s), float(u)) for s, u in UPDATE_SECONDS.findall(log.read_text(errors="replace"))
+               if max_step is None or int(s) <= max_step]
     if not windows:
         return None
     seconds, previous = 0.0, 0

@@ -138,26 +138,15 @@ class ConsistencyFunction:
         return math.sqrt(alpha_bar) * clean + math.sqrt(1.0 - alpha_bar) * noise
 
 
-def inpaint_clean(guidance, clean: torch.Tensor) -> torch.Tensor:
-    """The clean estimate moved to the guidance's targets by their weights (pinned: set; guided: blended).
-
-    Consistency models' zero-shot inpainting (Song et al. 2023, Algorithm 4) replaces the known part of each
-    intermediate clean estimate before it is re-noised: with one or two steps the noisy-sample inpainting alone
-    carries little of the plan (at the first step the sample is nearly pure noise)."""
-    weights, targets = getattr(guidance, "weights", None), getattr(guidance, "targets", None)
-    if weights is None or targets is None:
-        return clean
-    return clean + weights * (targets - clean)
-
-
 class ConsistencySampler:
     """Multistep consistency sampling; called like ``samplers.Denoiser`` (same arguments, same guidance hooks).
 
-    With a guidance (``chunk_guidance.PlanConditioning``) every step is inpaint -> map -> re-noise: the known part
-    of the sample is moved to the plan noised to the step, the network's estimate may get the plan's gradient
-    guidance through the one-step map (on the steps the guidance chooses), the known part of an intermediate
-    clean estimate is moved to the plan before it is re-noised (``inpaint_clean``), and after the last step the
-    pinned actions are set to the plan.
+    Carries a ``samplers.SampleConditioning`` (the plan of ``guided``) as that protocol asks, so every step is
+    inpaint -> map -> re-noise: the known part of the sample is moved to the plan noised to the step
+    (``before_model``); the network's output, used as the map's, has its clean estimate moved to the plan and,
+    on the steps the guidance chooses, RTC's gradient guidance through the network (``model_output``) -- as
+    consistency models inpaint (Song et al. 2023, Algorithm 4: the known part of each clean estimate is
+    replaced before it is re-noised); after the last step the pinned actions are set to the plan (``finish``).
     """
 
     def __init__(self, unet: torch.nn.Module, schedule: NoiseSchedule, num_inference_steps: int,
@@ -187,8 +176,6 @@ class ConsistencySampler:
                 output = guidance.model_output(i, self.unet, sample, timestep, global_cond)
             clean = self.function(self.unet, sample, timestep, global_cond, model_output=output)
             if i + 1 < len(self.timesteps):
-                if guidance is not None:
-                    clean = inpaint_clean(guidance, clean)
                 if self.fresh_noise:
                     renoise = torch.randn(noise.shape, generator=generator, device=noise.device, dtype=noise.dtype)
                 else:

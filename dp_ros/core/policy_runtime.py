@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from dp_ros.core.checkpoint_sampler import choose_sampler
-from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
+from dp_ros.core.chunk_guidance import PREDICTION_TYPES, ChunkGuide, PlanConditioning
 from dp_ros.core.feature_cache import FrameFeatureCache, frame_key
 from dp_ros.core.samplers import NoiseSchedule, make_denoiser
 from dp_ros.lerobot_compat import diffusion_global_conditioning
@@ -57,6 +57,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_prediction_type(prediction_type: str, where) -> None:
+    """Refuse a network that predicts something sampling and guidance do not handle (named in the error)."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise CheckpointError(f"{where}: prediction_type {prediction_type!r} is not supported; dp_ros samples and "
+                              f"guides checkpoints that predict {' or '.join(repr(p) for p in PREDICTION_TYPES)}")
+
+
 class PolicyRuntime:
     """Inference of one Diffusion Policy checkpoint with a chosen sampler."""
 
@@ -73,6 +80,7 @@ class PolicyRuntime:
                                   f"{self.horizon - self.n_obs_steps + 1}; got {n_action_steps}")
         self.n_action_steps = n_action_steps
         self.noise_scheduler = noise_scheduler
+        check_prediction_type(self.config.prediction_type, checkpoint)
         schedule = NoiseSchedule.from_config(self.config)
         try:
             self.denoiser = make_denoiser(noise_scheduler, policy.diffusion.unet, schedule, num_inference_steps)
@@ -106,11 +114,13 @@ class PolicyRuntime:
                 raise CheckpointError(f"{folder} lacks {name}: the normalisation pipelines LeRobot saves with a "
                                       "checkpoint are needed (was it saved by lerobot-train from LeRobot >= 0.4?)")
         try:
-            kind = json.loads((folder / CONFIG_FILE).read_text()).get("type")
+            raw_config = json.loads((folder / CONFIG_FILE).read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON: {exc}") from None
+        kind = raw_config.get("type")
         if kind != "diffusion":
             raise CheckpointError(f"{folder} holds a {kind!r} policy; dp_ros runs Diffusion Policy checkpoints")
+        check_prediction_type(raw_config.get("prediction_type", "epsilon"), folder)
 
         torch_device = resolve_device(device)
         config = PreTrainedConfig.from_pretrained(folder, local_files_only=True)
@@ -280,7 +290,7 @@ class PolicyRuntime:
         if weights is not None:
             clip = self.config.clip_sample_range if self.config.clip_sample else None
             guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
-                                        guide.gradient_steps, guide.max_weight, clip)
+                                        guide.gradient_steps, guide.max_weight, clip, self.config.prediction_type)
         trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
         first = self.n_obs_steps - 1
         count = self.future_steps if guide is not None else self.n_action_steps
