@@ -219,3 +219,17 @@ def test_a_late_chunk_and_a_one_second_outlier_join_the_plan_without_a_jump():
     assert outliers.count >= 2 and outliers.last_delay == pytest.approx(1.0, abs=0.05)
     assert max(estimates) < 0.25 + 0.05 + 0.1, "one slow chunk does not hold the estimate up"
     controller.close()
+
+
+def test_delay_outliers_and_discarded_chunks_are_reported_in_diagnostics():
+    from dataclasses import fields
+
+    from dp_ros.conversions.status import PolicySnapshot, policy_diagnostics_msg
+    from dp_ros.core.policy_controller import State
+
+    values = {f.name: 0 for f in fields(PolicySnapshot)}
+    values.update(state=State.RUNNING, reason="commanding", late_chunks=2, last_late_chunk_delay=1.02,
+                  expected_chunk_delay=0.31, chunks_discarded=1)
+    reported = {kv.key: kv.value for kv in policy_diagnostics_msg("policy", PolicySnapshot(**values)).status[0].values}
+    assert reported["late_chunks"] == "2" and reported["last_late_chunk_delay_s"] == "1.020"
+    assert reported["expected_chunk_delay_s"] == "0.310" and reported["chunks_discarded"] == "1"

@@ -34,6 +34,14 @@ class PolicySnapshot:
     """Longest time from computing a command to sending it (kept in reserve by the safety filter)."""
     late_commands_withdrawn: int = 0
     """Commands not sent because they were ready too long after they were computed."""
+    expected_chunk_delay: float = 0.0
+    """Seconds from observation to merge the next chunk is expected to take (the pinned span of guided)."""
+    late_chunks: int = 0
+    """Chunks that arrived later than expected (delay outliers: joined to the plan by a cross-fade)."""
+    last_late_chunk_delay: float = 0.0
+    """Seconds from observation to merge of the latest of them."""
+    chunks_discarded: int = 0
+    """Chunks computed from observations older than the last stop, reset, fault or watchdog recovery."""
     speed_warning: str = ""
     """Set when a chunk takes longer than the plan gives it (dp_ros.core.speed_check): what happens, what to change."""
 
@@ -85,6 +93,10 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
         "worst_publish_delay_s": f"{snapshot.worst_publish_delay:.4f}",
         "late_commands_withdrawn": str(snapshot.late_commands_withdrawn),
+        "expected_chunk_delay_s": f"{snapshot.expected_chunk_delay:.3f}",
+        "late_chunks": str(snapshot.late_chunks),
+        "last_late_chunk_delay_s": f"{snapshot.last_late_chunk_delay:.3f}",
+        "chunks_discarded": str(snapshot.chunks_discarded),
         "speed_warning": snapshot.speed_warning,
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }

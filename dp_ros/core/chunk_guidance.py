@@ -18,8 +18,9 @@ denoising network, the known part of the noisy sample is replaced by the plan
 noised to the current step, and the network's clean-sample estimate is moved to
 the plan (both softly, by the mask's weight), so every sampler, multistep history
 included, steps towards the plan and reaches it by itself. After the last step the
-pinned actions are set to the plan exactly (a float-rounding touch, not a repair). Optionally, the first denoising steps also get RTC's
-guidance on the predicted clean sample (``gradient_steps``).
+pinned actions are set to the plan exactly (a float-rounding touch, not a
+repair). Optionally, the first denoising steps also get RTC's guidance on the
+predicted clean sample (``gradient_steps``).
 
 A chunk's horizon index ``i`` is the action for ``i - (n_obs_steps - 1)``
 policy steps after the newest observation (Diffusion Policy's horizon starts
@@ -151,8 +152,11 @@ class PlanConditioning:
             clean = self._guided_clean(unet, sample, timestep, global_cond, alpha, sigma)
         else:
             clean = self.clean_estimate(unet(sample, timestep, global_cond=global_cond), sample, alpha, sigma)
-        clean = clean + self.weights * (self.targets - clean)
-        return self.output_for(clean, sample, alpha, sigma)
+        return self.output_for(self.condition_clean(clean), sample, alpha, sigma)
+
+    def condition_clean(self, clean: torch.Tensor) -> torch.Tensor:
+        """A clean-sample estimate moved to the targets by the weights (pinned indices exactly)."""
+        return clean + self.weights * (self.targets - clean)
 
     def _guided_clean(self, unet, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor,
                       alpha: float, sigma: float) -> torch.Tensor:

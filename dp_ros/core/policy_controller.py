@@ -18,19 +18,15 @@ dp_ros.core.controller_states.
 from __future__ import annotations
 
 import threading
-import time
-import traceback
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from dp_ros.core.action_schedule import ActionSchedule
-from dp_ros.core.chunk_delay import DelayEstimate
 from dp_ros.core.chunk_guidance import ChunkGuide
+from dp_ros.core.chunk_planner import ChunkPlanner
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
-from dp_ros.core.controller_states import (ChunkTicket, Event, InvalidTransition, PendingStop, Phase, State,
-                                           next_phase)
+from dp_ros.core.controller_states import Event, InvalidTransition, PendingStop, Phase, State, next_phase
 from dp_ros.core.controller_stats import Stats
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
@@ -106,14 +102,6 @@ class PolicyController:
         period = robot.control_period
         self.history = ObservationHistory(robot, predictor.n_obs_steps, period,
                                           config.watchdog_timeout or self.default_watchdog_timeout(robot))
-        self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
-                                       config.late_margin, config.blend_max_deviation)
-        self._guided = config.transition == "guided"
-        # guided: the next chunk is requested when replan_steps of the committed actions remain; the
-        # reserve after them keeps the plan going while it is computed
-        reserve = predictor.future_steps - predictor.n_action_steps if self._guided else 0
-        self._replan_threshold = config.replan_steps + reserve
-        self.delays = DelayEstimate(config.delay_margin)
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
         self.command_type = command_type or robot.command.type
         self.trajectory_mode = trajectory_mode or robot.command.trajectory_mode
@@ -121,27 +109,21 @@ class PolicyController:
                                                               config.trajectory_lead_time, config.timing_margin),
                                     self.safety)
         self.stats = Stats()
+        self._lock = threading.Lock()
+        self.planner = ChunkPlanner(robot, predictor, config, clock, self.history, self._lock, self.stats,
+                                    self.safety, lambda level, text: self.log(level, text),
+                                    accepts=self._accepts_chunks, on_failure=self._inference_failed)
+        self.schedule = self.planner.schedule
+        self.delays = self.planner.delays
         self.phase = Phase.IDLE
         self.reason = "waiting for start"
         self._idle_status = State.IDLE
-        self._lock = threading.Lock()
-        # the plan's epoch: a new one starts whenever the plan is discarded (see controller_states); a chunk
-        # is merged only if it was requested in the current epoch from observations no older than its start
-        self._epoch = 0
-        self._epoch_start = -np.inf
-        self._ticket: ChunkTicket | None = None
-        """The chunk requested and not yet merged or given up."""
         self._moving = False
         """The last command came from the plan (so the arm may be moving)."""
         self._pending_stop: PendingStop | None = None
         self._withdrawable: Command | None = None
         self._publish_delay_warned = False
         self._late_log = LogThrottle(5.0)
-        self._late_chunk_log = LogThrottle(5.0)
-        self._request = threading.Event()
-        self._closing = threading.Event()
-        self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
-        self._worker.start()
 
     # --- the watchdog ---------------------------------------------------------------------
     @staticmethod
@@ -224,9 +206,7 @@ class PolicyController:
             before in (Phase.WARMING_UP, Phase.RUNNING, Phase.STALLED) and after is not Phase.RUNNING
             and after is not before)
         if leaves_plan:
-            self._epoch += 1
-            self._epoch_start = self.clock()
-            self.schedule.clear()
+            self.planner.discard()
             if self._moving or event is Event.RESET:
                 self._request_stop(forget=event is Event.RESET)
         self.phase = after
@@ -308,9 +288,7 @@ class PolicyController:
                 return self._stop_command(now)
             if self.phase is not Phase.RUNNING and not self._history_ready(now):
                 return None
-            if self.schedule.remaining(now) <= self._replan_threshold and self._ticket is None:
-                self._ticket = ChunkTicket(self._epoch)
-                self._request.set()
+            self.planner.request_if_due(now)
             command = self._plan_command(now)
             if command is None:
                 return None
@@ -372,98 +350,25 @@ class PolicyController:
             self.stats.commands_published += 1
         return command
 
-    # --- inference worker -------------------------------------------------------------------
-    def _inference_loop(self) -> None:
-        while not self._closing.is_set():
-            if not self._request.wait(timeout=0.2):
-                continue
-            self._request.clear()
-            if self._closing.is_set():
-                return
-            with self._lock:
-                ticket = self._ticket
-            if ticket is not None:
-                self._compute_chunk(ticket)
+    # --- chunks ---------------------------------------------------------------------------------
+    def _accepts_chunks(self) -> bool:
+        return self.phase.commanding
 
-    def _compute_chunk(self, ticket: ChunkTicket) -> None:
-        obs_time = self.clock()
-        try:
-            history = self.history.sample(obs_time)
-        except HistoryNotReady:
-            with self._lock:
-                self._ticket = None
-            return
-        started = time.perf_counter()
-        try:
-            if self._guided:
-                guide = self._guide(obs_time, ticket)
-                prediction = self.predictor.predict_chunk(history.observations, guide=guide)
-            else:
-                ticket.expected_delay = self.expected_delay()
-                prediction = self.predictor.predict_chunk(history.observations)
-            actions = np.asarray(prediction, dtype=np.float64)
-        except Exception as exc:  # noqa: BLE001 - any inference failure must stop commanding, not crash
-            self.stats.inference_errors += 1
-            self.log("error", traceback.format_exc())
-            with self._lock:
-                self._ticket = None
-                self._enter(Event.FAULT, f"inference failed: {exc}")
-            return
-        elapsed = time.perf_counter() - started
-        with self._lock:
-            self._ticket = None
-            self._merge(ticket, history.times[-1], actions, elapsed)
-
-    def _merge(self, ticket: ChunkTicket, obs_time: float, actions: np.ndarray, elapsed: float) -> None:
-        """Merge a computed chunk into the plan, unless its epoch has passed (call with the lock held)."""
-        if ticket.epoch != self._epoch or not self.phase.commanding or obs_time < self._epoch_start:
-            self.stats.chunks_discarded += 1  # stopped, reset or watchdog while computing: obsolete
-            return
-        self.stats.last_inference_time = elapsed
-        self.stats.total_inference_time += elapsed
-        if not np.all(np.isfinite(actions)):
-            self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
-            self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")
-            return
-        merged_at = self.clock()
-        pinned_until = obs_time + ticket.expected_delay if self._guided else None
-        result = self.schedule.add_chunk(obs_time, actions, now=merged_at, pinned_until=pinned_until)
-        delay = merged_at - obs_time
-        if self.delays.add(delay, ticket.expected_delay) and self._late_chunk_log.ready():
-            self.log("warn", f"a chunk arrived {delay * 1000:.0f} ms after its observation, "
-                             f"{(delay - ticket.expected_delay) * 1000:.0f} ms later than expected: its first actions "
-                             f"were cross-faded into the plan ({self.delays.outliers.count} late chunks so far)")
-        self.stats.chunks_produced += 1
-        self.stats.actions_dropped_late += result.dropped_late
+    def _inference_failed(self, reason: str) -> None:
+        self._enter(Event.FAULT, reason)
 
     @property
     def inference_pending(self) -> bool:
         """A chunk has been requested and is neither merged nor given up yet."""
-        return self._ticket is not None
+        return self.planner.pending
 
     def expected_delay(self) -> float:
         """Seconds from a chunk's observation to its merge, as the next chunk should expect them (a capped
         quantile of the recent delays plus the margin, see dp_ros.core.chunk_delay)."""
-        return self.delays.expected()
-
-    def _guide(self, obs_time: float, ticket: ChunkTicket) -> ChunkGuide:
-        """The plan as the chunk for an observation at ``obs_time`` should continue it (only this epoch's plan:
-        the schedule is cleared whenever an epoch ends)."""
-        with self._lock:
-            if ticket.epoch != self._epoch:
-                times, actions = np.empty(0), np.empty((0, 0))
-            else:
-                times, actions = self.schedule.plan()
-            ticket.expected_delay = self.expected_delay()
-        period = self.robot.control_period
-        return ChunkGuide(steps=(times - obs_time) / period, actions=actions,
-                          delay=ticket.expected_delay / period, gradient_steps=self.config.guidance_gradient_steps,
-                          max_weight=self.config.guidance_max_weight)
+        return self.planner.delays.expected()
 
     def queue_depth(self, now: float) -> int:
         return self.schedule.remaining(now)
 
     def close(self) -> None:
-        self._closing.set()
-        self._request.set()
-        self._worker.join(timeout=5.0)
+        self.planner.close()

@@ -81,7 +81,10 @@ class SampleConditioning(Protocol):
     3. pass its final sample through :meth:`finish`.
 
     A sampler that rebuilds or remembers anything from an output it computed itself, bypassing 2, drops
-    the conditioning. test_chunk_guidance checks every name in ``SAMPLERS`` for that: the pinned actions
+    the conditioning. A sampler whose network output is not a noise or clean-sample prediction under the
+    training schedule (a consistency student's ``c_skip x + c_out F`` parameterisation) cannot use 2 as
+    is: it calls the network itself, computes its clean estimate, and passes that through
+    ``condition_clean`` (PlanConditioning) before using or keeping it. test_chunk_guidance checks every name in ``SAMPLERS`` for that: the pinned actions
     must be within 0.05 of the plan *before* :meth:`finish`.
     """
 

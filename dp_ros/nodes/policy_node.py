@@ -248,7 +248,10 @@ class PolicyNode(Node):
             nonfinite_rejections=safety.nonfinite_rejections,
             self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
             watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
-            late_commands_withdrawn=stats.late_commands_withdrawn, speed_warning=self.speed_warning)
+            late_commands_withdrawn=stats.late_commands_withdrawn,
+            expected_chunk_delay=self.controller.expected_delay(), late_chunks=self.controller.delays.outliers.count,
+            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded,
+            speed_warning=self.speed_warning)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
