@@ -108,6 +108,16 @@ def hook_training_loop(lerobot_train, on_step: Callable[[int, float, float, floa
     lerobot_train.update_last_checkpoint = reported_update_last
 
 
+def hook_policy_creation(lerobot_train, on_policy: Callable[[Any], Any]) -> None:
+    """Pass the policy ``lerobot_train.train()`` makes (``make_policy``, looked up by name) through ``on_policy``."""
+    make_policy = _attribute(lerobot_train, "make_policy", "lerobot_train")
+
+    def made_policy(*args, **kwargs):
+        return on_policy(make_policy(*args, **kwargs))
+
+    lerobot_train.make_policy = made_policy
+
+
 def _batch_size(batch: dict) -> int:
     return next((len(v) for v in batch.values() if getattr(v, "ndim", 0) > 0), 0)
 

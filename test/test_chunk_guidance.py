@@ -5,7 +5,7 @@ import torch
 
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning, soft_mask
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
-from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.core.samplers import SAMPLERS, NoiseSchedule, make_denoiser
 from lerobot_fixtures import make_checkpoint, tiny_robot
 
 ROBOT = tiny_robot()
@@ -28,8 +28,8 @@ def loaded(tmp_path_factory):
 
 def with_sampler(runtime, sampler, steps=4):
     """The loaded checkpoint with another sampler (loading it once keeps the tests quick)."""
-    schedule = make_scheduler(sampler, NoiseSchedule.from_config(runtime.config))
-    runtime.denoiser = Denoiser(runtime.policy.diffusion.unet, schedule, steps)
+    runtime.denoiser = make_denoiser(sampler, runtime.policy.diffusion.unet, NoiseSchedule.from_config(runtime.config),
+                                     steps)
     return runtime
 
 

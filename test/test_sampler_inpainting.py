@@ -12,11 +12,11 @@ import torch
 
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
 from dp_ros.core.policy_runtime import PolicyRuntime
-from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.core.samplers import SAMPLERS, NoiseSchedule, make_denoiser
 from lerobot_fixtures import make_checkpoint, tiny_robot
 
 ROBOT = tiny_robot()
-DEFAULT_STEPS = {"ddpm": 100, "ddim": 10, "dpmsolver++": 5, "unipc": 5, "sde-dpmsolver++": 5}
+DEFAULT_STEPS = {"ddpm": 100, "ddim": 10, "dpmsolver++": 5, "unipc": 5, "sde-dpmsolver++": 5, "consistency": 2}
 """The step counts the README recommends for each sampler (LeRobot's 100 for DDPM)."""
 PINNED_TOLERANCE = 0.05
 """Largest distance (normalised units) of a pinned action from the plan before the final overwrite."""
@@ -58,8 +58,8 @@ def observations(runtime, seed=0):
 @pytest.mark.parametrize("gradient_steps", [0, 2])
 def test_every_sampler_reaches_the_plan_before_the_final_overwrite(runtime, sampler, gradient_steps, monkeypatch):
     probe = PinnedErrorProbe(monkeypatch)
-    runtime.denoiser = Denoiser(runtime.policy.diffusion.unet,
-                                make_scheduler(sampler, NoiseSchedule.from_config(runtime.config)), steps_for(sampler))
+    runtime.denoiser = make_denoiser(sampler, runtime.policy.diffusion.unet, NoiseSchedule.from_config(runtime.config),
+                                     steps_for(sampler))
     steps = np.arange(-1.0, 11.0)
     plan = np.stack([0.8 * np.sin(0.35 * steps + j) for j in range(3)], axis=1)
     runtime.predict_chunk(observations(runtime), guide=ChunkGuide(steps, plan, delay=3.4, gradient_steps=gradient_steps))
@@ -95,10 +95,10 @@ def test_the_first_unpinned_action_continues_the_plan(sampler, prediction_type):
     """With the weights and guidance a guided chunk gets by default: pinned while due before the chunk arrives,
     then RTC's soft mask over the rest of the plan, then free; 2 gradient-guided steps."""
     schedule = NoiseSchedule(100, "squaredcos_cap_v2", 1e-4, 0.02, prediction_type, True, 1.0)
-    scheduler = make_scheduler(sampler, schedule)
     horizon, n_obs_steps = 16, 2
-    unet = SmoothTrajectoryDenoiser(horizon, scheduler.alphas_cumprod, prediction_type)
-    denoiser = Denoiser(unet, scheduler, steps_for(sampler))
+    alphas_cumprod = make_denoiser(sampler, None, schedule, steps_for(sampler)).alphas_cumprod
+    unet = SmoothTrajectoryDenoiser(horizon, alphas_cumprod, prediction_type)
+    denoiser = make_denoiser(sampler, unet, schedule, steps_for(sampler))
     steps = np.arange(-1.0, 10.0)
     for seed in range(4):
         generator = torch.Generator().manual_seed(seed)
@@ -108,7 +108,7 @@ def test_the_first_unpinned_action_continues_the_plan(sampler, prediction_type):
         pinned = int(np.count_nonzero(weights >= 1.0))
         noise = torch.randn(1, horizon, 2, generator=generator)
         conditioning = PlanConditioning(torch.from_numpy(targets).float()[None], weights, noise,
-                                        scheduler.alphas_cumprod, gradient_steps=2, prediction_type=prediction_type)
+                                        alphas_cumprod, gradient_steps=2, prediction_type=prediction_type)
         before_finish = []
         chunk = denoiser(noise, torch.zeros(1, 1), generator=generator, guidance=conditioning,
                          on_step=lambda i, s: before_finish.append(s.clone()))[0].numpy()

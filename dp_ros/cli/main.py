@@ -16,6 +16,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dp_ros.cli.doctor", "check the installation: one ROS 2 (no mixed environment), Python, middleware and the robot's, messages, LeRobot, torch, device"),
     "run-policy": ("dp_ros.cli.run_policy", "run the policy node (a checkpoint commands the robot) without the launch system"),
     "train": ("dp_ros.cli.train", "train or fine-tune a Diffusion Policy with LeRobot (progress bar, clean stop, resume)"),
+    "distill": ("dp_ros.cli.distill", "distil a trained policy into a consistency student that acts in 1-4 network calls"),
     "record": ("dp_ros.cli.record", "record demonstrations from live topics into a LeRobot dataset (recorder node, keyboard)"),
     "bag2lerobot": ("dp_ros.cli.bag2lerobot", "convert rosbag2 bags (.db3, .mcap) into a LeRobot dataset, synchronised at the robot's fps"),
     "lerobot2bag": ("dp_ros.cli.lerobot2bag", "write a LeRobot dataset back as a rosbag2 MCAP file (joint states, cameras, actions)"),

@@ -46,6 +46,8 @@ class PolicySnapshot:
     """Seconds from observation to merge of the latest of them."""
     chunks_discarded: int = 0
     """Chunks computed from observations older than the last stop, reset, fault or watchdog recovery."""
+    speed_warning: str = ""
+    """Set when a chunk takes longer than the plan gives it (dp_ros.core.speed_check): what happens, what to change."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -81,8 +83,11 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
     level = {State.RUNNING: DiagnosticStatus.OK, State.IDLE: DiagnosticStatus.OK,
              State.WARMING_UP: DiagnosticStatus.OK, State.STOPPED: DiagnosticStatus.WARN,
              State.FAULT: DiagnosticStatus.ERROR}[snapshot.state]
+    message = f"{snapshot.state.name.lower()}: {snapshot.reason}"
+    if snapshot.speed_warning and level == DiagnosticStatus.OK:
+        level, message = DiagnosticStatus.WARN, f"{message}; too slow: {snapshot.speed_warning}"
     status = DiagnosticStatus(level=level, name=f"{node_name}: diffusion policy", hardware_id="dp_ros",
-                              message=f"{snapshot.state.name.lower()}: {snapshot.reason}")
+                              message=message)
     values = {
         "last_inference_time_s": f"{snapshot.last_inference_time:.4f}",
         "mean_inference_time_s": f"{snapshot.mean_inference_time:.4f}",
@@ -98,6 +103,7 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "late_chunks": str(snapshot.late_chunks),
         "last_late_chunk_delay_s": f"{snapshot.last_late_chunk_delay:.3f}",
         "chunks_discarded": str(snapshot.chunks_discarded),
+        "speed_warning": snapshot.speed_warning,
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -182,7 +182,14 @@ class PolicyController:
         with self._lock:
             self._enter(Event.RESET, "reset: waiting for a full observation history")
             self.history.clear()
+            self._forget_frames()
         return "history and action queue cleared"
+
+    def _forget_frames(self) -> None:
+        """A predictor that caches per-frame features (PolicyRuntime) starts afresh after a reset or a sensor gap."""
+        forget = getattr(self.predictor, "forget_frames", None)
+        if forget is not None:
+            forget()
 
     def set_fault(self, reason: str) -> None:
         with self._lock:
@@ -276,6 +283,7 @@ class PolicyController:
                 if self.phase is Phase.STALLED:
                     return None
                 self.stats.watchdog_trips += 1
+                self._forget_frames()
                 what = "never received" if age == np.inf else f"{age:.3f}s old"
                 self._enter(Event.STALE, f"watchdog: newest {stream} is {what} (timeout {limit:.3f}s); holding")
                 return self._stop_command(now)

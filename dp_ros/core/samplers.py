@@ -9,6 +9,8 @@ A checkpoint is trained with one noise schedule (``num_train_timesteps``,
 - ``unipc``: UniPC multistep predictor-corrector, good with 5-10 steps.
 - ``sde-dpmsolver++``: the stochastic variant of DPM-Solver++ (fresh noise at
   every step, like DDPM), for policies whose deterministic samples cut between modes.
+- ``consistency``: 1-4 steps of a consistency-distilled student (``dp-ros distill``;
+  dp_ros.core.consistency).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from typing import Callable, Protocol
 
 import torch
 
-SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++")
+SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++", "consistency")
 
 
 @dataclass(frozen=True)
@@ -92,6 +94,15 @@ class SampleConditioning(Protocol):
                      global_cond: torch.Tensor) -> torch.Tensor: ...
 
     def finish(self, sample: torch.Tensor) -> torch.Tensor: ...
+
+
+def make_denoiser(name: str, unet: torch.nn.Module, schedule: NoiseSchedule, num_inference_steps: int):
+    """The denoising loop of sampler ``name``: a diffusers scheduler's, or one of dp_ros's own."""
+    if name.lower() == "consistency":
+        from dp_ros.core.consistency import ConsistencySampler
+
+        return ConsistencySampler(unet, schedule, num_inference_steps)
+    return Denoiser(unet, make_scheduler(name, schedule), num_inference_steps)
 
 
 class Denoiser:

@@ -16,11 +16,13 @@ POLICY = NodeParameters("policy_node", [
     Param("robot_config", "", "robot interface YAML; empty = dp_ros's config/robot.yaml", option=True),
     Param("device", "auto", "auto (CUDA when present), cpu or cuda[:N]", option=True),
 
-    Param("noise_scheduler", "", "sampler; empty = the checkpoint's (LeRobot: DDPM). Stochastic samplers (ddpm, "
-          "sde-dpmsolver++) keep multimodal policies on one mode; see the README's benchmark",
+    Param("noise_scheduler", "", "sampler; empty = the one the checkpoint records (a distilled student: "
+          "consistency), else sde-dpmsolver++ with 5 steps (the fastest that kept the demo's success; LeRobot's DDPM-100 "
+          "costs 14x more). Stochastic samplers (ddpm, sde-dpmsolver++, consistency) keep multimodal policies on one "
+          "mode; see the README's 'which sampler to use'",
           choices=("",) + tuple(SAMPLERS), option=True, section="sampler"),
-    Param("num_inference_steps", 0, "denoising steps per chunk; 0 = the checkpoint's (LeRobot: 100). Fast: "
-          "dpmsolver++ or ddim with 10 steps", minimum=0, option=True),
+    Param("num_inference_steps", 0, "denoising steps per chunk; 0 = the recorded ones, else 5 (consistency: 2, "
+          "at most 4)", minimum=0, option=True),
     Param("n_action_steps", 0, "actions used from each chunk; 0 = the checkpoint's n_action_steps", minimum=0,
           option=True),
     Param("seed", -1, "seed of the sampler's noise; -1 = random", minimum=-1),

@@ -28,6 +28,7 @@ from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.policy_controller import PolicyController, State
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
 from dp_ros.core.rate_loop import RateLoop
+from dp_ros.core.speed_check import judge_speed
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.node_params.policy import POLICY, controller_config
 from dp_ros.nodes.controller_check import check_controller_mode
@@ -67,6 +68,7 @@ class PolicyNode(Node):
         self._warnings = LogThrottle(WARNING_INTERVAL)
         self._resized_cameras: set[str] = set()
         self._command_times: deque[float] = deque(maxlen=5000)
+        self.speed_warning = ""
 
         sensor_qos = qos_profile_sensor_data if p["sensor_qos"] == "sensor_data" else QoSProfile(
             depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -95,6 +97,8 @@ class PolicyNode(Node):
         warm = self.runtime.warm_up(runs=p["warmup_runs"]) if p["warmup_runs"] > 0 else 0.0
         self.get_logger().info(f"warm-up done: one chunk takes {warm * 1000:.1f} ms "
                                f"({self.robot.control_period * 1000:.0f} ms per policy step)")
+        if warm > 0:
+            self._check_speed(warm)
         # Everything loaded so far lives as long as the node: keep it out of the garbage
         # collector's full passes, which hold the GIL long enough to delay commands.
         gc.collect()
@@ -215,6 +219,17 @@ class PolicyNode(Node):
                                command.positions, stamp)
 
     # --- status ---------------------------------------------------------------------------------
+    def _check_speed(self, chunk_seconds: float) -> None:
+        """Say (once per change) whether chunks of this length leave the robot without actions, and what to do."""
+        runtime, config = self.runtime, self.controller.config
+        verdict = judge_speed(chunk_seconds, self.robot.control_period, runtime.n_action_steps, config.replan_steps,
+                              runtime.future_steps, runtime.noise_scheduler, runtime.num_inference_steps)
+        if verdict.message and not self.speed_warning:
+            self.get_logger().warning(f"policy too slow for this robot: {verdict.message}")
+        elif self.speed_warning and not verdict.message:
+            self.get_logger().info(f"chunks now take {chunk_seconds * 1000:.0f} ms: fast enough again")
+        self.speed_warning = verdict.message
+
     def snapshot(self) -> PolicySnapshot:
         now = self._now()
         age, _ = self.controller.history.newest_age(now)
@@ -237,12 +252,15 @@ class PolicyNode(Node):
             future_stamps_refused=sum(self.controller.history.future_counts().values()),
             stop_steps=self.controller.shaper.stop_steps,
             expected_chunk_delay=self.controller.expected_delay(), late_chunks=self.controller.delays.outliers.count,
-            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded)
+            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded,
+            speed_warning=self.speed_warning)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
+        if self.controller.stats.chunks_produced >= 3:  # judged again on the chunks measured in operation
+            self._check_speed(self.controller.stats.mean_inference_time)
         self.diagnostics_pub.publish(policy_diagnostics_msg(self.get_name(), self.snapshot(),
                                                             self.get_clock().now().to_msg()))
 

@@ -163,7 +163,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def main() -> int:
+def main(prepare: Callable[[Any], None] | None = None) -> int:
+    """Run LeRobot's trainer; ``prepare(lerobot_train)`` may hook it further first (distillation does)."""
     rank, world_size = rank_and_world_size()
     emit("started", rank=rank, world_size=world_size, pid=os.getpid())
     guard = CheckpointGuard()
@@ -178,6 +179,8 @@ def main() -> int:
         from lerobot.scripts import lerobot_train
 
         install_hooks(lerobot_train, guard, reporter)
+        if prepare is not None:
+            prepare(lerobot_train)
         lerobot_train.main()
     except KeyboardInterrupt:
         state, code = "stopped", STOPPED_EXIT_CODE
