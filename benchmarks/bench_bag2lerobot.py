@@ -65,7 +65,7 @@ def write_bench_bag(path: Path, seconds: float, storage: str, size: int, fps: in
 
 
 def peak_rss_mb() -> float:
-    from dp_ros.data.parallel_conversion import peak_rss_mb as measure
+    from dp_ros.data.bags.parallel_conversion import peak_rss_mb as measure
 
     return measure()
 
@@ -106,7 +106,7 @@ def naive_convert(bag: Path, output: Path, robot) -> int:
 
 
 def convert(kind: str, bags: list[str], output: str, robot, jobs: int) -> tuple[int, list]:
-    from dp_ros.data.bag_conversion import convert_bags
+    from dp_ros.data.bags.bag_conversion import convert_bags
 
     if kind == "naive":
         return naive_convert(Path(bags[0]), Path(output), robot), []
@@ -119,7 +119,7 @@ def child(kind: str, bags: list[str], output: str, size: int, fps: int, jobs: in
 
     A short bag is converted first (with the same jobs), so that what LeRobot, PyAV and the codecs load on
     first use is not counted as conversion time (for either converter, with any number of jobs)."""
-    from dp_ros.data.bag_reader import BagReader
+    from dp_ros.data.bags.bag_reader import BagReader
 
     bag_seconds = 0.0
     for bag in bags:

@@ -19,10 +19,10 @@ from bag_fixtures import (BagSpec, check_frames, expected_frames, leader_value, 
 from lerobot_fixtures import tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.bag_conversion import convert_bags
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.bag_conversion import convert_bags
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
 from dp_ros.data.frame_sync import SAME_TIME
-from dp_ros.data.bag_reader import BagError, BagReader
+from dp_ros.data.bags.bag_reader import BagError, BagReader
 from dp_ros.robot_interface import save_robot_interface
 
 

@@ -14,10 +14,10 @@ from bag_fixtures import BagSpec, load_dataset, write_bag
 from lerobot_fixtures import tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.bag_conversion import convert_bags
-from dp_ros.data.bag_reader import BagReader
-from dp_ros.data.conversion_options import ConversionOptions
-from dp_ros.data.dataset_to_bag import DatasetToBagError, dataset_to_bag
+from dp_ros.data.bags.bag_conversion import convert_bags
+from dp_ros.data.bags.bag_reader import BagReader
+from dp_ros.data.bags.conversion_options import ConversionOptions
+from dp_ros.data.datasets.dataset_to_bag import DatasetToBagError, dataset_to_bag
 from dp_ros.robot_interface import ActionSource, save_robot_interface
 
 MARKERS = ConversionOptions(split="marker", split_topic="/episode_marker", min_frames=1)

@@ -9,7 +9,7 @@ import torch
 from lerobot_fixtures import synthetic_frame, tiny_robot
 
 from dp_ros import lerobot_compat
-from dp_ros.data.dataset_writer import EpisodeWriter
+from dp_ros.data.datasets.dataset_writer import EpisodeWriter
 from dp_ros.lerobot_compat import LeRobotCompatError, check_lerobot_version
 
 

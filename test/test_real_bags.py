@@ -21,9 +21,9 @@ from bag_fixtures import (CUSTOM_MARKER_DEFINITION, CUSTOM_MARKER_TYPE, BagSpec,
                           foreign_topics, load_dataset, recorded_streams, write_bag)
 from lerobot_fixtures import tiny_robot
 
-from dp_ros.data.bag_conversion import convert_bags
-from dp_ros.data.bag_reader import BagError, BagReader
-from dp_ros.data.conversion_options import ConversionOptions
+from dp_ros.data.bags.bag_conversion import convert_bags
+from dp_ros.data.bags.bag_reader import BagError, BagReader
+from dp_ros.data.bags.conversion_options import ConversionOptions
 
 RESOURCES = Path(__file__).parent / "resources" / "rosbag2"
 SERVICE_EVENTS = "bag_with_topics_and_service_events"

@@ -39,7 +39,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dp_ros.data.conversion_options import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
+    from dp_ros.data.bags.conversion_options import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
 
     defaults = ConversionOptions()
     parser.add_argument("bags", nargs="+", metavar="BAG",
@@ -102,10 +102,10 @@ def _camera_topics(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.bag_conversion import convert_bags
-    from dp_ros.data.conversion_options import ConversionError, ConversionOptions
-    from dp_ros.data.bag_reader import BagError
-    from dp_ros.data.dataset_writer import DatasetWriterError
+    from dp_ros.data.bags.bag_conversion import convert_bags
+    from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
+    from dp_ros.data.bags.bag_reader import BagError
+    from dp_ros.data.datasets.dataset_writer import DatasetWriterError
     from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
     try:

@@ -25,7 +25,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dp_ros.data.dataset_to_bag import MARKER_TOPIC
+    from dp_ros.data.datasets.dataset_to_bag import MARKER_TOPIC
 
     parser.add_argument("dataset", help="folder of the LeRobot dataset (meta/, data/, videos/)")
     parser.add_argument("-o", "--output", required=True, help="the MCAP file to write (.mcap; must not exist)")
@@ -43,8 +43,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.dataset_files import DatasetCheckError
-    from dp_ros.data.dataset_to_bag import DatasetToBagError, dataset_to_bag
+    from dp_ros.data.datasets.dataset_files import DatasetCheckError
+    from dp_ros.data.datasets.dataset_to_bag import DatasetToBagError, dataset_to_bag
     from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
     output = Path(args.output)

@@ -27,7 +27,7 @@ from typing import Callable, Iterator
 import cv2
 import numpy as np
 
-from dp_ros.data.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
+from dp_ros.data.datasets.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
                                        load_dataset_files, video_path)
 from dp_ros.robot_interface import RobotInterface
 
@@ -164,7 +164,7 @@ def dataset_to_bag(root: str | Path, output: str | Path, robot: RobotInterface, 
                    episode_gap: float = 1.0, marker_topic: str = MARKER_TOPIC,
                    progress: Callable[[int], None] | None = None) -> BagWriteReport:
     """Write the dataset at ``root`` as the MCAP file ``output``; ``progress`` is called with frames written."""
-    from dp_ros.data.dataset_writer import DatasetWriterError, check_compatible
+    from dp_ros.data.datasets.dataset_writer import DatasetWriterError, check_compatible
 
     root, output = Path(root).expanduser(), Path(output).expanduser()
     data = load_dataset_files(root)

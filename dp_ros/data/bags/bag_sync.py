@@ -26,11 +26,11 @@ import numpy as np
 from dp_ros.conversions.commands import CommandError, parse_command
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
-from dp_ros.data.bag_reader import BagError, BagMessage, BagReader, header_stamp
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
-from dp_ros.data.conversion_report import EpisodeResult
+from dp_ros.data.bags.bag_reader import BagError, BagMessage, BagReader, header_stamp
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.conversion_report import EpisodeResult
 from dp_ros.data.frame_sync import SAME_TIME, FramePick, FrameSync, Gap, describe_causes
-from dp_ros.data.topic_plan import JOINT_STATE_TYPE, StreamPlan, TopicPlan
+from dp_ros.data.bags.topic_plan import JOINT_STATE_TYPE, StreamPlan, TopicPlan
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
 

@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dp_ros.data.bag_conversion import staging_path, write_episodes
-from dp_ros.data.conversion_options import ConversionOptions
-from dp_ros.data.conversion_report import ConversionReport
-from dp_ros.data.dataset_writer import EPISODE_LOG, read_episode_log
-from dp_ros.data.topic_plan import plan_topics
+from dp_ros.data.bags.bag_episodes import staging_path, write_episodes
+from dp_ros.data.bags.bag_reader import BagReader
+from dp_ros.data.bags.conversion_options import ConversionOptions
+from dp_ros.data.bags.conversion_report import ConversionReport
+from dp_ros.data.datasets.dataset_writer import EPISODE_LOG, read_episode_log
+from dp_ros.data.bags.topic_plan import plan_topics
 from dp_ros.robot_interface import RobotInterface
 
 _progress_queue = None
@@ -118,8 +119,6 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
     """Convert ``bags`` with ``jobs`` worker processes into a new dataset at ``staging``; fills ``report``."""
     import multiprocessing
 
-    from dp_ros.data.bag_reader import BagReader
-
     durations = []
     for path in bags:
         with BagReader(path) as bag:
@@ -129,7 +128,7 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
     # Workers fork from one server that imported LeRobot and torch once (seconds of CPU each time otherwise);
     # the server itself is started from a clean interpreter, so no thread of this process is forked.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["dp_ros.data.parallel_conversion", "lerobot.datasets.lerobot_dataset",
+    context.set_forkserver_preload(["dp_ros.data.bags.parallel_conversion", "lerobot.datasets.lerobot_dataset",
                                     "lerobot.datasets.aggregate"])
     progress_queue = context.Queue()
     try:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dp_ros.data.bag_reader import BagError, BagReader
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.bag_reader import BagError, BagReader
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
