@@ -5,8 +5,8 @@ Reads bag folders (split bags too, with or without metadata.yaml) and single
 cameras, image sizes and the fps come from the robot interface YAML, so the
 dataset has the features the policy node expects. Frames are taken at the
 robot's fps; each feature takes the latest message at or before the frame
-time, never a later one. One episode per bag by default, or split by a marker
-topic or by pauses.
+time, never a later one. One episode per bag by default (per marked span when
+the bag has the marker topic /episode_marker), or split by a marker topic or by pauses.
 
 Time is never compressed: a frame with a stale or missing input cannot be
 dropped from the middle of an episode (the policy would learn that the gap took
@@ -61,12 +61,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="header: the messages' header stamps; receive: the times the bag recorded them "
                              "(messages without a header always use receive times) (default: header)")
     parser.add_argument("--split", choices=SPLIT_MODES, default=defaults.split,
-                        help="bag: one episode per bag; marker: episodes delimited by --split-topic; "
-                             "gap: a new episode after a pause in the joint states (default: bag)")
-    parser.add_argument("--split-topic", default="", metavar="TOPIC",
-                        help="marker topic for --split marker: std_msgs/Bool (or a custom type with a bool 'data' "
+                        help="auto: marker for a bag that has --split-topic (lerobot2bag writes it), else bag; "
+                             "bag: one episode per bag; marker: episodes delimited by --split-topic; "
+                             "gap: a new episode after a pause in the joint states (default: auto)")
+    parser.add_argument("--split-topic", default=defaults.split_topic, metavar="TOPIC",
+                        help="marker topic for --split marker and auto: std_msgs/Bool (or a custom type with a bool 'data' "
                              "field) true starts and false ends an episode; a message of any other type starts "
-                             "the next episode")
+                             f"the next episode (default: {defaults.split_topic})")
     parser.add_argument("--split-gap", type=float, default=defaults.split_gap, metavar="SECONDS",
                         help=f"pause in the joint states that separates episodes (--split gap; default: {defaults.split_gap})")
     parser.add_argument("--action-source", choices=("leader", "command", "next_state"), default=None,

@@ -52,7 +52,7 @@ class BagSynchronizer:
 
     def __init__(self, bag: BagReader, plan: TopicPlan, robot: RobotInterface, options: ConversionOptions):
         self.bag = bag
-        self.plan = plan
+        self.plan = plan = plan.for_bag(bag)
         self.robot = robot
         self.options = options
         self.period = 1.0 / robot.fps
@@ -225,7 +225,7 @@ class BagSynchronizer:
         Messages come in receive order; they are put back in stamp order (header stamps arrive out of order)
         by holding each one until a message stamped ``reorder_window`` later has arrived.
         """
-        if self.options.split != "marker":
+        if self.plan.split != "marker":
             self._begin(-math.inf)
         self._last_state: float | None = None
         held: list[tuple[float, int, BagMessage]] = []
@@ -252,7 +252,7 @@ class BagSynchronizer:
         if message.topic == self.plan.split_topic:
             yield from self._on_marker(self.bag.deserialize(message), stamp)
         for stream in self._roles.get(message.topic, ()):
-            if stream.name == STATE_FEATURE and self.options.split == "gap":
+            if stream.name == STATE_FEATURE and self.plan.split == "gap":
                 if self._last_state is not None and stamp - self._last_state > self.options.split_gap and self.active:
                     yield from self._end(self._last_state)
                     self._begin(stamp)
