@@ -83,8 +83,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not write episodes, or parts of split episodes, with fewer frames "
                              f"(default: {defaults.min_frames})")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="convert the bags in N worker processes and merge the parts with LeRobot's dataset "
-                             "aggregation; each job takes about 1 GB of memory (default: 1)")
+                        help="several bags: convert them in N worker processes and merge the parts with LeRobot's "
+                             "dataset aggregation (each job takes about 1 GB of memory); one bag: decode its images "
+                             "in N worker processes while this one encodes. The same dataset as --jobs 1 (default: 1)")
+    parser.add_argument("--decode-every-message", action="store_true",
+                        help="decode every message of the needed topics, as a naive converter would, instead of "
+                             "only those a frame uses: the same dataset, slower (for comparison and profiling)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset at --output (only once the new one is complete)")
     parser.add_argument("--json", dest="json_path", default="", metavar="PATH",
@@ -114,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, on_stale=args.on_stale, time_source=args.time_source, split=args.split,
             split_topic=args.split_topic, split_gap=args.split_gap, action_source=args.action_source or "",
             action_topic=args.action_topic, joint_state_topic=args.joint_state_topic,
-            camera_topics=_camera_topics(args.camera_topic), task=args.task, min_frames=args.min_frames)
+            camera_topics=_camera_topics(args.camera_topic), task=args.task, min_frames=args.min_frames,
+            decode_every_message=args.decode_every_message)
         options.validate()
         if args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")

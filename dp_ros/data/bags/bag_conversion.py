@@ -5,7 +5,8 @@ action), with overrides (:mod:`dp_ros.data.bags.topic_plan`); each bag becomes
 episodes of frames by :mod:`dp_ros.data.bags.bag_sync`. The output is written to a
 hidden staging folder next to the target and moved into place only when every
 bag converted, so a failure never leaves a half dataset that looks whole.
-With ``jobs > 1`` the bags are shared out in order among worker processes and
+With ``jobs > 1`` and one bag, its images are decoded in ``jobs`` worker
+processes while this one reads, samples, encodes and writes. With several, the bags are shared out in order among worker processes and
 their datasets merged by LeRobot's own aggregation
 (:mod:`dp_ros.data.bags.parallel_conversion`): the same dataset as a serial run.
 """
@@ -46,7 +47,8 @@ def convert_bags(bags: list[str | Path], output: str | Path, robot: RobotInterfa
                  repo_id: str = "local/dp_ros", image_writer_threads: int = 2, jobs: int = 1) -> ConversionReport:
     """Convert ``bags`` (in order) into one LeRobot dataset at ``output``; returns the statistics.
 
-    ``jobs``: worker processes; with more than one, the bags are converted in parallel and merged.
+    ``jobs``: worker processes. With more than one and several bags, the bags are converted in parallel and
+    merged; a single bag is read and written by this process while ``jobs`` workers decode its images.
     """
     options = options or ConversionOptions()
     options.validate()
@@ -68,7 +70,7 @@ def convert_bags(bags: list[str | Path], output: str | Path, robot: RobotInterfa
             convert_in_parallel(bags, staging, robot, options, report, repo_id, min(jobs, len(bags)), bar)
         else:
             write_episodes(bags, staging, robot, options, plan, report, repo_id, image_writer_threads,
-                           progress=bar.update,
+                           progress=bar.update, decode_jobs=jobs,
                            on_bag=lambda number, path: bar.set_description(f"bag {number + 1}/{len(bags)} {path.name}"))
         bar.close()
         if not report.saved:

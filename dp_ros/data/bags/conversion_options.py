@@ -56,6 +56,9 @@ class ConversionOptions:
     learns little from a fragment shorter than its observation history and action horizon."""
     reorder_window: float = 0.5
     """Seconds to wait for a late message (header stamps arrive out of order) before a frame is decided."""
+    decode_every_message: bool = False
+    """Decode every message of the needed topics as it arrives, as a naive converter would, instead of only
+    those a frame picks: the same dataset, slower (for comparison and profiling)."""
     max_clock_offset: float = 5.0
     """With header stamps: the most the header-minus-receive offsets of two topics may differ by
     (a camera whose clock is days off is caught here)."""
