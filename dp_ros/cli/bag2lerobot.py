@@ -28,6 +28,7 @@ Examples:
   dp-ros bag2lerobot day1/*.db3 --output data/pick --split gap --split-gap 2.0 --time-source receive
   dp-ros bag2lerobot run1/ --output data/pick --camera-topic front=/camera/front/image_raw/compressed
   dp-ros bag2lerobot fleet/*.mcap --output data/fleet --jobs 4
+  dp-ros bag2lerobot $(cat bags.txt) --shard 3/100 --output shards/3   # one job of a cluster array
 
 Exit codes: 0 converted, 1 conversion failed (nothing written at --output), 2 bad options.
 """
@@ -89,6 +90,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--decode-every-message", action="store_true",
                         help="decode every message of the needed topics, as a naive converter would, instead of "
                              "only those a frame uses: the same dataset, slower (for comparison and profiling)")
+    parser.add_argument("--shard", default="", metavar="I/N",
+                        help="convert only shard I of N of the bags given (a contiguous run, 0 <= I < N), e.g. "
+                             "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT in a cluster array job; merge the "
+                             "shards in order with 'dp-ros merge-datasets' (see examples/slurm/)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset at --output (only once the new one is complete)")
     parser.add_argument("--json", dest="json_path", default="", metavar="PATH",
@@ -108,6 +113,7 @@ def _camera_topics(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     from dp_ros.data.bags.bag_conversion import convert_bags
+    from dp_ros.data.bags.shards import parse_shard, shard_of
     from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
     from dp_ros.data.bags.bag_reader import BagError
     from dp_ros.data.datasets.dataset_writer import DatasetWriterError
@@ -123,12 +129,16 @@ def run(args: argparse.Namespace) -> int:
         options.validate()
         if args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        bags = shard_of(args.bags, *parse_shard(args.shard)) if args.shard else args.bags
         robot = load_robot_interface(args.robot_config or default_robot_config_path())
     except (ValueError, RobotInterfaceError) as exc:
         print(f"bag2lerobot: error: {exc}", file=sys.stderr)
         return 2
+    if not bags:
+        print(f"bag2lerobot: shard {args.shard} of {len(args.bags)} bags holds none; nothing to do")
+        return 0
     try:
-        report = convert_bags(args.bags, args.output, robot, options, overwrite=args.overwrite,
+        report = convert_bags(bags, args.output, robot, options, overwrite=args.overwrite,
                               progress=not args.no_progress, repo_id=args.repo_id, jobs=args.jobs)
     except (BagError, ConversionError, DatasetWriterError) as exc:
         print(f"bag2lerobot: error: {exc}\nnothing was written at {args.output}", file=sys.stderr)

@@ -69,7 +69,7 @@ def _convert_part(bags: list[str], part: str, robot: RobotInterface, options: Co
     return {"episodes": report.episodes, "peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}
 
 
-def _merge_parts(parts: list[str], output: str, repo_id: str) -> dict[str, float]:
+def merge_parts(parts: list[str], output: str, repo_id: str) -> dict[str, float]:
     """In a worker: LeRobot's aggregation of the part datasets into ``output``, and the joined episode log."""
     from lerobot.datasets.aggregate import aggregate_datasets
 
@@ -152,7 +152,7 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
                     saved_parts.append(str(part))
             if saved_parts:
                 bar.set_description(f"merging {len(saved_parts)} parts")
-                merged = _wait(pool.apply_async(_merge_parts, (saved_parts, str(staging), repo_id)), bar,
+                merged = _wait(pool.apply_async(merge_parts, (saved_parts, str(staging), repo_id)), bar,
                                progress_queue)
                 report.jobs.append({"job": "merge", "bags": 0, "peak_rss_mb": round(merged["peak_rss_mb"], 1),
                                     "cpu_s": round(merged["cpu_s"], 2)})
