@@ -33,7 +33,7 @@ if [[ $step == convert ]]; then
     exec $dp_ros bag2lerobot "${bags[@]}" --shard "$task/$count" --jobs "${SLURM_CPUS_PER_TASK:-1}" \
         -o "$shard_dir/$(printf 'shard-%05d' "$task")" --overwrite --no-progress "$@"
 elif [[ $step == merge ]]; then
-    output=${4:?the merged dataset's folder}
+    output=${4:?the folder of the merged dataset}
     mapfile -t shards < <(find "$shard_dir" -maxdepth 1 -name 'shard-*' -type d | sort)
     exec $dp_ros merge-datasets "${shards[@]}" -o "$output"
 else
