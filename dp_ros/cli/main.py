@@ -19,6 +19,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "distill": ("dp_ros.cli.distill", "distil a trained policy into a consistency student that acts in 1-4 network calls"),
     "record": ("dp_ros.cli.record", "record demonstrations from live topics into a LeRobot dataset (recorder node, keyboard)"),
     "bag2lerobot": ("dp_ros.cli.bag2lerobot", "convert rosbag2 bags (.db3, .mcap) into a LeRobot dataset, synchronised at the robot's fps"),
+    "merge-datasets": ("dp_ros.cli.merge_datasets", "merge LeRobot datasets converted in parts (cluster shards) into one, in order"),
     "lerobot2bag": ("dp_ros.cli.lerobot2bag", "write a LeRobot dataset back as a rosbag2 MCAP file (joint states, cameras, actions)"),
     "check-dataset": ("dp_ros.cli.check_dataset", "check a dataset: episode count, NaN, gaps, dropped and frozen frames, action jerk"),
     "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
