@@ -42,6 +42,10 @@ class PolicySnapshot:
     """Seconds from observation to merge of the latest of them."""
     chunks_discarded: int = 0
     """Chunks computed from observations older than the last stop, reset, fault or watchdog recovery."""
+    future_stamps_refused: int = 0
+    """Sensor samples not used because they were stamped too far after their arrival (a clock ahead)."""
+    stop_steps: int = 0
+    """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -92,6 +96,8 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "late_chunks": str(snapshot.late_chunks),
         "last_late_chunk_delay_s": f"{snapshot.last_late_chunk_delay:.3f}",
         "chunks_discarded": str(snapshot.chunks_discarded),
+        "future_stamps_refused": str(snapshot.future_stamps_refused),
+        "stop_steps": str(snapshot.stop_steps),
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

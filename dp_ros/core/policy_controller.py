@@ -101,7 +101,8 @@ class PolicyController:
         self.log = log or (lambda level, text: None)
         period = robot.control_period
         self.history = ObservationHistory(robot, predictor.n_obs_steps, period,
-                                          config.watchdog_timeout or self.default_watchdog_timeout(robot))
+                                          config.watchdog_timeout or self.default_watchdog_timeout(robot),
+                                          clock=clock, log=lambda level, text: self.log(level, text))
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
         self.command_type = command_type or robot.command.type
         self.trajectory_mode = trajectory_mode or robot.command.trajectory_mode
@@ -262,7 +263,7 @@ class PolicyController:
         """The command to send at ``now``, or None to send nothing."""
         age, stream = self.history.newest_age(now)
         with self._lock:
-            if self._pending_stop is not None:
+            if self._pending_stop is not None or self.shaper.braking:
                 return self._stop_command(now)
             if self.phase not in (Phase.WARMING_UP, Phase.RUNNING, Phase.STALLED):
                 return None
@@ -313,6 +314,9 @@ class PolicyController:
 
     def _plan_command(self, now: float) -> Command | None:
         if self.schedule.at(now) is None:
+            stopping = self.shaper.continue_stop(now)   # step commands: the plan ran out, brake within the limits
+            if stopping is not None:
+                return stopping
             if self.phase is Phase.RUNNING:
                 self.stats.queue_underruns += 1
                 self._say("action queue ran dry: inference is slower than the plan it makes; lower "
@@ -327,15 +331,16 @@ class PolicyController:
         """The single stop path: once a stop is pending, the command that brings the arm to rest (None if it
         was not moving or nothing was measured), then the stop is done."""
         pending, self._pending_stop = self._pending_stop, None
-        if pending is None:
+        if pending is None and not self.shaper.braking:
             return None
         measured = self._measured(now)
-        if measured is None and pending.measured is not None:  # the history was cleared (reset)
+        if pending is not None and measured is None and pending.measured is not None:  # history cleared (reset)
             position, stamp = pending.measured
             measured = position, max(0.0, now - stamp)
-        command = None if measured is None or not pending.brake else self.shaper.stop_command(now, *measured)
+        stopping = (pending is not None and pending.brake) or self.shaper.braking
+        command = None if measured is None or not stopping else self.shaper.stop_command(now, *measured)
         self._moving = False
-        if pending.forget:
+        if pending is not None and pending.forget:
             self.shaper.reset()
         if command is not None:
             self.stats.stop_commands += 1

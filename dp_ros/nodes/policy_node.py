@@ -104,7 +104,7 @@ class PolicyNode(Node):
         else:
             self.controller.set_status(State.IDLE, "ready; call ~/start to command the robot")
         if self.command_type == "joint_trajectory":
-            check_controller_mode(self, self.robot.command.topic, self.robot.command.interpolate_from, self._log)
+            check_controller_mode(self, self.robot, self._log, fail=self.controller.set_fault)
         self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
                                      on_error=self._command_loop_error, realtime_priority=p["command_priority"])
         self.command_loop.start()
@@ -235,7 +235,9 @@ class PolicyNode(Node):
             watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
             late_commands_withdrawn=stats.late_commands_withdrawn,
             expected_chunk_delay=self.controller.expected_delay(), late_chunks=self.controller.delays.outliers.count,
-            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded)
+            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded,
+            future_stamps_refused=sum(self.controller.history.future_counts().values()),
+            stop_steps=self.controller.shaper.stop_steps)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
