@@ -34,10 +34,6 @@ class PolicySnapshot:
     """Longest time from computing a command to sending it (kept in reserve by the safety filter)."""
     late_commands_withdrawn: int = 0
     """Commands not sent because they were ready too long after they were computed."""
-    future_stamps_refused: int = 0
-    """Sensor samples not used because they were stamped too far after their arrival (a clock ahead)."""
-    stop_steps: int = 0
-    """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
     expected_chunk_delay: float = 0.0
     """Seconds from observation to merge the next chunk is expected to take (the pinned span of guided)."""
     late_chunks: int = 0
@@ -46,6 +42,10 @@ class PolicySnapshot:
     """Seconds from observation to merge of the latest of them."""
     chunks_discarded: int = 0
     """Chunks computed from observations older than the last stop, reset, fault or watchdog recovery."""
+    future_stamps_refused: int = 0
+    """Sensor samples not used because they were stamped too far after their arrival (a clock ahead)."""
+    stop_steps: int = 0
+    """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
     speed_warning: str = ""
     """Set when a chunk takes longer than the plan gives it (dp_ros.core.speed_check): what happens, what to change."""
 
@@ -97,12 +97,12 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
         "worst_publish_delay_s": f"{snapshot.worst_publish_delay:.4f}",
         "late_commands_withdrawn": str(snapshot.late_commands_withdrawn),
-        "future_stamps_refused": str(snapshot.future_stamps_refused),
-        "stop_steps": str(snapshot.stop_steps),
         "expected_chunk_delay_s": f"{snapshot.expected_chunk_delay:.3f}",
         "late_chunks": str(snapshot.late_chunks),
         "last_late_chunk_delay_s": f"{snapshot.last_late_chunk_delay:.3f}",
         "chunks_discarded": str(snapshot.chunks_discarded),
+        "future_stamps_refused": str(snapshot.future_stamps_refused),
+        "stop_steps": str(snapshot.stop_steps),
         "speed_warning": snapshot.speed_warning,
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }

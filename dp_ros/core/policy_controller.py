@@ -339,25 +339,20 @@ class PolicyController:
         """The single stop path: once a stop is pending, the command that brings the arm to rest (None if it
         was not moving or nothing was measured), then the stop is done."""
         pending, self._pending_stop = self._pending_stop, None
-        if pending is None:   # step commands: a stop under way goes on within the acceleration limits
-            command = self.shaper.continue_stop(now) if self.shaper.braking else None
-        else:
-            command = self._first_stop_command(now, pending)
+        if pending is None and not self.shaper.braking:
+            return None
+        measured = self._measured(now)
+        if pending is not None and measured is None and pending.measured is not None:  # history cleared (reset)
+            position, stamp = pending.measured
+            measured = position, max(0.0, now - stamp)
+        stopping = (pending is not None and pending.brake) or self.shaper.braking
+        command = None if measured is None or not stopping else self.shaper.stop_command(now, *measured)
+        self._moving = False
+        if pending is not None and pending.forget:
+            self.shaper.reset()
         if command is not None:
             self.stats.stop_commands += 1
             self.stats.commands_published += 1
-        return command
-
-    def _first_stop_command(self, now: float, pending) -> Command | None:
-        measured = self._measured(now)
-        if measured is None and pending.measured is not None:  # the history was cleared (reset)
-            position, stamp = pending.measured
-            measured = position, max(0.0, now - stamp)
-        stopping = pending.brake or self.shaper.braking
-        command = None if measured is None or not stopping else self.shaper.stop_command(now, *measured)
-        self._moving = False
-        if pending.forget:
-            self.shaper.reset()   # steps still braking: forgotten once still (CommandShaper.reset)
         return command
 
     # --- chunks ---------------------------------------------------------------------------------

@@ -249,18 +249,15 @@ class PolicyNode(Node):
             self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
             watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
             late_commands_withdrawn=stats.late_commands_withdrawn,
-            future_stamps_refused=sum(self.controller.history.future_counts().values()),
-            stop_steps=self.controller.shaper.stop_steps,
             expected_chunk_delay=self.controller.expected_delay(), late_chunks=self.controller.delays.outliers.count,
             last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded,
-            speed_warning=self.speed_warning)
+            future_stamps_refused=sum(self.controller.history.future_counts().values()),
+            stop_steps=self.controller.shaper.stop_steps, speed_warning=self.speed_warning)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
-        if self.controller.stats.chunks_produced >= 3:  # judged again on the chunks measured in operation
-            self._check_speed(self.controller.stats.mean_inference_time)
         self.diagnostics_pub.publish(policy_diagnostics_msg(self.get_name(), self.snapshot(),
                                                             self.get_clock().now().to_msg()))
 
