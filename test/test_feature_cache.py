@@ -115,8 +115,8 @@ def test_the_controller_clears_the_cache_on_reset_and_on_a_camera_gap(runtime):
         assert len(runtime.feature_cache) == 4
         controller.reset()
         assert len(runtime.feature_cache) == 0
+        clock.t = 100.3   # samples arrive when they are fed: none stamped after its arrival (a clock ahead)
         feed(controller, 100.02, 100.3, rng)
-        clock.t = 100.3
         # stepped until the fresh history gives a chunk
         assert wait_for(lambda: controller.step(clock.t) is None and controller.stats.chunks_produced == 2
                         or controller.stats.chunks_produced == 2), controller.reason
