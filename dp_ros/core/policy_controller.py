@@ -30,6 +30,7 @@ from dp_ros.core.chunk_guidance import ChunkGuide
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
+from dp_ros.core.plan_events import ChunkListener, ChunkRecord, PinnedSpan, pinned_span
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
 
@@ -160,8 +161,21 @@ class PolicyController:
         self._inflight = False
         self._generation = 0
         self._closing = False
+        self._chunk_listeners: list[ChunkListener] = []
+        self._plan_cleared_listeners: list[Callable[[], None]] = []
         self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
         self._worker.start()
+
+    # --- observers -------------------------------------------------------------------------
+    def add_chunk_listener(self, listener: ChunkListener) -> None:
+        """Call ``listener(record)`` for every chunk that joins the plan (in the inference thread, after the merge,
+        without the lock held; it must be quick)."""
+        self._chunk_listeners.append(listener)
+
+    def add_plan_cleared_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever the plan is forgotten (stop, reset, watchdog, fault); it runs with the
+        controller's lock held, so it must only take note."""
+        self._plan_cleared_listeners.append(listener)
 
     # --- the watchdog ---------------------------------------------------------------------
     @staticmethod
@@ -227,6 +241,8 @@ class PolicyController:
         if not keep_inflight:
             self._generation += 1
         self.schedule.clear()
+        for listener in self._plan_cleared_listeners:
+            listener()
         self._brake = self._brake or self._commanding
         self._forget = self._forget or forget
 
@@ -367,9 +383,11 @@ class PolicyController:
                     self._inflight = False
                 continue
             started = time.perf_counter()
+            guide = None
             try:
                 if self._guided:
-                    prediction = self.predictor.predict_chunk(history.observations, guide=self._guide(obs_time))
+                    guide = self._guide(obs_time)
+                    prediction = self.predictor.predict_chunk(history.observations, guide=guide)
                 else:
                     prediction = self.predictor.predict_chunk(history.observations)
                 actions = np.asarray(prediction, dtype=np.float64)
@@ -381,6 +399,8 @@ class PolicyController:
                     self._inflight = False
                 continue
             elapsed = time.perf_counter() - started
+            pinned = PinnedSpan() if guide is None else pinned_span(guide.steps, guide.delay, len(actions),
+                                                                    self.robot.control_period)
             with self._lock:
                 self._inflight = False
                 if generation != self._generation or not self._enabled:
@@ -396,6 +416,18 @@ class PolicyController:
                 self._delays.append(merged_at - history.times[-1])
                 self.stats.chunks_produced += 1
                 self.stats.actions_dropped_late += result.dropped_late
+                record = self._chunk_record(history.times[-1], merged_at, elapsed, actions, result.dropped_late,
+                                            pinned) if self._chunk_listeners else None
+            for listener in self._chunk_listeners if record is not None else ():
+                listener(record)
+
+    def _chunk_record(self, obs_time: float, merged_at: float, elapsed: float, actions: np.ndarray, dropped: int,
+                      pinned: PinnedSpan) -> ChunkRecord:
+        plan_times, plan_actions = self.schedule.plan()
+        return ChunkRecord(index=self.stats.chunks_produced - 1, observation_time=float(obs_time),
+                           merged_at=merged_at, compute_time=elapsed, period=self.robot.control_period,
+                           actions=actions, dropped_late=dropped, pinned=pinned, transition=self.config.transition,
+                           plan_times=plan_times, plan_actions=plan_actions)
 
     @property
     def inference_pending(self) -> bool:
