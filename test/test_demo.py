@@ -64,7 +64,7 @@ def test_demo_pipeline_end_to_end(tmp_path):
     for episode in report["episodes"]:
         assert episode["view"] == f"views/episode_{episode['index']:03d}.rrd" and f"]({episode['view']})" in text
         layout = layout_of_saved(output / episode["view"])
-        assert layout.chunk_count == episode["chunks"] and layout.cameras == ["front"] and layout.scene
+        assert layout.chunk_count >= episode["chunks"] > 0 and layout.cameras == ["front"] and layout.scene
 
     # a second run reuses the dataset and the checkpoint
     again_command = [sys.executable, "-m", "dp_ros.cli.main", "demo", "--output", str(output), "--episodes", "3",
