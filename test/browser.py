@@ -63,7 +63,7 @@ class Browser:
         self._id += 1
         ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:
-            reply = json.loads(ws.recv(timeout=60))
+            reply = json.loads(ws.recv(timeout=180))
             if reply.get("id") == self._id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")

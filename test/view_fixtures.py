@@ -24,16 +24,20 @@ class RecordedEpisode:
     """The newest camera frame (HxWx3 uint8)."""
 
 
-def record_episode(directory: Path, chunks: int = 6) -> RecordedEpisode:
+def record_episode(directory: Path, chunks: int = 6, checkpoint: Path | None = None, sampler: str = "ddim:4",
+                   seed: int = 3, policy_params: tuple[str, ...] = ()) -> RecordedEpisode:
+    """Record one episode of ``chunks`` chunks (with a tiny random checkpoint unless one is given)."""
     from dp_ros.view.sources import LiveView, new_log
 
     from dp_ros_msgs.msg import PolicyStatus
 
     robot = load_robot_interface(default_robot_config_path())
-    checkpoint = make_checkpoint(directory / "pretrained_model", robot)
-    sim = python_process(["-m", "dp_ros.cli.main", "sim", "--seed", "3"])
+    checkpoint = checkpoint or make_checkpoint(directory / "pretrained_model", robot)
+    name, _, steps = sampler.partition(":")
+    sim = python_process(["-m", "dp_ros.cli.main", "sim", "--seed", str(seed)])
     policy = python_process(["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", str(checkpoint), "--no-autostart",
-                             "--noise-scheduler", "ddim", "--num-inference-steps", "4"])
+                             "--noise-scheduler", name, "--num-inference-steps", steps,
+                             *[a for p in policy_params for a in ("--param", p)]])
     view = LiveView(robot)
     logs = []
     try:

@@ -28,6 +28,8 @@ PLAN_COLORS = ((235, 40, 200), (255, 140, 0))
 """Chunks alternate between these two, so neighbours stand apart."""
 PINNED_COLOR = (255, 235, 0)
 INTERVENTION_COLOR = (255, 40, 40)
+TIP_PERIOD = 0.05
+"""Seconds between logged tip positions (the joint states come faster)."""
 
 
 def require_rerun():
@@ -60,7 +62,7 @@ class RerunLog:
         self.layout = ViewLayout(list(joint_names), list(cameras), scene)
         self.stream = rr.RecordingStream("dp_ros_view", recording_id=name)
         self._status: tuple[str, str] | None = None
-        self._tip_path: list[np.ndarray] = []
+        self._tip_path: list[tuple[float, np.ndarray]] = []
         self._sinks_open = False
         if save_to is not None:
             self.save(save_to)
@@ -159,13 +161,19 @@ class RerunLog:
                    recording=self.stream)
 
     def tip(self, t: float, position: Sequence[float]) -> None:
-        self._tip_path.append(np.asarray(position, dtype=np.float64))
+        """The tip at ``t``; the path is logged as one segment per TIP_PERIOD (the 3-D view shows all of them up to
+        the time cursor), so its cost does not grow with the episode."""
+        position = np.asarray(position, dtype=np.float64)
+        if self._tip_path and t - self._tip_path[-1][0] < TIP_PERIOD:
+            return
         self._at(t)
         self.rr.log("scene/tip", self.rr.Points3D([position], radii=[0.012], colors=[MEASURED_COLOR]),
                     recording=self.stream)
-        if len(self._tip_path) % 5 == 0:
-            self.rr.log("scene/tip_path", self.rr.LineStrips3D([np.stack(self._tip_path)], colors=[MEASURED_COLOR]),
+        if self._tip_path:
+            segment = np.stack([self._tip_path[-1][1], position])
+            self.rr.log("scene/tip_path", self.rr.LineStrips3D([segment], colors=[MEASURED_COLOR]),
                         recording=self.stream)
+        self._tip_path = [(t, position)]
 
     # --- layout, saving, serving --------------------------------------------------------------------
     def blueprint(self):
@@ -227,7 +235,10 @@ def blueprint_for(layout: ViewLayout):
 
     left = [rrb.Spatial2DView(origin=f"camera/{c}", name=c) for c in layout.cameras]
     if layout.scene:
-        left.append(rrb.Spatial3DView(origin="scene", name="scene"))
+        whole_past = rrb.VisibleTimeRange(TIMELINE, start=rrb.TimeRangeBoundary.infinite(),
+                                          end=rrb.TimeRangeBoundary.cursor_relative())
+        left.append(rrb.Spatial3DView(origin="scene", name="scene: tip path, pillar, target",
+                                      time_ranges=[whole_past]))
     joints = [rrb.TimeSeriesView(origin=f"joints/{j}", name=j) for j in layout.joint_names]
     right = [rrb.TimeSeriesView(origin="chunks/ms", name="per chunk: latency and compute time (ms)"),
              rrb.TimeSeriesView(origin="chunks/actions", name="per chunk: late and pinned actions"),
