@@ -51,6 +51,8 @@ class Browser:
             self.close()
             raise RuntimeError("chromium did not open its DevTools port")
         self._id = 0
+        self.reply_timeout = 180.0
+        """Seconds a DevTools call may take (a software-rendered frame on a loaded CPU is slow)."""
 
     def _page_socket(self):
         from websockets.sync.client import connect
@@ -63,7 +65,7 @@ class Browser:
         self._id += 1
         ws.send(json.dumps({"id": self._id, "method": method, "params": params}))
         while True:
-            reply = json.loads(ws.recv(timeout=180))
+            reply = json.loads(ws.recv(timeout=self.reply_timeout))
             if reply.get("id") == self._id:
                 if "error" in reply:
                     raise RuntimeError(f"{method}: {reply['error']}")
