@@ -161,14 +161,12 @@ class RerunLog:
                    recording=self.stream)
 
     def tip(self, t: float, position: Sequence[float]) -> None:
-        """The tip at ``t``; the path is logged as one segment per TIP_PERIOD (the 3-D view shows all of them up to
-        the time cursor), so its cost does not grow with the episode."""
+        """The tip at ``t``: the path is logged as one segment per TIP_PERIOD (the 3-D view shows all of them up to
+        the time cursor, so the path ends where the tip is), and its cost does not grow with the episode."""
         position = np.asarray(position, dtype=np.float64)
         if self._tip_path and t - self._tip_path[-1][0] < TIP_PERIOD:
             return
         self._at(t)
-        self.rr.log("scene/tip", self.rr.Points3D([position], radii=[0.012], colors=[MEASURED_COLOR]),
-                    recording=self.stream)
         if self._tip_path:
             segment = np.stack([self._tip_path[-1][1], position])
             self.rr.log("scene/tip_path", self.rr.LineStrips3D([segment], colors=[MEASURED_COLOR]),
