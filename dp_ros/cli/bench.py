@@ -10,7 +10,9 @@
    --teacher-run also the distillation's cost against the teacher's training.
 3. The control loop's period jitter (p50/p99/max of the gaps between published
    commands) while inference runs continuously, with the policy node commanding
-   the simulated robot on this same machine.
+   the simulated robot on this same machine; then again with another process
+   subscribed to every plan topic (~/plan, ~/chunks, ~/safety_interventions),
+   and the difference of the two p99 (publishing the plan must stay within 1 ms).
 
 Needs a trained checkpoint and a dataset of the same robot: by default those of
 `dp-ros demo` (outputs/demo). Prints a report and writes it as JSON.
@@ -54,8 +56,55 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", default=str(DEMO_DIR / "bench.json"), help="where to write the JSON report")
 
 
-def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps: int, seconds: float) -> dict:
-    """Run the simulator in another process and the policy node here with inference never idle."""
+PLAN_TOPICS = ("/policy_node/plan", "/policy_node/chunks", "/policy_node/safety_interventions")
+P99_TOLERANCE_MS = 1.0
+
+
+def plan_subscriber_main() -> None:
+    """A process that subscribes to every plan topic of the policy node and, when interrupted, prints how many
+    messages of each it received as one JSON line."""
+    import signal
+
+    import rclpy
+    from trajectory_msgs.msg import JointTrajectory
+
+    from dp_ros_msgs.msg import PolicyChunk, SafetyIntervention
+
+    rclpy.init()
+    node = rclpy.create_node("dp_ros_bench_plan_subscriber")
+    counts = dict.fromkeys(PLAN_TOPICS, 0)
+    for topic, kind in zip(PLAN_TOPICS, (JointTrajectory, PolicyChunk, SafetyIntervention)):
+        node.create_subscription(kind, topic, lambda msg, topic=topic: counts.__setitem__(topic, counts[topic] + 1), 50)
+    stop = []
+    signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
+    try:
+        while not stop:
+            rclpy.spin_once(node, timeout_sec=0.1)
+    except KeyboardInterrupt:
+        pass
+    print(json.dumps(counts), flush=True)
+    node.destroy_node()
+    rclpy.try_shutdown()
+
+
+def compare_plan_topics(without: dict, with_subscriber: dict, received: dict) -> dict:
+    """The plan topics' effect on the command period: p99 with a subscriber to every plan topic minus p99
+    without. Within the tolerance only if the subscriber did receive plans and chunks, and only if both runs
+    measured a working command loop (p99 under twice the nominal period: a machine so busy that commands
+    stall for whole periods cannot resolve 1 ms)."""
+    difference = with_subscriber["p99_ms"] - without["p99_ms"]
+    delivered = received.get(PLAN_TOPICS[0], 0) > 0 and received.get(PLAN_TOPICS[1], 0) > 0
+    conclusive = all(run["p99_ms"] < 2 * run["nominal_period_ms"] for run in (without, with_subscriber))
+    return {"p99_without_ms": without["p99_ms"], "p99_with_subscriber_ms": with_subscriber["p99_ms"],
+            "p99_difference_ms": difference, "tolerance_ms": P99_TOLERANCE_MS, "messages_received": received,
+            "subscriber_received_plans": delivered, "conclusive": conclusive,
+            "within_tolerance": bool(delivered and conclusive and difference <= P99_TOLERANCE_MS)}
+
+
+def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps: int, seconds: float,
+                       plan_subscriber: bool = False) -> dict:
+    """Run the simulator in another process and the policy node here with inference never idle (and, with
+    ``plan_subscriber``, a third process subscribed to every plan topic)."""
     import rclpy
     from rclpy.executors import SingleThreadedExecutor
 
@@ -65,6 +114,8 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
 
     sim_args = [sys.executable, "-m", "dp_ros.cli.main", "sim"] + (["--robot-config", robot_config] if robot_config else [])
     sim = subprocess.Popen(sim_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    listener = subprocess.Popen([sys.executable, "-c", "from dp_ros.cli.bench import plan_subscriber_main; "
+                                 "plan_subscriber_main()"], stdout=subprocess.PIPE, text=True) if plan_subscriber else None
     prefer_short_gil_waits()
     rclpy.init()
     try:
@@ -89,13 +140,22 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
         rclpy.try_shutdown()
         sim.terminate()
         sim.wait(timeout=20)
+        received = _stop_listener(listener)
     if gaps.size < 10:
         raise RuntimeError("the policy node published too few commands against the simulator; "
                            "check `dp-ros sim` and the checkpoint")
     return {"command_rate_hz": rate, "nominal_period_ms": 1000 / rate, "commands": int(gaps.size + 1),
             "chunks_during_measurement": int(chunks), "seconds": seconds,
             "p50_ms": float(np.percentile(gaps, 50) * 1000), "p99_ms": float(np.percentile(gaps, 99) * 1000),
-            "max_ms": float(gaps.max() * 1000)}
+            "max_ms": float(gaps.max() * 1000), **({"plan_messages_received": received} if listener else {})}
+
+
+def _stop_listener(listener) -> dict:
+    if listener is None:
+        return {}
+    listener.terminate()
+    output = listener.communicate(timeout=20)[0].strip().splitlines()
+    return json.loads(output[-1]) if output else {}
 
 
 def machine() -> str:
@@ -111,6 +171,12 @@ def machine() -> str:
         pass
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"
     return f"{os.cpu_count()} cores ({cpu}), {device}, torch {torch.__version__}"
+
+
+def print_jitter(label: str, jitter: dict) -> None:
+    print(f"   {label}: nominal {jitter['nominal_period_ms']:.1f} ms: p50 {jitter['p50_ms']:.2f} ms, "
+          f"p99 {jitter['p99_ms']:.2f} ms, max {jitter['max_ms']:.2f} ms over {jitter['commands']} commands "
+          f"({jitter['chunks_during_measurement']} chunks computed meanwhile)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -139,9 +205,20 @@ def run(args: argparse.Namespace) -> int:
         print(f"\n3. command period while inference runs continuously ({args.jitter_seconds:g} s against `dp-ros sim`)")
         jitter = closed_loop_jitter(checkpoint, args.robot_config, fast.name, fast.steps, args.jitter_seconds)
         report["jitter"] = jitter
-        print(f"   nominal {jitter['nominal_period_ms']:.1f} ms: p50 {jitter['p50_ms']:.2f} ms, "
-              f"p99 {jitter['p99_ms']:.2f} ms, max {jitter['max_ms']:.2f} ms over {jitter['commands']} commands "
-              f"({jitter['chunks_during_measurement']} chunks computed meanwhile)")
+        print_jitter("without plan subscribers", jitter)
+        with_subscriber = closed_loop_jitter(checkpoint, args.robot_config, fast.name, fast.steps,
+                                             args.jitter_seconds, plan_subscriber=True)
+        report["jitter_with_plan_subscriber"] = with_subscriber
+        print_jitter("with a subscriber to every plan topic", with_subscriber)
+        report["plan_topics"] = compare_plan_topics(jitter, with_subscriber,
+                                                    with_subscriber.get("plan_messages_received", {}))
+        verdict = report["plan_topics"]
+        within = "within" if verdict["within_tolerance"] else "NOT within"
+        if not verdict["conclusive"]:
+            within = "inconclusive: the command loop stalled for whole periods (a busy machine), not"
+        print(f"   plan topics: p99 {verdict['p99_difference_ms']:+.2f} ms with the subscriber "
+              f"({within} {P99_TOLERANCE_MS:g} ms; received "
+              + ", ".join(f"{n} on {t}" for t, n in verdict["messages_received"].items()) + ")")
     report["cells"] = cells
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     Path(args.output).write_text(json.dumps(report, indent=2))

@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),
     "sim": ("dp_ros.cli.sim", "run the simulated arm (MuJoCo) with the ROS interface of a real one, optionally with its scripted expert"),
     "params": ("dp_ros.cli.params", "print a node's parameters as a documented parameters YAML (the defaults)"),
+    "view": ("dp_ros.cli.view", "see what the policy saw, planned and executed on one timeline (Rerun): live, a bag, a dataset or a saved .rrd"),
     "bench": ("dp_ros.cli.bench", "benchmark inference against stock LeRobot: time per chunk, action error, command jitter"),
 }
 

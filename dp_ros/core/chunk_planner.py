@@ -20,6 +20,7 @@ from dp_ros.core.chunk_guidance import ChunkGuide
 from dp_ros.core.controller_states import ChunkTicket
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import HistoryNotReady
+from dp_ros.core.plan_events import ChunkRecord, PinnedSpan, pinned_span
 
 
 class ChunkPlanner:
@@ -48,6 +49,10 @@ class ChunkPlanner:
         self._ticket: ChunkTicket | None = None
         """The chunk requested and not yet merged or given up."""
         self._late_chunk_log = LogThrottle(5.0)
+        self.chunk_listeners: list[Callable[[ChunkRecord], None]] = []
+        """Called with each chunk that joined the plan (worker thread, lock released; must be quick)."""
+        self.plan_cleared_listeners: list[Callable[[], None]] = []
+        """Called whenever the plan is forgotten (lock held; must only take note)."""
         self._request = threading.Event()
         self._closing = threading.Event()
         self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
@@ -68,6 +73,8 @@ class ChunkPlanner:
         """Start a new epoch: forget the plan; the chunk being computed, if any, will not be merged."""
         self._epoch += 1
         self.schedule.clear()
+        for listener in self.plan_cleared_listeners:
+            listener()
 
     def _inference_loop(self) -> None:
         while not self._closing.is_set():
@@ -90,6 +97,7 @@ class ChunkPlanner:
                 self._ticket = None
             return
         started = time.perf_counter()
+        guide = None
         try:
             if self._guided:
                 guide = self._guide(obs_time, ticket)
@@ -108,21 +116,25 @@ class ChunkPlanner:
         elapsed = time.perf_counter() - started
         with self._lock:
             self._ticket = None
-            self._merge(ticket, history.times[-1], actions, elapsed)
+            record = self._merge(ticket, history.times[-1], actions, elapsed, guide)
+        for listener in self.chunk_listeners if record is not None else ():
+            listener(record)
 
-    def _merge(self, ticket: ChunkTicket, obs_time: float, actions: np.ndarray, elapsed: float) -> None:
-        """Merge a computed chunk into the plan, unless its epoch has passed (call with the lock held)."""
+    def _merge(self, ticket: ChunkTicket, obs_time: float, actions: np.ndarray, elapsed: float,
+               guide: ChunkGuide | None = None) -> ChunkRecord | None:
+        """Merge a computed chunk into the plan, unless its epoch has passed (call with the lock held); its record
+        for the chunk listeners (None if it was not merged or nobody listens)."""
         # a ticket is issued in an epoch and its observation is taken after that: an old epoch means an old
         # observation (the clock is not compared, it may be a simulation's, reset with it)
         if ticket.epoch != self._epoch or not self._accepts():
             self.stats.chunks_discarded += 1  # stopped, reset or watchdog while computing: obsolete
-            return
+            return None
         self.stats.last_inference_time = elapsed
         self.stats.total_inference_time += elapsed
         if not np.all(np.isfinite(actions)):
             self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
             self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")
-            return
+            return None
         merged_at = self.clock()
         pinned_until = obs_time + ticket.expected_delay if self._guided else None
         result = self.schedule.add_chunk(obs_time, actions, now=merged_at, pinned_until=pinned_until)
@@ -133,6 +145,15 @@ class ChunkPlanner:
                              f"were cross-faded into the plan ({self.delays.outliers.count} late chunks so far)")
         self.stats.chunks_produced += 1
         self.stats.actions_dropped_late += result.dropped_late
+        if not self.chunk_listeners:
+            return None
+        period = self.robot.control_period
+        pinned = PinnedSpan() if guide is None else pinned_span(guide.steps, guide.delay, len(actions), period)
+        plan_times, plan_actions = self.schedule.plan()
+        return ChunkRecord(index=self.stats.chunks_produced - 1, observation_time=float(obs_time), merged_at=merged_at,
+                           compute_time=elapsed, period=period, actions=actions, dropped_late=result.dropped_late,
+                           pinned=pinned, transition=self.config.transition, plan_times=plan_times,
+                           plan_actions=plan_actions)
 
     def _guide(self, obs_time: float, ticket: ChunkTicket) -> ChunkGuide:
         """The plan as the chunk for an observation at ``obs_time`` should continue it (only this epoch's plan:

@@ -30,6 +30,7 @@ from dp_ros.core.controller_states import Event, InvalidTransition, PendingStop,
 from dp_ros.core.controller_stats import Stats
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
+from dp_ros.core.plan_events import ChunkListener
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
 
@@ -125,6 +126,17 @@ class PolicyController:
         self._withdrawable: Command | None = None
         self._publish_delay_warned = False
         self._late_log = LogThrottle(5.0)
+
+    # --- observers -------------------------------------------------------------------------
+    def add_chunk_listener(self, listener: ChunkListener) -> None:
+        """Call ``listener(record)`` for every chunk that joins the plan (in the inference thread, after the merge,
+        without the lock held; it must be quick)."""
+        self.planner.chunk_listeners.append(listener)
+
+    def add_plan_cleared_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever the plan is forgotten (stop, reset, watchdog, fault); it runs with the
+        controller's lock held, so it must only take note."""
+        self.planner.plan_cleared_listeners.append(listener)
 
     # --- the watchdog ---------------------------------------------------------------------
     @staticmethod

@@ -70,6 +70,11 @@ POLICY = NodeParameters("policy_node", [
     Param("warmup_runs", 2, "inference runs before reporting ready, so the first real chunk is fast", minimum=0),
     Param("stamp_source", "header", "time of a sensor message: header (its stamp) or receive (arrival time)",
           choices=("header", "receive")),
+    Param("publish_plan", "on_demand", "~/plan (the executing plan as a JointTrajectory), ~/chunks (each chunk: "
+          "observation stamp, compute time, pinned span, late actions) and ~/safety_interventions: on_demand = "
+          "each message is built only while someone subscribes to its topic; always = also without subscribers "
+          "(a recorder that subscribes late misses nothing); off = no such topics",
+          choices=("on_demand", "always", "off")),
     Param("status_rate", 5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)", above=0.0),
     Param("inference_threads", 0, "torch CPU threads for inference; 0 = all cores but one", minimum=0),
     Param("command_priority", 50, "SCHED_FIFO priority of the command loop thread, so inference cannot delay its "

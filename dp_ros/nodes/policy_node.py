@@ -33,6 +33,7 @@ from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.node_params.policy import POLICY, controller_config
 from dp_ros.nodes.controller_check import check_controller_mode
 from dp_ros.nodes.node_tools import declare_parameters, trigger_service
+from dp_ros.nodes.plan_publisher import PlanPublisher
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
 WARNING_INTERVAL = 5.0
@@ -86,6 +87,7 @@ class PolicyNode(Node):
 
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.plan_publisher = PlanPublisher(self, self.controller, self.robot.joint_names, p["publish_plan"])
         self.create_service(Trigger, "~/start", trigger_service(self.controller.start))
         self.create_service(Trigger, "~/stop", trigger_service(lambda: self.controller.stop("stopped by ~/stop")))
         self.create_service(Trigger, "~/reset", trigger_service(self.controller.reset))
@@ -199,6 +201,7 @@ class PolicyNode(Node):
         self.command_pub.publish(msg)
         self.controller.note_publish_delay(self._now() - now)
         self._command_times.append(time.monotonic())
+        self.plan_publisher.on_command(command)
 
     def command_times(self) -> list[float]:
         """Monotonic times at which the latest commands (up to 5000) were published (command jitter)."""
@@ -266,6 +269,7 @@ class PolicyNode(Node):
     def destroy_node(self) -> bool:
         self.command_loop.stop() if hasattr(self, "command_loop") else None
         self.controller.close() if hasattr(self, "controller") else None
+        self.plan_publisher.close() if hasattr(self, "plan_publisher") else None
         return super().destroy_node()
 
 
