@@ -96,7 +96,7 @@ class LiveView:
 def replay_bag(path: str | Path, log: RerunLog, robot: RobotInterface, policy: str = POLICY_NAMESPACE,
                progress: Callable[[int], None] | None = None) -> RosMessageLogger:
     """Log every view topic a bag holds (recorder output, ``dp-ros lerobot2bag`` output, ``ros2 bag record``)."""
-    from dp_ros.data.bag_reader import BagReader
+    from dp_ros.data.bags.bag_reader import BagReader
 
     logger = RosMessageLogger(log, robot, policy)
     with BagReader(path) as bag:
