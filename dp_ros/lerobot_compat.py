@@ -118,6 +118,52 @@ def hook_policy_creation(lerobot_train, on_policy: Callable[[Any], Any]) -> None
     lerobot_train.make_policy = made_policy
 
 
+def hook_weight_average(lerobot_train, before_update: Callable[[Any], None], after_update: Callable[[Any], None],
+                        saving: Callable[[Any, Path], Any]) -> None:
+    """Wrap ``update_policy`` and ``save_checkpoint`` of ``lerobot.scripts.lerobot_train`` for a weight average.
+
+    ``before_update(policy)`` and ``after_update(policy)`` run around each optimisation step (``policy``
+    as the loop holds it: possibly wrapped by accelerate). ``saving(policy, checkpoint_dir)`` is a context
+    manager entered around ``save_checkpoint`` (the unwrapped policy it saves, and the step folder); what
+    it writes into the folder is complete before ``checkpoints/last`` points to it. Install it before
+    ``hook_training_loop`` so a stop request waits for it too. Relies on ``save_checkpoint``'s parameters
+    ``checkpoint_dir``, ``policy`` and ``model_state_dict`` (set only under FSDP, which this cannot average).
+    When LeRobot has its own ``--ema`` (:func:`lerobot_has_ema`), use that instead.
+    """
+    import inspect
+
+    update_policy = _attribute(lerobot_train, "update_policy", "lerobot_train")
+    save_checkpoint = _attribute(lerobot_train, "save_checkpoint", "lerobot_train")
+    signature = inspect.signature(save_checkpoint)
+    for name in ("checkpoint_dir", "policy", "model_state_dict"):
+        if name not in signature.parameters:
+            raise _missing(f"the parameter {name!r} of lerobot_train.save_checkpoint")
+
+    def averaged_update(train_metrics, policy, batch, *args, **kwargs):
+        before_update(policy)
+        result = update_policy(train_metrics, policy, batch, *args, **kwargs)
+        after_update(policy)
+        return result
+
+    def averaged_save(*args, **kwargs):
+        bound = signature.bind(*args, **kwargs)
+        if bound.arguments.get("model_state_dict") is not None:
+            raise LeRobotCompatError("dp_ros's weight average (ema.enable) does not work with FSDP's sharded "
+                                     "weights: set ema.enable: false")
+        with saving(bound.arguments["policy"], Path(bound.arguments["checkpoint_dir"])):
+            return save_checkpoint(*args, **kwargs)
+
+    lerobot_train.update_policy = averaged_update
+    lerobot_train.save_checkpoint = averaged_save
+
+
+def lerobot_has_ema() -> bool:
+    """Whether LeRobot's trainer has its own weight average (``--ema.enable``, after 0.6.1)."""
+    from lerobot.configs.train import TrainPipelineConfig
+
+    return "ema" in {f.name for f in __import__("dataclasses").fields(TrainPipelineConfig)}
+
+
 def _batch_size(batch: dict) -> int:
     return next((len(v) for v in batch.values() if getattr(v, "ndim", 0) > 0), 0)
 

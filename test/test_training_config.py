@@ -46,7 +46,7 @@ def test_shipped_yaml_holds_every_option_with_the_defaults():
     config = load_training_config(REPO / "config" / "train.yaml")
     assert config.to_dict() == TrainingConfig().to_dict()
     section = yaml.safe_load(text)["train"]
-    for sub in ("dataset", "policy", "wandb", "accelerate"):
+    for sub in ("dataset", "policy", "ema", "wandb", "accelerate"):
         fields = {f.name for f in dataclasses.fields(type(getattr(config, sub)))}
         assert set(section[sub]) == fields, f"config/train.yaml {sub}: section differs from the dataclass"
     top = {f.name for f in dataclasses.fields(TrainingConfig)} - {"given"}

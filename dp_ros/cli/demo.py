@@ -49,6 +49,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, default=d.learning_rate, help=f"learning rate (default {d.learning_rate})")
     parser.add_argument("--warmup-steps", type=int, default=d.warmup_steps,
                         help=f"learning-rate warm-up steps (default {d.warmup_steps})")
+    parser.add_argument("--ema", action=argparse.BooleanOptionalAction, default=d.ema,
+                        help="keep an exponential moving average of the weights and deploy it (ema.* of dp-ros train; "
+                             f"default {'on' if d.ema else 'off'})")
     parser.add_argument("--processes", type=int, default=d.processes,
                         help=f"training processes through accelerate, sharing the batch (default {d.processes})")
     parser.add_argument("--cpu-threads", type=int, default=d.cpu_threads,
@@ -70,7 +73,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
     return DemoSettings(output=Path(args.output), robot_config=args.robot_config, episodes=args.episodes,
                         eval_episodes=args.eval_episodes, train_steps=args.train_steps, batch_size=args.batch_size,
                         down_dims=tuple(args.down_dims), backbone_size=args.backbone_size, learning_rate=args.lr,
-                        warmup_steps=args.warmup_steps, processes=args.processes, cpu_threads=args.cpu_threads,
+                        warmup_steps=args.warmup_steps, ema=args.ema, processes=args.processes, cpu_threads=args.cpu_threads,
                         sampler=args.sampler, seed=args.seed, redo=redo, device=args.device,
                         policy_params=tuple(args.policy_param) if args.policy_param is not None
                         else DemoSettings().policy_params)

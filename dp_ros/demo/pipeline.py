@@ -50,6 +50,9 @@ class DemoSettings:
     """AdamW learning rate."""
     warmup_steps: int = 200
     """Learning-rate warm-up steps."""
+    ema: bool = True
+    """Keep an exponential moving average of the weights (Diffusion Policy's) and deploy it: its actions are
+    steadier early in training (benchmarks/bench_demo_quality.py)."""
     processes: int = 1
     """Training processes (accelerate); each takes batch_size / processes samples per step."""
     cpu_threads: int | None = None
@@ -249,6 +252,7 @@ def training_overrides(settings: DemoSettings, robot_config: str) -> dict:
         "policy.n_obs_steps": 2,
         "policy.optimizer_lr": settings.learning_rate,
         "policy.scheduler_warmup_steps": settings.warmup_steps,
+        "ema.enable": settings.ema,
         "policy.resize_shape": [settings.backbone_size, settings.backbone_size],
         "policy.crop_ratio": 0.875,
     }

@@ -36,6 +36,8 @@ from typing import Any, Mapping
 import yaml
 from lerobot.policies.diffusion.configuration_diffusion import DiffusionConfig
 
+from dp_ros.training.weight_average import EmaSettings
+
 POLICY_TYPE = "diffusion"
 CHECKPOINTS_DIR = "checkpoints"
 LAST_CHECKPOINT = "last"
@@ -149,7 +151,7 @@ class AccelerateSettings:
     --main_process_ip=10.0.0.1, --main_process_port=29500]."""
 
 
-SECTIONS = {"dataset": DatasetSettings, "policy": PolicySettings, "wandb": WandbSettings,
+SECTIONS = {"dataset": DatasetSettings, "policy": PolicySettings, "ema": EmaSettings, "wandb": WandbSettings,
             "accelerate": AccelerateSettings}
 
 
@@ -161,6 +163,9 @@ class TrainingConfig:
     """The dataset to train on."""
     policy: PolicySettings = field(default_factory=PolicySettings)
     """The Diffusion Policy and its optimizer."""
+    ema: EmaSettings = field(default_factory=EmaSettings)
+    """An exponential moving average of the weights, saved as the checkpoints' weights
+    (dp_ros.training.weight_average). A resume keeps the run's own."""
     wandb: WandbSettings = field(default_factory=WandbSettings)
     """Weights & Biases logging."""
     accelerate: AccelerateSettings = field(default_factory=AccelerateSettings)
@@ -272,6 +277,7 @@ class TrainingConfig:
                 options["job_name"] = self.job_name
             for name in ("steps", "batch_size", "num_workers", "save_checkpoint", "save_freq", "log_freq", "seed"):
                 options[name] = getattr(self, name)
+            options.update(ema_options(self.ema))
         if self.mode != "resume" or any(name.startswith("wandb.") for name in self.given):
             options["wandb.enable"] = self.wandb.enable
             if self.wandb.enable:
@@ -309,6 +315,7 @@ def _check_values(config: TrainingConfig) -> list[str]:
     elif (processes or 1) > 1 and p.device not in ("auto", "cpu", "cuda"):
         problems.append(f"policy.device: {p.device!r} with {processes} processes: use auto, cpu or cuda (accelerate "
                         "gives each process its own GPU; choose them with CUDA_VISIBLE_DEVICES or --gpu_ids)")
+    problems += config.ema.problems()
     if config.wandb.mode not in (None, "online", "offline", "disabled"):
         problems.append(f"wandb.mode: {config.wandb.mode!r} is not online, offline or disabled")
     if config.mode == "finetune" and not Path(p.pretrained_path).expanduser().exists():
@@ -339,6 +346,14 @@ def _lerobot_policy_problems(config: TrainingConfig) -> list[str]:
     except (ValueError, TypeError) as exc:
         return [f"policy: LeRobot refuses it: {exc}"]
     return []
+
+
+def ema_options(ema: EmaSettings) -> dict[str, Any]:
+    """The weight average's options: LeRobot's own ``ema.*`` where it has them, else dp_ros's (the entry's)."""
+    from dp_ros.lerobot_compat import lerobot_has_ema
+
+    prefix = "ema." if lerobot_has_ema() else "dp_ros.ema."
+    return {prefix + name: value for name, value in dataclasses.asdict(ema).items()}
 
 
 # --- formatting ----------------------------------------------------------------

@@ -14,8 +14,11 @@ training loop) after additions that cost nothing per step:
 - When the launching process (``PARENT_PID_ENV``) dies, the trainer stops the
   same clean way instead of training on as an orphan.
 
-LeRobot's internals are reached in ``dp_ros.lerobot_compat.hook_training_loop``
-(three module-level functions of ``lerobot.scripts.lerobot_train`` wrapped).
+- The weight average (``dp_ros.training.ema_hooks``), from ``--dp_ros.ema.*``
+  arguments taken out of the list before LeRobot parses it.
+
+LeRobot's internals are reached in ``dp_ros.lerobot_compat.hook_training_loop`` and
+``hook_weight_average`` (module-level functions of ``lerobot.scripts.lerobot_train`` wrapped).
 """
 from __future__ import annotations
 
@@ -29,7 +32,8 @@ import time
 import traceback
 from typing import Any, Callable
 
-from dp_ros.lerobot_compat import hook_training_loop
+from dp_ros.lerobot_compat import hook_training_loop, hook_weight_average
+from dp_ros.training.ema_hooks import EmaTrainingHooks, resumed_checkpoint, take_ema_arguments
 
 STOPPED_EXIT_CODE = 130
 EVENT_PREFIX = "dp_ros.train.event "
@@ -122,8 +126,12 @@ class CheckpointGuard:
             raise KeyboardInterrupt
 
 
-def install_hooks(lerobot_train, guard: CheckpointGuard, reporter: StepReporter) -> None:
-    """Progress events after each step, and the stop guard around each checkpoint being written."""
+def install_hooks(lerobot_train, guard: CheckpointGuard, reporter: StepReporter,
+                  ema: EmaTrainingHooks | None = None) -> None:
+    """The weight average (if any), progress events after each step, and the stop guard around each
+    checkpoint being written (the average's files included)."""
+    if ema is not None and ema.active:
+        hook_weight_average(lerobot_train, ema.before_update, ema.after_update, ema.saving)
     def checkpoint_linked(checkpoint_dir) -> None:
         reporter.flush()
         emit("checkpoint", step=int(checkpoint_dir.name), path=str(checkpoint_dir / "pretrained_model"))
@@ -178,7 +186,9 @@ def main(prepare: Callable[[Any], None] | None = None) -> int:
     try:
         from lerobot.scripts import lerobot_train
 
-        install_hooks(lerobot_train, guard, reporter)
+        sys.argv[1:], ema_settings = take_ema_arguments(sys.argv[1:])
+        ema = EmaTrainingHooks(ema_settings, resumed_checkpoint(sys.argv[1:]), keeps_average=rank == 0)
+        install_hooks(lerobot_train, guard, reporter, ema)
         if prepare is not None:
             prepare(lerobot_train)
         lerobot_train.main()

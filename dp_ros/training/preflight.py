@@ -234,6 +234,7 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
         report.notes.append(f"resuming {config.output_path} from step {report.resume_step} to step "
                             f"{report.total_steps} with the run's saved settings"
                             + (f"; changed here: {', '.join(applied)}" if applied else ""))
+        report.notes.append(_resumed_average_note(config))
         if report.resume_step >= report.total_steps:
             raise PreflightError(f"the run in {config.output_path} already reached step {report.resume_step}; set "
                                  f"steps above {report.resume_step} to train longer")
@@ -320,3 +321,14 @@ def _ignored_architecture_options(config: TrainingConfig, checkpoint: dict[str, 
             notes.append(f"policy.{name}: the checkpoint's {saved!r} is kept (fine-tuning keeps the architecture); "
                          f"this config's {value!r} is not applied")
     return notes
+
+
+def _resumed_average_note(config: TrainingConfig) -> str:
+    """What a resume does with the weight average: the run's own, whatever ema.* says now."""
+    from dp_ros.training.weight_average import saved_average
+
+    saved = saved_average(config.last_checkpoint_dir)
+    ignored = sorted(name for name in config.given if name.startswith("ema."))
+    text = (f"the weight average continues with the run's settings from update {saved.updates}" if saved
+            else "the run was trained without a weight average and resumes without one")
+    return text + (f" ({', '.join(ignored)} not applied)" if ignored else "")
