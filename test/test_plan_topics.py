@@ -101,7 +101,9 @@ def check_chunks_against_plans(listener) -> None:
             # true stamps: the plan's points after the merge are the chunk's on-time actions at their own times
             tail = times >= on_time[0] - 1e-6
             np.testing.assert_allclose(times[tail], on_time, atol=1e-6)
-            np.testing.assert_allclose(rows[tail], chunk.actions[chunk.executable], atol=1e-9)
+            # a chunk later than it was sampled for joins by a cross-fade over blend_steps (4) actions
+            skip = 4 if chunk.arrived_late else 0
+            np.testing.assert_allclose(rows[tail][skip:], chunk.actions[chunk.executable][skip:], atol=1e-9)
             previous_plan, plans_seen, chunk = payload, plans_seen + 1, None
     assert plans_seen >= 5
 

@@ -85,6 +85,16 @@ class ChunkView:
     pinned_start: int
     pinned_count: int
     transition: str
+    expected_delay: float = 0.0
+    """guided: the delay the chunk was sampled for (0 otherwise)."""
+
+    @property
+    def arrived_late(self) -> bool:
+        """guided: its first executed action is due after the time it was sampled to arrive by, so the node
+        cross-faded its first actions into the plan (dp_ros.core.action_schedule) instead of splicing it."""
+        on_time = self.times[self.executable]
+        return self.transition == "guided" and bool(len(on_time)) and \
+            on_time[0] > self.observation_time + self.expected_delay + 1e-9
 
     @property
     def executable(self) -> slice:
@@ -104,7 +114,8 @@ def parse_chunk(msg: Any) -> ChunkView:
                      period=float(msg.period), compute_time=float(msg.compute_time), delay=float(msg.delay),
                      times=observation + msg.period * np.arange(count), actions=actions,
                      dropped_late=int(msg.dropped_late), pinned_start=int(msg.pinned_start),
-                     pinned_count=int(msg.pinned_count), transition=msg.transition)
+                     pinned_count=int(msg.pinned_count), transition=msg.transition,
+                     expected_delay=float(msg.expected_delay))
 
 
 @dataclass(frozen=True)
