@@ -71,6 +71,12 @@ def shows_everything(png: bytes, frame: np.ndarray) -> dict[str, bool]:
     }
 
 
+def required(shown: dict[str, bool]) -> list[bool]:
+    """Camera, joints (measured and commanded) and planned chunks must show; pinned points show only when a
+    pinned action was still on time at its chunk's arrival, which a slow machine may never see."""
+    return [value for key, value in shown.items() if key != "pinned"]
+
+
 @pytest.mark.skipif(chromium_path() is None, reason="needs Debian's chromium (tools/setup.sh installs it)")
 def test_a_browser_shows_camera_joints_and_planned_chunks(episode, tmp_path):
     web, grpc = free_port(), free_port()
@@ -82,7 +88,7 @@ def test_a_browser_shows_camera_joints_and_planned_chunks(episode, tmp_path):
         assert wait_for_http(f"http://127.0.0.1:{web}/", 60), "the web viewer was not served"
         browser = Browser()
         png = browser.screenshot(f"http://127.0.0.1:{web}/?url=rerun%2Bhttp://127.0.0.1:{grpc}/proxy", settle=10,
-                                 until=lambda png: all(shows_everything(png, episode.last_frame).values()))
+                                 until=lambda png: all(required(shows_everything(png, episode.last_frame))))
     finally:
         if browser is not None:
             browser.close()
@@ -90,7 +96,7 @@ def test_a_browser_shows_camera_joints_and_planned_chunks(episode, tmp_path):
         output = view.communicate(timeout=20)[0]
     (tmp_path / "view.png").write_bytes(png)
     shown = shows_everything(png, episode.last_frame)
-    assert all(shown.values()), f"the viewer does not show {[k for k, v in shown.items() if not v]} " \
+    assert all(required(shown)), f"the viewer does not show {[k for k, v in shown.items() if not v]} " \
                                 f"(screenshot {tmp_path / 'view.png'}); dp-ros view said: {output[-2000:]}"
 
 

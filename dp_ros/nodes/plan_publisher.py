@@ -107,9 +107,9 @@ class PlanPublisher:
     def _publish_intervention(self, command: Command, kinds: tuple[str, ...], plan) -> None:
         times, actions = plan
         due = command.stamp + np.asarray(command.times_from_start)
-        if len(times) and due[-1] <= times[-1] + 1e-9:
+        if len(times):  # past its end the plan holds its last action (the command aims for it too)
             planned_array = np.stack([np.interp(due, times, actions[:, j]) for j in range(actions.shape[1])], axis=1)
-        else:  # the plan was forgotten (a stop command) or ends before the command
+        else:  # the plan was forgotten (a stop command)
             planned_array = np.empty((0, len(self.joint_names)))
         intervention = Intervention(command.stamp, kinds, command.times_from_start, planned_array,
                                     np.asarray(command.positions))
