@@ -1,9 +1,18 @@
 """Python packaging of dp_ros, for colcon (ament_python) and for pip."""
 from glob import glob
+from pathlib import Path
 
 from setuptools import find_packages, setup
 
 PACKAGE = "dp_ros"
+
+
+def pinned(requirements_file: str) -> list[str]:
+    """The pins of a requirements file (each version is pinned in exactly one of them)."""
+    path = Path(__file__).parent / requirements_file
+    lines = path.read_text().splitlines() if path.exists() else []
+    return [line.split("#")[0].strip() for line in lines if line.split("#")[0].strip()]
+
 
 setup(
     name=PACKAGE,
@@ -23,6 +32,8 @@ setup(
         (f"share/{PACKAGE}/worlds", glob("worlds/*.sdf")),
     ],
     install_requires=["setuptools"],
+    # the viewer (`dp-ros view`) is optional: pip install .[view]; no node needs it
+    extras_require={"view": pinned("requirements-view.txt")},
     zip_safe=False,
     maintainer="dp_ros maintainers",
     maintainer_email="maintainers@dp-ros.dev",

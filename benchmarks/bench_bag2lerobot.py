@@ -9,22 +9,22 @@ and --fps frames per second. Two storage formats of the same content:
 - mcap-zstd: one MCAP file written by the ``mcap`` library with its defaults
   (zstd-compressed 1 MiB chunks).
 
-For each, in fresh processes that first convert a 1 s bag (so that importing
-LeRobot, torch and the codecs is not counted as conversion time):
+In one run, for each storage format:
 
-- dp_ros: ``convert_bags`` with the defaults a user gets;
-- naive: a ~40-line converter built on rosbags' AnyReader and
-  ``LeRobotDataset.add_frame`` (every message decoded, the latest of each stream
-  taken at each frame time), the baseline the issue measured against.
+- conversion only: ``convert_bags`` (dp_ros, defaults) and a naive ~40-line converter built on rosbags'
+  AnyReader and ``LeRobotDataset.add_frame`` (every message decoded, the latest of each stream taken at
+  each frame time), each in a fresh process after converting a 1 s bag first (imports not counted);
+- whole process, as a user runs it (imports included): ``dp-ros bag2lerobot`` with ``--jobs 1`` and
+  ``--jobs 2`` (one bag: its images decoded in two worker processes), and the naive converter;
+- peak memory of each (the main process; workers are listed apart);
+- for MCAP, the per-stage profile (benchmarks/profile_bag2lerobot.py).
 
-Reported: x real time (bag seconds / conversion seconds, wall), CPU seconds per
-bag second (all threads; robust on a busy machine), peak memory, and the ratio
-dp_ros / naive. Then ``--jobs``: the same --job-bags bags converted with 1 and
-with N worker processes, throughput ratio and peak memory of each job.
+Then the peak memory of a ``--long-seconds`` MCAP bag against the short one, and ``--jobs`` across
+``--job-bags`` bags (1 job against N).
 
 Usage:
   .venv/bin/python benchmarks/bench_bag2lerobot.py [--seconds 30] [--storage sqlite3 mcap-zstd]
-      [--jobs 2] [--job-bags 4] [--job-seconds 10] [--size 96] [--fps 10] [--output bench.json]
+      [--long-seconds 300] [--jobs 2] [--job-bags 4] [--job-seconds 10] [--size 96] [--fps 10] [--output bench.json]
 """
 from __future__ import annotations
 
@@ -40,6 +40,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "test"))  # the bag writer shared with the tests
+sys.path.insert(0, str(REPO / "benchmarks"))
 STORAGES = {"sqlite3": {"storage": "sqlite3"}, "mcap-zstd": {"storage": "mcap", "writer": "mcap"}}
 
 
@@ -65,7 +66,7 @@ def write_bench_bag(path: Path, seconds: float, storage: str, size: int, fps: in
 
 
 def peak_rss_mb() -> float:
-    from dp_ros.data.parallel_conversion import peak_rss_mb as measure
+    from dp_ros.data.bags.parallel_conversion import peak_rss_mb as measure
 
     return measure()
 
@@ -106,7 +107,7 @@ def naive_convert(bag: Path, output: Path, robot) -> int:
 
 
 def convert(kind: str, bags: list[str], output: str, robot, jobs: int) -> tuple[int, list]:
-    from dp_ros.data.bag_conversion import convert_bags
+    from dp_ros.data.bags.bag_conversion import convert_bags
 
     if kind == "naive":
         return naive_convert(Path(bags[0]), Path(output), robot), []
@@ -119,7 +120,7 @@ def child(kind: str, bags: list[str], output: str, size: int, fps: int, jobs: in
 
     A short bag is converted first (with the same jobs), so that what LeRobot, PyAV and the codecs load on
     first use is not counted as conversion time (for either converter, with any number of jobs)."""
-    from dp_ros.data.bag_reader import BagReader
+    from dp_ros.data.bags.bag_reader import BagReader
 
     bag_seconds = 0.0
     for bag in bags:
@@ -152,12 +153,143 @@ def measure(kind: str, bags: list[Path], workdir: Path, size: int, fps: int, job
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
+def whole_process(kind: str, bag: Path, workdir: Path, robot_yaml: Path, jobs: int = 1) -> dict:
+    """One conversion as a user runs it, imports included: wall seconds and the process's peak memory."""
+    output = workdir / f"whole_{kind}_{jobs}"
+    shutil.rmtree(output, ignore_errors=True)
+    if kind == "naive":
+        command = [sys.executable, __file__, "--naive", str(bag), str(output), "--robot-yaml", str(robot_yaml)]
+    else:
+        command = [str(Path(sys.executable).parent / "dp-ros"), "bag2lerobot", str(bag), "-o", str(output),
+                   "--robot-config", str(robot_yaml), "--no-progress", "--jobs", str(jobs)]
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=REPO)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - start
+    out, err = proc.communicate()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(command)} failed:\n{out.decode()}\n{err.decode()}")
+    shutil.rmtree(output, ignore_errors=True)
+    return {"wall_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024}
+
+
+def run_profile(bag: Path, workdir: Path, size: int, fps: int) -> dict:
+    proc = subprocess.run([sys.executable, __file__, "--profile", str(bag), "--size", str(size), "--fps", str(fps),
+                           "--workdir", str(workdir)], capture_output=True, text=True, cwd=REPO)
+    if proc.returncode != 0:
+        raise SystemExit(f"profile failed:\n{proc.stdout}\n{proc.stderr}")
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def print_profile(stages: dict, bag_seconds: float) -> None:
+    counts = stages.pop("frames")
+    print(f"  profile ({counts['count']} frames; {counts['picked_images']} of {counts['image_messages']} camera "
+          f"messages picked):")
+    for name, figures in stages.items():
+        count = f" ({figures['count']})" if "count" in figures else ""
+        print(f"    {name:42s} {figures['wall_s']:6.2f} s wall {figures['cpu_s']:6.2f} s CPU "
+              f"{bag_seconds / max(figures['wall_s'], 1e-9):7.1f}x real time{count}")
+    stages["frames"] = counts
+
+
+def compare_storage(storage: str, args, workdir: Path, robot_yaml: Path) -> dict:
+    bag = workdir / f"bag_{storage}"
+    write_bench_bag(bag, args.seconds, storage, args.size, args.fps)
+    results = {kind: measure(kind, [bag], workdir, args.size, args.fps) for kind in ("dp_ros", "naive")}
+    for kind, r in results.items():
+        print(f"{storage:10s} {kind:9s} conversion only {r['wall_s']:6.2f} s {r['x_real_time']:5.1f}x real time "
+              f"{r['cpu_s_per_bag_s']:.3f} CPU s/bag s, peak {r['peak_rss_mb']:.0f} MB")
+    whole = {f"dp_ros_jobs{j}": whole_process("dp_ros", bag, workdir, robot_yaml, j) for j in (1, 2)}
+    whole["naive"] = whole_process("naive", bag, workdir, robot_yaml)
+    for kind, r in whole.items():
+        print(f"{storage:10s} {kind:12s} whole process {r['wall_s']:6.2f} s {args.seconds / r['wall_s']:5.1f}x real "
+              f"time, {r['cpu_s']:.1f} CPU s, peak {r['peak_rss_mb']:.0f} MB (main process)")
+    ratio = whole["naive"]["wall_s"] / whole["dp_ros_jobs1"]["wall_s"]
+    print(f"{storage:10s} whole process, dp_ros (--jobs 1) against naive: {ratio:.2f}x faster; conversion only "
+          f"{results['dp_ros']['x_real_time'] / results['naive']['x_real_time']:.2f}x")
+    figures = {**results, "whole_process": whole, "whole_ratio_to_naive": ratio}
+    if storage == "mcap-zstd" and not args.no_profile:
+        figures["profile"] = run_profile(bag, workdir, args.size, args.fps)
+        print_profile(figures["profile"], args.seconds)
+    shutil.rmtree(bag, ignore_errors=True)
+    return figures
+
+
+def long_bag_memory(args, workdir: Path, robot_yaml: Path, short_peak: float) -> dict:
+    bag = workdir / "bag_long"
+    write_bench_bag(bag, args.long_seconds, "mcap-zstd", args.size, args.fps)
+    long = whole_process("dp_ros", bag, workdir, robot_yaml)
+    print(f"memory: {args.long_seconds:g} s mcap-zstd bag peak {long['peak_rss_mb']:.0f} MB against "
+          f"{short_peak:.0f} MB for {args.seconds:g} s: {long['peak_rss_mb'] / short_peak:.2f}x "
+          f"(whole process {long['wall_s']:.1f} s, {args.long_seconds / long['wall_s']:.1f}x real time)")
+    shutil.rmtree(bag, ignore_errors=True)
+    return {**long, "ratio_to_short": long["peak_rss_mb"] / short_peak}
+
+
 def main() -> None:
+    args = parse_arguments()
+    if args.child:
+        child(args.child[0], args.child[3:], args.child[1], args.size, args.fps, args.jobs, args.child[2])
+        return
+    if args.naive:
+        from dp_ros.robot_interface import load_robot_interface
+
+        naive_convert(Path(args.naive[0]), Path(args.naive[1]), load_robot_interface(args.robot_yaml))
+        return
+    if args.profile:
+        from profile_bag2lerobot import profile
+
+        print(json.dumps(profile(Path(args.profile), robot_interface(args.size, args.fps), Path(args.workdir))))
+        return
+    from dp_ros.robot_interface import save_robot_interface
+
+    workdir = Path(args.workdir)
+    shutil.rmtree(workdir, ignore_errors=True)
+    workdir.mkdir(parents=True)
+    robot_yaml = save_robot_interface(robot_interface(args.size, args.fps), workdir / "robot.yaml")
+    load = os.getloadavg()
+    print(f"bag2lerobot benchmark: {args.seconds:g} s bags, 2 cameras 640x480 rgb8 @ 30 Hz + joint states and leader "
+          f"@ 100 Hz -> {args.size}x{args.size} @ {args.fps} fps; {os.cpu_count()} CPUs "
+          f"({platform.processor() or platform.machine()}), load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f}")
+    figures: dict = {"cpus": os.cpu_count(), "load_average_start": load, "storages": {}}
+    for storage in args.storage:
+        figures["storages"][storage] = compare_storage(storage, args, workdir, robot_yaml)
+    if args.long_seconds > 0 and "mcap-zstd" in figures["storages"]:
+        short_peak = figures["storages"]["mcap-zstd"]["whole_process"]["dp_ros_jobs1"]["peak_rss_mb"]
+        figures["long_bag"] = long_bag_memory(args, workdir, robot_yaml, short_peak)
+    if args.jobs > 1 and args.job_bags > 1:
+        figures["jobs"] = across_bags(args, workdir)
+    figures["load_average_end"] = os.getloadavg()
+    print(f"load average at the end: {figures['load_average_end'][0]:.1f}")
+    shutil.rmtree(workdir, ignore_errors=True)
+    if args.output:
+        Path(args.output).write_text(json.dumps(figures, indent=2))
+
+
+def across_bags(args, workdir: Path) -> dict:
+    bags = [workdir / f"fleet_{k}" for k in range(args.job_bags)]
+    for k, bag in enumerate(bags):
+        write_bench_bag(bag, args.job_seconds, "mcap-zstd", args.size, args.fps, start=1000.0 + 100 * k)
+    serial = measure("dp_ros", bags, workdir, args.size, args.fps, jobs=1)
+    parallel = measure("dp_ros", bags, workdir, args.size, args.fps, jobs=args.jobs)
+    print(f"--jobs across bags: {len(bags)} mcap-zstd bags of {args.job_seconds:g} s: 1 job {serial['wall_s']:.1f} s "
+          f"({serial['x_real_time']:.1f}x real time); {args.jobs} jobs {parallel['wall_s']:.1f} s "
+          f"({parallel['x_real_time']:.1f}x real time): {serial['wall_s'] / parallel['wall_s']:.2f}x faster")
+    for bag in bags:
+        shutil.rmtree(bag, ignore_errors=True)
+    return {"bags": len(bags), "seconds_each": args.job_seconds, "serial": serial, "parallel": parallel,
+            "speedup": serial["wall_s"] / parallel["wall_s"]}
+
+
+def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seconds", type=float, default=30.0, help="bag length for the dp_ros vs naive comparison")
     parser.add_argument("--storage", nargs="*", choices=list(STORAGES), default=list(STORAGES),
-                        help="storage formats for the dp_ros vs naive comparison (none: only --jobs)")
-    parser.add_argument("--jobs", type=int, default=2, help="worker processes for the --jobs comparison (0: skip it)")
+                        help="storage formats for the dp_ros vs naive comparison")
+    parser.add_argument("--long-seconds", type=float, default=300.0,
+                        help="length of the long mcap-zstd bag whose peak memory is compared (0: skip)")
+    parser.add_argument("--no-profile", action="store_true", help="skip the per-stage profile")
+    parser.add_argument("--jobs", type=int, default=2, help="worker processes for --jobs across bags (0: skip it)")
     parser.add_argument("--job-bags", type=int, default=4, help="bags converted with 1 and with --jobs processes")
     parser.add_argument("--job-seconds", type=float, default=10.0, help="length of each of those bags")
     parser.add_argument("--size", type=int, default=96, help="camera width and height in the dataset")
@@ -165,54 +297,10 @@ def main() -> None:
     parser.add_argument("--workdir", default="/tmp/bench_bag2lerobot", help="where bags and datasets are written")
     parser.add_argument("--output", default=None, help="also write the figures to this JSON file")
     parser.add_argument("--child", nargs="+", metavar=("KIND", "OUT"), help=argparse.SUPPRESS)
-    args = parser.parse_args()
-    if args.child:
-        child(args.child[0], args.child[3:], args.child[1], args.size, args.fps, args.jobs, args.child[2])
-        return
-
-    workdir = Path(args.workdir)
-    shutil.rmtree(workdir, ignore_errors=True)
-    workdir.mkdir(parents=True)
-    load = os.getloadavg()[0]
-    print(f"bag2lerobot benchmark: 2 cameras 640x480 rgb8 @ 30 Hz + joint states and leader @ 100 Hz -> "
-          f"{args.size}x{args.size} @ {args.fps} fps; {os.cpu_count()} CPUs ({platform.processor() or platform.machine()}),"
-          f" load average {load:.1f} at the start")
-    figures: dict = {"cpus": os.cpu_count(), "load_average_start": load, "storages": {}}
-    print(f"{'storage':10s} {'converter':9s} {'bag s':>6s} {'frames':>6s} {'wall s':>7s} {'x real time':>11s} "
-          f"{'CPU s/bag s':>11s} {'peak MB':>8s}")
-    for storage in args.storage:
-        bag = workdir / f"bag_{storage}"
-        write_bench_bag(bag, args.seconds, storage, args.size, args.fps)
-        results = {kind: measure(kind, [bag], workdir, args.size, args.fps) for kind in ("dp_ros", "naive")}
-        for kind, r in results.items():
-            print(f"{storage:10s} {kind:9s} {r['bag_seconds']:6.1f} {r['frames']:6d} {r['wall_s']:7.2f} "
-                  f"{r['x_real_time']:10.1f}x {r['cpu_s_per_bag_s']:11.3f} {r['peak_rss_mb']:8.0f}")
-        ratio = results["dp_ros"]["x_real_time"] / results["naive"]["x_real_time"]
-        print(f"{storage:10s} dp_ros / naive: {ratio:.2f}x the throughput")
-        figures["storages"][storage] = {**results, "ratio_to_naive": ratio}
-        shutil.rmtree(bag, ignore_errors=True)
-
-    if args.jobs > 1:
-        bags = [workdir / f"fleet_{k}" for k in range(args.job_bags)]
-        for k, bag in enumerate(bags):
-            write_bench_bag(bag, args.job_seconds, "mcap-zstd", args.size, args.fps, start=1000.0 + 100 * k)
-        serial = measure("dp_ros", bags, workdir, args.size, args.fps, jobs=1)
-        parallel = measure("dp_ros", bags, workdir, args.size, args.fps, jobs=args.jobs)
-        print(f"--jobs: {len(bags)} mcap-zstd bags of {args.job_seconds:g} s: 1 job {serial['wall_s']:.1f} s "
-              f"({serial['x_real_time']:.1f}x real time, peak {serial['peak_rss_mb']:.0f} MB); {args.jobs} jobs "
-              f"{parallel['wall_s']:.1f} s ({parallel['x_real_time']:.1f}x real time): "
-              f"{serial['wall_s'] / parallel['wall_s']:.2f}x faster")
-        for job in parallel["jobs"]:
-            print(f"  job {job['job']}: {job['bags']} bags, {job['cpu_s']:.1f} CPU s, peak memory {job['peak_rss_mb']:.0f} MB")
-        parallel_cpu = parallel["cpu_s"] + sum(job["cpu_s"] for job in parallel["jobs"])
-        print(f"  CPU s per bag s: 1 job {serial['cpu_s_per_bag_s']:.3f}, {args.jobs} jobs (all processes) "
-              f"{parallel_cpu / parallel['bag_seconds']:.3f}")
-        figures["jobs"] = {"bags": len(bags), "seconds_each": args.job_seconds, "serial": serial, "parallel": parallel,
-                           "speedup": serial["wall_s"] / parallel["wall_s"]}
-    print(f"load average at the end: {os.getloadavg()[0]:.1f}")
-    shutil.rmtree(workdir, ignore_errors=True)
-    if args.output:
-        Path(args.output).write_text(json.dumps(figures, indent=2))
+    parser.add_argument("--naive", nargs=2, metavar=("BAG", "OUT"), help=argparse.SUPPRESS)
+    parser.add_argument("--robot-yaml", default="", help=argparse.SUPPRESS)
+    parser.add_argument("--profile", default="", metavar="BAG", help=argparse.SUPPRESS)
+    return parser.parse_args()
 
 
 if __name__ == "__main__":

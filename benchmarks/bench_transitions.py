@@ -4,7 +4,19 @@ Each cell is one transition configuration (policy_node parameters over the node'
 defaults) with one added delivery delay (every chunk arrives that much later than
 its measured compute time, as with a slower model or computer: a benchmark-only
 setting), run on the unseen task instances `dp-ros demo` evaluates with
-``--seed <run>``, the same instances for every configuration. The policy controller
+``--seed <run>``, the same instances for every configuration. ``--delays heavy`` is
+a random, heavy-tailed delay: log-normal around +150 ms (sigma 0.5) with a 1 s
+outlier every 20 chunks.
+
+The baselines get the same reserve as ``guided``: ``equal_reserve`` in a
+configuration sets ``n_action_steps`` to every action of the horizon after the
+observation (as guided chunks hold) and ``replan_steps`` to guided's request
+threshold (its replan_steps plus its reserve), so every transition requests the
+next chunk with the same time left and none runs out because of its reserve.
+
+Settings are chosen on tuning instances (``--seeds tuning``: closed_loop.tuning_seeds,
+disjoint from every evaluation instance) and reported on the evaluation instances
+(``--seeds evaluation``, the default). The policy controller
 and the simulator run in one process in simulated time (benchmarks/closed_loop.py):
 the delays are the measured ones, whatever else the machine runs. Reported per cell:
 
@@ -12,7 +24,9 @@ the delays are the measured ones, whatever else the machine runs. Reported per c
 - inference compute time, actions dropped as late, plan run-outs (queue underruns);
 - smoothness at chunk boundaries: the largest joint acceleration and jerk of the
   commands within +-2 policy steps of a chunk's arrival, against the same elsewhere
-  (median over episodes of each episode's largest);
+  (median over episodes of each episode's largest), and their ratio;
+- the reaction after a delay outlier: seconds from its arrival until the arm executes
+  an action chosen from a newer observation (median over outliers);
 - per-chunk inference cost of the guided transition against the same sampler
   without it, alternating, on a real observation of the simulator.
 
@@ -20,8 +34,8 @@ Results go to ``<demo>/transitions.json`` and ``transitions.md``; an interrupted
 continues where it stopped.
 
 Usage (after `dp-ros demo`):
-  .venv/bin/python benchmarks/bench_transitions.py [--runs 3] [--episodes 20] [--delays 0 0.15 0.3]
-      [--config transition=blend --config transition=replace,replan_steps=3 --config defaults ...]
+  .venv/bin/python benchmarks/bench_transitions.py [--runs 3] [--episodes 20] [--delays 0 0.3 heavy]
+      [--seeds evaluation|tuning] [--config defaults --config transition=blend,equal_reserve ...]
 """
 from __future__ import annotations
 
@@ -37,11 +51,12 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from closed_loop import ClosedLoop, evaluation_seeds  # noqa: E402
+from closed_loop import ClosedLoop, DelaySchedule, evaluation_seeds, tuning_seeds  # noqa: E402
 
 DEMO_DIR = Path("outputs/demo")
-DEFAULT_CONFIGS = ("transition=blend", "transition=ensemble", "transition=replace,replan_steps=3",
-                   "transition=guided")
+DEFAULT_CONFIGS = ("defaults", "transition=blend,equal_reserve", "transition=ensemble,equal_reserve",
+                   "transition=replace,equal_reserve")
+SEED_SETS = {"evaluation": evaluation_seeds, "tuning": tuning_seeds}
 
 
 def parse_args() -> argparse.Namespace:
@@ -49,14 +64,21 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--demo", default=str(DEMO_DIR), help="output folder of `dp-ros demo` (its checkpoint)")
     parser.add_argument("--config", action="append", default=None,
                         help="policy_node parameters of one configuration over the node's defaults, comma-separated "
-                             "name=value (repeatable; 'defaults' = the node's defaults; default: blend, ensemble, "
-                             "replace with replan_steps=3, guided)")
-    parser.add_argument("--delays", type=float, nargs="+", default=[0.0, 0.15, 0.3],
-                        help="added chunk delivery delays in seconds (default 0 0.15 0.3)")
+                             "name=value (repeatable; 'defaults' = the node's defaults; 'equal_reserve' = the "
+                             "n_action_steps and replan_steps that give guided's reserve; default: defaults, and "
+                             "blend, ensemble and replace with equal_reserve)")
+    parser.add_argument("--delays", nargs="+", default=["0", "0.3", "heavy"],
+                        help="added chunk delivery delays: seconds, or 'heavy' (log-normal around 0.15 s with a 1 s "
+                             "outlier every 20 chunks); default 0 0.3 heavy")
+    parser.add_argument("--seeds", choices=sorted(SEED_SETS), default="evaluation",
+                        help="task instances: evaluation (reported) or tuning (for choosing settings; disjoint)")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell, each on its own task instances")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per run (default 20)")
     parser.add_argument("--sampler", default="sde-dpmsolver++:5", help="sampler:steps (default: the demo's)")
-    parser.add_argument("--cost-chunks", type=int, default=30, help="chunks timed per variant for the cost ratio")
+    parser.add_argument("--checkpoint", default=None,
+                        help="pretrained_model folder (default <demo>/train/checkpoints/last/pretrained_model)")
+    parser.add_argument("--cost-chunks", type=int, default=30,
+                        help="chunks timed per variant for the cost ratio (0: not measured)")
     parser.add_argument("--cost-gradient-steps", type=int, default=None,
                         help="clean-sample guidance steps of the guided variant timed with them (default: the node's "
                              "guidance_gradient_steps, or 2 where that is 0)")
@@ -65,18 +87,32 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def controller_for(config: str, n_action_steps: int):
-    from dp_ros.node_params import ParameterError
-    from dp_ros.node_params.policy import POLICY, controller_config
+def config_params(config: str, runtime) -> dict:
+    """A configuration's policy_node parameters; ``equal_reserve`` expands to guided's reserve (see above)."""
+    from dp_ros.node_params.policy import POLICY
 
     params = {}
     for item in ([] if config == "defaults" else [p.strip() for p in config.split(",") if p.strip()]):
+        if item == "equal_reserve":
+            guided = controller_for("defaults", runtime)
+            params["n_action_steps"] = runtime.future_steps
+            params["replan_steps"] = guided.replan_steps + runtime.future_steps - runtime.n_action_steps
+            continue
         name, _, value = item.partition("=")
         if name not in POLICY:
             raise SystemExit(f"--config {config}: {name} is not a policy_node parameter")
         params[name] = yaml.safe_load(value)
+    return params
+
+
+def controller_for(config: str, runtime):
+    """The controller configuration, and the chunk length it uses (n_action_steps)."""
+    from dp_ros.node_params import ParameterError
+    from dp_ros.node_params.policy import POLICY, controller_config
+
+    params = config_params(config, runtime)
     try:
-        return controller_config(POLICY.convert(params), n_action_steps)
+        return controller_config(POLICY.convert(params), params.get("n_action_steps") or runtime.n_action_steps)
     except ParameterError as exc:
         raise SystemExit(f"--config {config}: {exc}") from None
 
@@ -108,16 +144,22 @@ def boundary_smoothness(times, commands, arrivals, command_period: float, policy
 
 
 # --- closed loop ----------------------------------------------------------------------------------
-def run_cell(runtime, robot, config: str, delay: float, run: int, episodes: int) -> dict:
+def delay_label(delay: str) -> str:
+    return "heavy-tailed" if delay == "heavy" else f"+{float(delay) * 1000:.0f} ms"
+
+
+def run_cell(runtime, robot, config: str, delay: str, run: int, episodes: int, seeds: str = "evaluation") -> dict:
     from tqdm import tqdm
 
-    controller_config = controller_for(config, runtime.n_action_steps)
+    controller_config = controller_for(config, runtime)
+    chunk_length = config_params(config, runtime).get("n_action_steps") or runtime.n_action_steps
     runtime.generator.manual_seed(run)
-    loop = ClosedLoop(runtime, robot, controller_config, added_delay=delay)
+    default_length, runtime.n_action_steps = runtime.n_action_steps, chunk_length
+    loop = ClosedLoop(runtime, robot, controller_config, added_delay=DelaySchedule(delay, seed=run))
     load_before, started = os.getloadavg()[0], time.monotonic()
     results = []
     try:
-        with tqdm(evaluation_seeds(run, episodes), desc=f"run {run} +{delay * 1000:.0f} ms {config}",
+        with tqdm(SEED_SETS[seeds](run, episodes), desc=f"run {run} {delay_label(delay)} {config}",
                   unit="episode") as bar:
             for seed in bar:
                 episode = loop.episode(seed)
@@ -128,7 +170,8 @@ def run_cell(runtime, robot, config: str, delay: float, run: int, episodes: int)
                 bar.set_postfix(success=f"{sum(r['success'] for r in results)}/{len(results)}")
     finally:
         loop.close()
-    return {"config": config, "delay": delay, "run": run, "episodes": results,
+        runtime.n_action_steps = default_length
+    return {"config": config, "delay": delay, "run": run, "seeds": seeds, "episodes": results,
             "seconds": time.monotonic() - started, "load_1min": [load_before, os.getloadavg()[0]]}
 
 
@@ -153,28 +196,37 @@ def cell_row(runs: list[dict]) -> dict:
         "underruns": sum(e["underruns"] for e in episodes),
         "limit_violations": sum(e.get("limit_violations", 0) for e in episodes),
         **{f"{m}_{w}": median_of(episodes, f"{m}_{w}") for m in ("accel", "jerk") for w in ("boundary", "within")},
+        "reaction_after_outlier": (float(np.median(reactions)) if (reactions := [
+            r for e in episodes for r in e.get("outlier_reactions", [])]) else None),
         "load": float(np.mean([np.mean(c["load_1min"]) for c in runs])),
     }
 
 
-def table(cells: list[dict], configs: list[str], delays: list[float]) -> str:
+def ratio(a, b) -> str:
+    return "-" if a is None or not b else f"{a / b:.1f}x"
+
+
+def table(cells: list[dict], configs: list[str], delays: list[str], seeds: str = "evaluation") -> str:
     lines = ["| added delay | configuration | success per run | all | collisions | time to success | left/right | "
-             "compute p50/p95 | late per chunk | run-outs | limit violations | accel boundary/within | jerk boundary/within | load |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "compute p50/p95 | late per chunk | run-outs | limit violations | accel boundary/within | jerk boundary/within | "
+             "reaction after outlier | load |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     fmt = lambda v, f="{:.0f}": "-" if v is None else f.format(v)  # noqa: E731
     for delay in delays:
         for config in configs:
-            runs = sorted((c for c in cells if c["config"] == config and c["delay"] == delay), key=lambda c: c["run"])
+            runs = sorted((c for c in cells if c["config"] == config and str(c["delay"]) == delay
+                           and c.get("seeds", "evaluation") == seeds), key=lambda c: c["run"])
             if not runs:
                 continue
             r = cell_row(runs)
             lines.append(
-                f"| +{delay * 1000:.0f} ms | {config} | {', '.join(r['per_run'])} | **{100 * r['success_rate']:.0f}%** | "
+                f"| {delay_label(delay)} | {config} | {', '.join(r['per_run'])} | **{100 * r['success_rate']:.0f}%** | "
                 f"{r['collisions']} | {fmt(r['time_to_success'], '{:.2f} s')} | {r['left']}/{r['right']} | "
                 f"{fmt(r['compute_p50_ms'])}/{fmt(r['compute_p95_ms'])} ms | {r['late_per_chunk']:.1f} | {r['underruns']} | "
                 f"{r['limit_violations']} | "
-                f"{fmt(r['accel_boundary'])} / {fmt(r['accel_within'])} | {fmt(r['jerk_boundary'])} / "
-                f"{fmt(r['jerk_within'])} | {r['load']:.1f} |")
+                f"{fmt(r['accel_boundary'])} / {fmt(r['accel_within'])} ({ratio(r['accel_boundary'], r['accel_within'])}) | "
+                f"{fmt(r['jerk_boundary'])} / {fmt(r['jerk_within'])} ({ratio(r['jerk_boundary'], r['jerk_within'])}) | "
+                f"{fmt(r['reaction_after_outlier'], '{:.2f} s')} | {r['load']:.1f} |")
     return "\n".join(lines)
 
 
@@ -220,30 +272,35 @@ def main() -> int:
     configs = args.config or list(DEFAULT_CONFIGS)
     results = json.loads(output.read_text()) if output.is_file() else {"cells": []}
     robot = load_robot_interface(default_robot_config_path())
-    sampler, _, steps = args.sampler.partition(":")
-    runtime = PolicyRuntime.load(demo / "train" / "checkpoints" / "last" / "pretrained_model", device="cpu",
-                                 noise_scheduler=sampler, num_inference_steps=int(steps or 10), seed=0)
+    from dp_ros.training.evaluation import SamplerChoice
+
+    choice = SamplerChoice.parse(args.sampler)
+    checkpoint = Path(args.checkpoint) if args.checkpoint else demo / "train" / "checkpoints" / "last" / "pretrained_model"
+    runtime = PolicyRuntime.load(checkpoint, device="cpu", noise_scheduler=choice.name,
+                                 num_inference_steps=choice.steps, seed=0)
     runtime.warm_up()
     if not args.skip_closed_loop:
         for run in range(1, args.runs + 1):
             for delay in args.delays:
                 for config in configs:
-                    if any(c["config"] == config and c["delay"] == delay and c["run"] == run for c in results["cells"]):
+                    if any(c["config"] == config and str(c["delay"]) == delay and c["run"] == run
+                           and c.get("seeds", "evaluation") == args.seeds for c in results["cells"]):
                         continue
-                    results["cells"].append(run_cell(runtime, robot, config, delay, run, args.episodes))
+                    results["cells"].append(run_cell(runtime, robot, config, delay, run, args.episodes, args.seeds))
                     output.write_text(json.dumps(results, indent=1))
     gradient_steps = args.cost_gradient_steps
     if gradient_steps is None:
-        gradient_steps = controller_for("defaults", runtime.n_action_steps).guidance_gradient_steps or 2
-    results["cost"] = chunk_cost(runtime, args.cost_chunks, gradient_steps)
+        gradient_steps = controller_for("defaults", runtime).guidance_gradient_steps or 2
+    if args.cost_chunks > 0:
+        results["cost"] = chunk_cost(runtime, args.cost_chunks, gradient_steps)
     results["machine"] = {"cpus": os.cpu_count(), "load_1min_end": os.getloadavg()[0], "sampler": args.sampler}
     output.write_text(json.dumps(results, indent=1))
-    cost = results["cost"]
-    report = (f"{table(results['cells'], configs, args.delays)}\n\n"
+    cost = results.get("cost")
+    report = f"{table(results['cells'], configs, args.delays, args.seeds)}\n\n" + ("" if cost is None else (
               f"Per-chunk inference cost ({args.sampler}, median CPU time of {args.cost_chunks}, alternating): unguided "
               f"{cost['unguided_ms']:.0f} ms; guided {cost['guided_ms']:.0f} ms (**{cost['guided_ratio']:.2f}x**); "
               f"guided with clean-sample guidance on {gradient_steps} steps {cost['guided_gradient_ms']:.0f} ms "
-              f"({cost['guided_gradient_ratio']:.2f}x)\n")
+              f"({cost['guided_gradient_ratio']:.2f}x)\n"))
     output.with_suffix(".md").write_text(report)
     print(report)
     return 0

@@ -21,6 +21,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+import numpy as np
+
 
 JOINT_STATE_RATE = 100.0
 CAMERA_RATE = 15.0
@@ -30,6 +32,40 @@ def evaluation_seeds(run: int, episodes: int) -> list[int]:
     """The task instances `dp-ros demo` evaluates for ``--seed run`` (its simulator's seed sequence)."""
     draws = random.Random(run + 10_000)
     return [draws.randrange(0, 2**31 - 1) for _ in range(episodes + 1)][1:]
+
+
+def tuning_seeds(run: int, episodes: int) -> list[int]:
+    """Task instances for choosing settings: drawn from another sequence, and never one of the evaluation
+    instances of runs 1-10 (checked)."""
+    draws = random.Random(run + 20_000)
+    evaluation = {s for r in range(1, 11) for s in evaluation_seeds(r, max(episodes, 20))}
+    seeds = []
+    while len(seeds) < episodes:
+        seed = draws.randrange(0, 2**31 - 1)
+        if seed not in evaluation:
+            seeds.append(seed)
+    return seeds
+
+
+class DelaySchedule:
+    """The delivery delay added to each chunk: a constant, or ``heavy``: log-normal around ``median`` seconds
+    (sigma 0.5) with an ``outlier`` of 1 s every ``every`` chunks (a garbage-collector pause, a stalled driver)."""
+
+    def __init__(self, spec: str, seed: int = 0, median: float = 0.15, outlier: float = 1.0, every: int = 20):
+        self.spec = spec
+        self.constant = None if spec == "heavy" else float(spec)
+        self.rng = np.random.default_rng(seed)
+        self.median, self.outlier, self.every = median, outlier, every
+        self.count = 0
+
+    def next(self) -> tuple[float, bool]:
+        """The next chunk's added delay and whether it is an outlier."""
+        self.count += 1
+        if self.constant is not None:
+            return self.constant, False
+        if self.count % self.every == 0:
+            return self.outlier, True
+        return float(self.median * np.exp(0.5 * self.rng.standard_normal())), False
 
 
 class SimulatedClock:
@@ -43,7 +79,7 @@ class SimulatedClock:
 class HeldPredictor:
     """Computes a chunk at once, then holds it until the simulation reaches its arrival time."""
 
-    def __init__(self, runtime, clock: SimulatedClock, added_delay: float):
+    def __init__(self, runtime, clock: SimulatedClock, added_delay: DelaySchedule):
         self.runtime = runtime
         self.clock = clock
         self.added_delay = added_delay
@@ -52,6 +88,9 @@ class HeldPredictor:
         self.future_steps = runtime.future_steps
         self.arrival: float | None = None
         self.compute_times: list[float] = []
+        self.chunk_log: list[dict] = []
+        """Per chunk: requested (simulated s), arrival, pinned span (s, guided), outlier (bool)."""
+        self.period = 0.1
         self._released = threading.Event()
 
     def predict_chunk(self, history, guide=None):
@@ -61,7 +100,10 @@ class HeldPredictor:
         compute = time.thread_time() - started
         self.compute_times.append(compute)
         self._released.clear()
-        self.arrival = requested + compute + self.added_delay
+        added, outlier = self.added_delay.next()
+        self.arrival = requested + compute + added
+        pinned = 0.0 if guide is None or guide.is_empty else guide.delay * self.period
+        self.chunk_log.append({"requested": requested, "arrival": self.arrival, "pinned": pinned, "outlier": outlier})
         self._released.wait()
         return chunk
 
@@ -89,19 +131,25 @@ class Episode:
     """The controller's set-point at each command tick: what the arm executes."""
     arrivals: list[float] = field(default_factory=list)
     """Simulated times at which chunks were merged (episode time)."""
+    outlier_reactions: list[float] = field(default_factory=list)
+    """After each delay outlier: seconds from its arrival until the arm executes an action chosen from an
+    observation made after it (the next chunk's observation plus its pinned span)."""
 
 
 class ClosedLoop:
     """One controller and one simulated arm; :meth:`episode` runs a task instance to its end."""
 
-    def __init__(self, runtime, robot, config, added_delay: float = 0.0):
+    def __init__(self, runtime, robot, config, added_delay: DelaySchedule | float = 0.0):
         from dp_ros.core.policy_controller import PolicyController
         from dp_ros.sim.environment import SimEnvironment
 
         self.robot = robot
         self.env = SimEnvironment(robot)
         self.clock = SimulatedClock()
+        if not isinstance(added_delay, DelaySchedule):
+            added_delay = DelaySchedule(str(added_delay))
         self.predictor = HeldPredictor(runtime, self.clock, added_delay)
+        self.predictor.period = robot.control_period
         self.controller = PolicyController(robot, self.predictor, config, clock=self.clock)
 
     def close(self) -> None:
@@ -129,6 +177,7 @@ class ClosedLoop:
         before = stats.chunks_produced, stats.actions_dropped_late, stats.queue_underruns
         violations_before = env.commands.violations
         predictor.compute_times = []
+        predictor.chunk_log = []
         record = Episode(seed, False, False, "", None, 0, 0, [])
         start = env.time
         next_joints = next_frame = next_command = env.time
@@ -172,4 +221,17 @@ class ClosedLoop:
         record.underruns = stats.queue_underruns - before[2]
         record.limit_violations = env.commands.violations - violations_before
         record.compute_times = list(predictor.compute_times)
+        record.outlier_reactions = outlier_reactions(predictor.chunk_log)
         return record
+
+
+def outlier_reactions(chunks: list[dict]) -> list[float]:
+    """See Episode.outlier_reactions (outliers without a next chunk in the episode are left out)."""
+    reactions = []
+    for index, chunk in enumerate(chunks):
+        if not chunk["outlier"]:
+            continue
+        after = [c for c in chunks[index + 1:] if c["requested"] >= chunk["arrival"] - 1e-9]
+        if after:
+            reactions.append(after[0]["requested"] + after[0]["pinned"] - chunk["arrival"])
+    return reactions

@@ -108,6 +108,16 @@ def hook_training_loop(lerobot_train, on_step: Callable[[int, float, float, floa
     lerobot_train.update_last_checkpoint = reported_update_last
 
 
+def hook_policy_creation(lerobot_train, on_policy: Callable[[Any], Any]) -> None:
+    """Pass the policy ``lerobot_train.train()`` makes (``make_policy``, looked up by name) through ``on_policy``."""
+    make_policy = _attribute(lerobot_train, "make_policy", "lerobot_train")
+
+    def made_policy(*args, **kwargs):
+        return on_policy(make_policy(*args, **kwargs))
+
+    lerobot_train.make_policy = made_policy
+
+
 def hook_weight_average(lerobot_train, before_update: Callable[[Any], None], after_update: Callable[[Any], None],
                         saving: Callable[[Any, Path], Any]) -> None:
     """Wrap ``update_policy`` and ``save_checkpoint`` of ``lerobot.scripts.lerobot_train`` for a weight average.

@@ -51,24 +51,33 @@ class Joint(_Section):
 
     name: str = Field(min_length=1, description="The joint's name in sensor_msgs/JointState and the controller.")
     position_limits: tuple[Annotated[float, Field(allow_inf_nan=False)], Annotated[float, Field(allow_inf_nan=False)]] \
-        = Field(description="[lower, upper] allowed position command (rad or m).")
+        | None = Field(None, description="[lower, upper] allowed position command (rad or m); required unless "
+                                         "the joint is continuous.")
+    continuous: bool = Field(False, description="A joint that turns without end (a URDF continuous joint): no "
+                             "position limits, it moves the shortest way round and its states may wrap at +-pi.")
     velocity_limit: Positive = Field(description="Largest allowed speed of the command (rad/s or m/s).")
     acceleration_limit: Positive | None = Field(None, description="Largest allowed acceleration of the command "
                                                                   "(rad/s^2 or m/s^2); none: not limited.")
 
     @model_validator(mode="after")
     def _ordered_limits(self) -> "Joint":
+        if self.continuous:
+            if self.position_limits is not None:
+                raise ValueError("a continuous joint has no position_limits: remove them (or continuous: true)")
+            return self
+        if self.position_limits is None:
+            raise ValueError("position_limits: missing required key (or mark the joint continuous: true)")
         if self.position_limits[0] >= self.position_limits[1]:
             raise ValueError(f"position_limits must be [lower, upper] with lower < upper, got {list(self.position_limits)}")
         return self
 
     @property
     def lower(self) -> float:
-        return self.position_limits[0]
+        return float("-inf") if self.continuous else self.position_limits[0]
 
     @property
     def upper(self) -> float:
-        return self.position_limits[1]
+        return float("inf") if self.continuous else self.position_limits[1]
 
     @property
     def max_velocity(self) -> float:
@@ -113,6 +122,9 @@ class CommandInterface(_Section):
                                               "new trajectory. measured: the measured joint position (the "
                                               "controller's default); desired: the set-point of the trajectory it "
                                               "replaces (its interpolate_from_desired_state: true).")
+    update_rate: Positive | None = Field(None, description="The controller manager's update rate (Hz, its "
+                                         "update_rate): step commands are judged per update, so two commands taken "
+                                         "in one update are a double step. Default: the command rate.")
 
 
 class ActionSource(_Section):
@@ -162,6 +174,9 @@ class RobotInterface(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> "RobotInterface":
+        if self.command.update_rate is not None and self.command.update_rate < self.command_rate:
+            raise ValueError(f"command.update_rate ({self.command.update_rate} Hz) must be at least command_rate "
+                             f"({self.command_rate} Hz): a controller updating less often drops commands")
         if self.command_rate < self.control_rate:
             raise ValueError(f"command_rate ({self.command_rate} Hz) must be at least control_rate "
                              f"({self.control_rate} Hz)")
@@ -188,6 +203,15 @@ class RobotInterface(_Section):
     @property
     def control_period(self) -> float:
         return 1.0 / self.control_rate
+
+    @property
+    def update_period(self) -> float:
+        """Seconds between the controller's updates (command.update_rate, default command_rate)."""
+        return 1.0 / (self.command.update_rate or self.command_rate)
+
+    @property
+    def continuous_joints(self) -> list[bool]:
+        return [j.continuous for j in self.joints]
 
     @property
     def lower_limits(self) -> list[float]:

@@ -3,41 +3,41 @@
     ros2 launch dp_ros policy.launch.py checkpoint:=/path/to/pretrained_model
         [robot_config:=/path/to/robot.yaml] [params_file:=/path/to/policy.yaml]
         [device:=auto|cpu|cuda] [use_sim_time:=false] [autostart:=true]
+
+Precedence: the node's declared defaults, then params_file, then the arguments you give here
+(an argument you leave out never overrides params_file).
 """
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument
-from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
+from launch.actions import DeclareLaunchArgument, OpaqueFunction
+from launch.substitutions import PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.substitutions import FindPackageShare
 
+NODE_ARGUMENTS = {
+    "checkpoint": "LeRobot checkpoint folder (pretrained_model/ with config.json and model.safetensors)",
+    "robot_config": "robot interface YAML (joints, cameras, topics, limits)",
+    "device": "auto (CUDA when present), cpu or cuda",
+    "use_sim_time": "use /clock (simulation)",
+    "autostart": "configure and activate the node (command the robot) as soon as it is up",
+}
+
+
+def _policy_node(context):
+    from dp_ros.node_params.launch_arguments import node_parameters
+    from dp_ros.node_params.policy import POLICY
+
+    return [Node(package="dp_ros", executable="policy_node", name="policy_node", output="screen", emulate_tty=True,
+                 parameters=node_parameters(POLICY, context.launch_configurations, list(NODE_ARGUMENTS)))]
+
 
 def generate_launch_description():
+    from dp_ros.node_params.launch_arguments import NOT_GIVEN
+
     config_dir = PathJoinSubstitution([FindPackageShare("dp_ros"), "config"])
     arguments = [
-        DeclareLaunchArgument("checkpoint", description="LeRobot checkpoint folder (pretrained_model/ with config.json and model.safetensors)"),
-        DeclareLaunchArgument("robot_config", default_value=PathJoinSubstitution([config_dir, "robot.yaml"]),
-                              description="robot interface YAML (joints, cameras, topics, limits)"),
         DeclareLaunchArgument("params_file", default_value=PathJoinSubstitution([config_dir, "policy.yaml"]),
                               description="policy node parameters (sampler, steps, safety, QoS)"),
-        DeclareLaunchArgument("device", default_value="auto", description="auto (CUDA when present), cpu or cuda"),
-        DeclareLaunchArgument("use_sim_time", default_value="false", description="use /clock (simulation)"),
-        DeclareLaunchArgument("autostart", default_value="true", description="command the robot as soon as ready"),
+        *(DeclareLaunchArgument(name, default_value=NOT_GIVEN, description=f"{text}; empty = as params_file says")
+          for name, text in NODE_ARGUMENTS.items()),
     ]
-    policy_node = Node(
-        package="dp_ros",
-        executable="policy_node",
-        name="policy_node",
-        output="screen",
-        emulate_tty=True,
-        parameters=[
-            LaunchConfiguration("params_file"),
-            {
-                "checkpoint": LaunchConfiguration("checkpoint"),
-                "robot_config": LaunchConfiguration("robot_config"),
-                "device": LaunchConfiguration("device"),
-                "use_sim_time": LaunchConfiguration("use_sim_time"),
-                "autostart": LaunchConfiguration("autostart"),
-            },
-        ],
-    )
-    return LaunchDescription([*arguments, policy_node])
+    return LaunchDescription([*arguments, OpaqueFunction(function=_policy_node)])

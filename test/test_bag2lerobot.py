@@ -19,10 +19,10 @@ from bag_fixtures import (BagSpec, check_frames, expected_frames, leader_value, 
 from lerobot_fixtures import tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.bag_conversion import convert_bags
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.bag_conversion import convert_bags
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
 from dp_ros.data.frame_sync import SAME_TIME
-from dp_ros.data.bag_reader import BagError, BagReader
+from dp_ros.data.bags.bag_reader import BagError, BagReader
 from dp_ros.robot_interface import save_robot_interface
 
 
@@ -159,6 +159,12 @@ def test_marker_and_gap_splits_and_one_episode_per_bag(tmp_path, robot):
         check_frames(dataset, robot, published, kept, first_index=first)
         first += len(kept)
     assert report.as_dict()["episodes_saved"] == 2
+    # the default, --split auto: the marker topic is there, so the same episodes; --split bag: one
+    by_default = convert_bags([tmp_path / "marked"], tmp_path / "by_default", robot, progress=False)
+    assert [(e.start, e.frames) for e in by_default.saved] == [(e.start, e.frames) for e in report.saved]
+    whole = convert_bags([tmp_path / "marked"], tmp_path / "whole", robot, ConversionOptions(split="bag"),
+                         progress=False)
+    assert len(whole.episodes) == 1 and whole.frames > report.frames
 
     write_bag(tmp_path / "paused", robot, "sqlite3", BagSpec(seconds=3.0, pauses=[(1.2, 2.0)]))
     write_bag(tmp_path / "second.mcap_bag", robot, "mcap", BagSpec(seconds=1.0))

@@ -7,10 +7,10 @@ import numpy as np
 from bag_fixtures import BagSpec, load_dataset, write_bag
 from lerobot_fixtures import tiny_robot
 
-from dp_ros.data.bag_conversion import convert_bags
-from dp_ros.data.conversion_options import ConversionOptions
-from dp_ros.data.dataset_writer import read_episode_log
-from dp_ros.data.parallel_conversion import share_out
+from dp_ros.data.bags.bag_conversion import convert_bags
+from dp_ros.data.bags.conversion_options import ConversionOptions
+from dp_ros.data.datasets.dataset_writer import read_episode_log
+from dp_ros.data.bags.parallel_conversion import share_out
 
 
 def test_bags_are_shared_out_in_order_by_duration():

@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 import torch
 
-from dp_ros.core.chunk_guidance import ChunkGuide, soft_mask
-from dp_ros.core.policy_runtime import PolicyRuntime
-from dp_ros.core.samplers import SAMPLERS, Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning, soft_mask
+from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
+from dp_ros.core.samplers import SAMPLERS, NoiseSchedule, make_denoiser
 from lerobot_fixtures import make_checkpoint, tiny_robot
 
 ROBOT = tiny_robot()
@@ -28,9 +28,17 @@ def loaded(tmp_path_factory):
 
 def with_sampler(runtime, sampler, steps=4):
     """The loaded checkpoint with another sampler (loading it once keeps the tests quick)."""
-    schedule = make_scheduler(sampler, NoiseSchedule.from_config(runtime.config))
-    runtime.denoiser = Denoiser(runtime.policy.diffusion.unet, schedule, steps)
+    runtime.denoiser = make_denoiser(sampler, runtime.policy.diffusion.unet, NoiseSchedule.from_config(runtime.config),
+                                     steps)
     return runtime
+
+
+@pytest.fixture(scope="module")
+def sample_predicting(tmp_path_factory):
+    """A checkpoint whose network predicts the clean sample (LeRobot's prediction_type: sample)."""
+    checkpoint = make_checkpoint(tmp_path_factory.mktemp("sample") / "pretrained_model", ROBOT, seed=3,
+                                 prediction_type="sample")
+    return PolicyRuntime.load(checkpoint, device="cpu", seed=0)
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +78,7 @@ def test_the_plan_is_placed_on_the_horizon_after_the_observation_steps():
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 @pytest.mark.parametrize("gradient_steps", [0, 3])
-def test_the_pinned_prefix_equals_the_plan_for_every_sampler(loaded, sampler, gradient_steps):
+def test_the_returned_pinned_prefix_equals_the_plan_for_every_sampler(loaded, sampler, gradient_steps):
     runtime = with_sampler(loaded, sampler)
     steps, plan = wavy_plan(-1.0, 12)
     chunk = runtime.predict_chunk(history(runtime), guide=ChunkGuide(steps, plan, delay=3.2, gradient_steps=gradient_steps))
@@ -139,3 +147,37 @@ def test_guidance_pulls_the_overlap_towards_the_plan(loaded):
             errors.append(np.abs(chunk[2:5] - 0.4).mean())
         distances.append(np.mean(errors))
     assert distances[1] < 0.5 * distances[0], distances
+
+
+def test_guidance_pulls_a_sample_predicting_checkpoint_towards_the_plan(sample_predicting):
+    """prediction_type: sample: the network's output is the clean sample itself (not noise), guided the same way."""
+    runtime = with_sampler(sample_predicting, "ddim", 8)
+    assert runtime.config.prediction_type == "sample"
+    observations = history(runtime)
+    steps = np.arange(-1.0, 14.0)
+    plan = np.full((steps.size, 3), 0.4)
+    distances = []
+    for guide in (None, ChunkGuide(steps, plan, delay=2.0), ChunkGuide(steps, plan, delay=2.0, gradient_steps=2)):
+        errors = []
+        for draw in range(4):
+            noise = torch.randn(1, runtime.horizon, 3, generator=torch.Generator().manual_seed(draw))
+            chunk = runtime.predict_chunk(observations, noise=noise, guide=guide)
+            assert np.all(np.isfinite(chunk))
+            errors.append(np.abs(chunk[2:5] - 0.4).mean())
+        distances.append(np.mean(errors))
+    assert distances[1] < 0.5 * distances[0], distances
+    assert distances[2] < 0.5 * distances[0], distances
+
+
+def test_other_prediction_types_are_refused_by_name(sample_predicting, tmp_path):
+    with pytest.raises(ValueError, match="v_prediction"):
+        PlanConditioning(torch.zeros(1, 16, 3), np.zeros(16), torch.zeros(1, 16, 3), torch.linspace(0.99, 0.01, 100),
+                         prediction_type="v_prediction")
+    import json
+    import shutil
+    folder = shutil.copytree(sample_predicting.checkpoint, tmp_path / "pretrained_model")
+    config = json.loads((folder / "config.json").read_text())
+    config["prediction_type"] = "v_prediction"
+    (folder / "config.json").write_text(json.dumps(config))
+    with pytest.raises(CheckpointError, match="prediction_type 'v_prediction' is not supported"):
+        PolicyRuntime.load(folder, device="cpu")

@@ -81,3 +81,66 @@ def test_a_shifted_path_keeps_its_schedule():
     model.execute(1.0, np.array([0.1]), np.array([[0.1, 0.0]]), measured=np.zeros(2))
     model.shift(-0.5)
     np.testing.assert_allclose(model.setpoint(0.55), [0.05, 0.0])
+
+
+def stream(model, receipts, step=0.02):
+    """Steps of ``step`` rad per command on joint 0, taken at ``receipts``; their checks."""
+    return [model.execute(t, np.zeros(1), np.array([[step * (k + 1), 0.0]]), measured=np.zeros(2))
+            for k, t in enumerate(receipts)]
+
+
+def test_steps_are_taken_per_controller_update_and_two_in_one_update_are_a_double_step():
+    """A forward controller at 50 Hz: two steps taken in one update execute as one step of twice the size."""
+    even = stream(ControllerModel(limits(), "step", step_period=0.02), 0.02 * np.arange(6) + 0.001, step=0.03)
+    assert all(check.within_limits for check in even)
+    # the fourth step is 12 ms late: it lands in the update of the fifth, which then steps twice as far
+    late = stream(ControllerModel(limits(), "step", step_period=0.02), [0.001, 0.021, 0.041, 0.073, 0.081],
+                  step=0.03)
+    assert late[3].within_limits and not late[4].within_limits
+    assert late[4].velocity_ratio == pytest.approx(2 * 0.03 / 0.02 / 2.0)
+    ledger = CommandLedger(ControllerModel(limits(), "step", step_period=0.02))
+    for k, t in enumerate([0.001, 0.021, 0.041, 0.073, 0.081, 0.101]):
+        ledger.judge(t, np.zeros(1), np.array([[0.03 * (k + 1), 0.0]]), np.zeros(2))
+    # the hold, the double step and the step after it (entering at the double step's speed)
+    assert (ledger.off_schedule, ledger.off_schedule_violations, ledger.violations) == (3, 1, 1)
+    with pytest.raises(ValueError, match="drop commands"):
+        ControllerModel(limits(), "step", step_period=0.02, update_period=0.05)
+
+
+def test_a_stream_of_steps_that_stops_is_a_stop_from_its_speed():
+    def accelerate(model, receipts):   # 0.5, 1.0, 1.5 rad/s: 25 rad/s^2, within 30
+        return [model.execute(t, np.zeros(1), np.array([[x, 0.0]]), measured=np.zeros(2))
+                for t, x in zip(receipts, [0.01, 0.03, 0.06])]
+
+    model = ControllerModel(limits(acceleration=30.0), "step", step_period=0.02)
+    assert all(check.within_limits for check in accelerate(model, [0.0, 0.02, 0.04]))
+    # updates at 0.01, 0.03, 0.05 (half an update after the first receipt): the next step is due at 0.07
+    assert model.settle(0.065) is None, "the next step is not due yet"
+    stop = model.settle(0.071)
+    assert stop.acceleration_ratio == pytest.approx((1.5 / 0.02) / 30.0) and not stop.within_limits
+    assert model.settle(0.1) is None, "judged once: the stream is still now"
+    # a pause shorter than any 'still' window is a stop and a restart, seen when the next step comes
+    paused = ControllerModel(limits(acceleration=30.0), "step", step_period=0.02)
+    accelerate(paused, [0.0, 0.02, 0.04])
+    restart = paused.execute(0.1, np.zeros(1), np.array([[0.09, 0.0]]), measured=np.zeros(2))
+    assert restart.acceleration_ratio == pytest.approx((1.5 / 0.02) / 30.0)
+    ledger = CommandLedger(ControllerModel(limits(acceleration=30.0), "step", step_period=0.02))
+    for t, x in zip([0.0, 0.02, 0.04], [0.01, 0.03, 0.06]):
+        ledger.judge(t, np.zeros(1), np.array([[x, 0.0]]), np.zeros(2))
+    ledger.settle(0.2)
+    assert ledger.judged == 3 and ledger.violations == 1   # the stop, counted with the last command
+
+
+def test_a_continuous_joint_starts_a_trajectory_the_shortest_way_round():
+    """As joint_trajectory_controller's wraparound: the start moves by whole turns to within half a turn of
+    the first point; position limits do not apply."""
+    wrapping = JointLimits(np.array([-np.inf, -1.0]), np.array([np.inf, 1.0]), np.full(2, 2.0),
+                           continuous=np.array([True, False]))
+    model = ControllerModel(wrapping, "trajectory", "measured")
+    measured = np.array([np.pi - 0.01, 0.0])    # a joint state wrapped to +-pi, just short of +pi
+    check = model.execute(0.0, np.array([0.1]), np.array([[-np.pi + 0.05, 0.0]]), measured=measured)
+    assert check.within_limits and check.velocity_ratio == pytest.approx(0.06 / 0.1 / 2.0)
+    np.testing.assert_allclose(wrapping.shortest_way(np.array([3.0, 3.0]), np.array([-3.0, -3.0])),
+                               [3.0 - 2 * np.pi, 3.0])
+    plain = ControllerModel(limits(), "trajectory", "measured")
+    assert not plain.execute(0.0, np.array([0.1]), np.array([[0.9, 0.0]]), measured=np.array([-0.9, 0.0])).within_limits

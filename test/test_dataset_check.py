@@ -14,9 +14,9 @@ import pytest
 from lerobot_fixtures import synthetic_frame, tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.dataset_check import CheckOptions, check_dataset
-from dp_ros.data.dataset_plot import plot_report
-from dp_ros.data.dataset_writer import EpisodeWriter
+from dp_ros.data.datasets.dataset_check import CheckOptions, check_dataset
+from dp_ros.data.datasets.dataset_plot import plot_report
+from dp_ros.data.datasets.dataset_writer import EpisodeWriter
 
 
 def _write(root, robot, episodes: int, frames: int = 20, spoil=None, records=None):

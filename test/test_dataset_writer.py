@@ -16,13 +16,13 @@ import pytest
 from lerobot_fixtures import synthetic_frame, tiny_robot
 from ros_testing import REPO_ROOT
 
-from dp_ros.data.dataset_writer import JOURNAL, DatasetWriterError, EpisodeWriter, read_episode_log
+from dp_ros.data.datasets.dataset_writer import JOURNAL, DatasetWriterError, EpisodeWriter, read_episode_log
 
 WRITER_SCRIPT = textwrap.dedent("""
     import os, signal, sys, time
     sys.path.insert(0, "test")
     from lerobot_fixtures import synthetic_frame, tiny_robot
-    from dp_ros.data.dataset_writer import EpisodeWriter
+    from dp_ros.data.datasets.dataset_writer import EpisodeWriter
     robot = tiny_robot(size=32)
     writer = EpisodeWriter(sys.argv[1], robot)
 

@@ -58,6 +58,14 @@ def test_demo_pipeline_end_to_end(tmp_path):
     for name in ("tip_paths.png", "latency_histogram.png", "solutions.png", "example_trajectory.png"):
         assert (output / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
+    # 5. a saved view per closed-loop episode, linked from the report, holding every chunk of the episode
+    from dp_ros.view.rerun_log import layout_of_saved
+
+    for episode in report["episodes"]:
+        assert episode["view"] == f"views/episode_{episode['index']:03d}.rrd" and f"]({episode['view']})" in text
+        layout = layout_of_saved(output / episode["view"])
+        assert layout.chunk_count >= episode["chunks"] > 0 and layout.cameras == ["front"] and layout.scene
+
     # a second run reuses the dataset and the checkpoint
     again_command = [sys.executable, "-m", "dp_ros.cli.main", "demo", "--output", str(output), "--episodes", "3",
                      "--eval-episodes", "1", "--train-steps", "6", "--batch-size", "4"]

@@ -9,7 +9,6 @@ import torch
 from lerobot_fixtures import synthetic_frame, tiny_robot
 
 from dp_ros import lerobot_compat
-from dp_ros.data.dataset_writer import EpisodeWriter
 from dp_ros.lerobot_compat import LeRobotCompatError, check_lerobot_version
 
 
@@ -21,11 +20,16 @@ def test_the_installed_lerobot_is_supported_and_others_are_refused_by_name():
 
 
 def test_frame_queues_of_a_real_streaming_dataset_and_a_loud_error_when_lerobot_renamed_them(tmp_path):
+    from lerobot.datasets.lerobot_dataset import LeRobotDataset
+
     robot = tiny_robot()
-    writer = EpisodeWriter(tmp_path / "ds", robot)
+    # a streaming dataset made the way dp_ros's EpisodeWriter makes one, through LeRobot's public API
+    dataset = LeRobotDataset.create(repo_id="local/compat", fps=robot.fps, features=robot.lerobot_features(),
+                                    root=tmp_path / "ds", robot_type=robot.name, use_videos=True,
+                                    streaming_encoding=True, encoder_queue_maxsize=300)
     try:
-        writer.add_frame(synthetic_frame(robot, 0.0, 0), task="t")
-        queues = lerobot_compat.encoder_frame_queues(writer._dataset)
+        dataset.add_frame({**synthetic_frame(robot, 0.0, 0), "task": "t"})
+        queues = lerobot_compat.encoder_frame_queues(dataset)
         assert queues and all(hasattr(q, "full") for q in queues)
         # A LeRobot release without the attribute cannot be installed here; an object shaped like a writer
         # whose encoder lacks the queue table stands in for it.
@@ -33,7 +37,8 @@ def test_frame_queues_of_a_real_streaming_dataset_and_a_loud_error_when_lerobot_
         with pytest.raises(LeRobotCompatError, match=r"StreamingVideoEncoder\._frame_queues.*supports lerobot"):
             lerobot_compat.encoder_frame_queues(renamed)
     finally:
-        writer.close()
+        dataset.save_episode()
+        dataset.finalize()
 
 
 def test_global_conditioning_fails_by_name_on_a_model_without_it():

@@ -57,3 +57,16 @@ def test_out_of_order_samples_are_placed_by_stamp_and_counted():
     history.add_joint_state(0.9, np.full(3, 0.9))
     assert history.out_of_order_counts()["joint_states"] == 1
     assert history.streams["joint_states"].at_or_before(0.95).value[0] == pytest.approx(0.9)
+
+
+def test_stamps_from_the_future_are_refused_and_a_stream_ages_by_its_arrival_too():
+    clock, logs = [10.0], []
+    history = ObservationHistory(tiny_robot(control_rate=10), n_obs_steps=2, period=0.1, max_sample_age=0.5,
+                                 clock=lambda: clock[0], log=lambda level, text: logs.append((level, text)))
+    assert history.add_joint_state(10.03, np.zeros(3)), "30 ms ahead: clocks a network apart"
+    assert not history.add_joint_state(10.5, np.zeros(3)) and not history.add_joint_state(10.6, np.zeros(3))
+    assert history.future_counts()["joint_states"] == 2 and len(logs) == 1 and "runs ahead" in logs[0][1]
+    assert history.streams["joint_states"].latest().stamp == 10.03
+    history.add_image("observation.images.front", 10.0, np.zeros((32, 32, 3), np.uint8))
+    clock[0] = 10.3   # nothing arrived since 10.0: the joint state stamped 10.03 is 0.3 s stale, not 0.27
+    assert history.newest_age(10.3) == (pytest.approx(0.3), "joint_states")

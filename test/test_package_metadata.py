@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # ROS packages that have no PyPI wheel here but are imported by launch files.
 ROS_ONLY_PACKAGES = {"launch", "launch_ros", "launch_testing", "ros2cli", "rosbag2_py"}
 # The pinned requirement files: the workspace's (ML and data), the pip route's ROS 2 wheels, tests.
-REQUIREMENT_FILES = ("requirements.txt", "requirements-ros.txt", "requirements-test.txt")
+REQUIREMENT_FILES = ("requirements.txt", "requirements-ros.txt", "requirements-test.txt", "requirements-view.txt")
 
 
 def _imported_top_levels(paths):

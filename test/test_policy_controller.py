@@ -152,7 +152,7 @@ def test_replans_early_enough_that_commands_never_stop():
         command = controller.step(clock.t)
         assert command is not None, f"no command at {clock.t:.2f}: {controller.reason}"
         published += 1
-        if controller._inflight:
+        if controller.inference_pending:
             # inference runs now; the scripted predictor moves the clock by its latency
             assert wait_for(lambda: controller.stats.chunks_produced > before)
     assert controller.stats.chunks_produced >= 4
@@ -179,7 +179,7 @@ def test_guided_chunks_continue_the_plan_with_the_measured_delay():
         clock.t = round(clock.t + 0.02, 6)
         feed(controller, clock.t - 0.019, clock.t)
         controller.step(clock.t)
-        if controller._inflight:
+        if controller.inference_pending:
             requested_at = clock.t
     assert 100.3 < requested_at <= 100.4
     assert wait_for(lambda: controller.stats.chunks_produced == 2)

@@ -24,9 +24,26 @@ def test_every_sampler_gives_a_chunk_of_the_right_shape(checkpoint, sampler, ste
     history = [runtime.neutral_observation() for _ in range(runtime.n_obs_steps)]
     chunk = runtime.predict_chunk(history)
     assert chunk.shape == (8, 3) and np.all(np.isfinite(chunk))
-    assert runtime.num_inference_steps == (steps or 100)
+    # without a sampler of its own a checkpoint runs with dp_ros's default (the README's fastest that kept success)
+    assert (runtime.noise_scheduler, runtime.num_inference_steps) == (sampler or "sde-dpmsolver++", steps or 5)
     # actions are unnormalised into the range the checkpoint's stats describe
     assert np.all(chunk >= -2.0 - 1e-5) and np.all(chunk <= 2.0 + 1e-5)
+
+
+def test_a_sampler_recorded_in_the_checkpoint_is_used_unless_the_parameters_say_otherwise(tmp_path):
+    from dp_ros.core.checkpoint_sampler import write_checkpoint_sampler
+    from dp_ros.core.policy_runtime import CheckpointError
+
+    folder = make_checkpoint(tmp_path / "pretrained_model", ROBOT)
+    write_checkpoint_sampler(folder, "consistency", 3)
+    runtime = PolicyRuntime.load(folder, device="cpu")
+    assert (runtime.noise_scheduler, runtime.num_inference_steps, runtime.sampler_source) == ("consistency", 3, "checkpoint")
+    runtime = PolicyRuntime.load(folder, device="cpu", noise_scheduler="ddim", num_inference_steps=4)
+    assert (runtime.noise_scheduler, runtime.num_inference_steps) == ("ddim", 4)
+    assert PolicyRuntime.load(folder, device="cpu", num_inference_steps=1).num_inference_steps == 1
+    (folder / "dp_ros_sampler.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="dp_ros_sampler.json is not valid JSON"):
+        PolicyRuntime.load(folder, device="cpu")
 
 
 def test_same_noise_same_sampler_matches_stock_lerobot(checkpoint):

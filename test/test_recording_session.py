@@ -13,8 +13,8 @@ import pytest
 from bag_fixtures import expected_pick, image_level, leader_value, state_value
 from lerobot_fixtures import tiny_robot
 
-from dp_ros.data.dataset_writer import read_episode_log
-from dp_ros.data.recording import RecorderSettings, RecordingSession
+from dp_ros.data.datasets.dataset_writer import read_episode_log
+from dp_ros.data.datasets.recording import RecorderSettings, RecordingSession
 
 STATE_STAMPS = [0.003 + 0.02 * i for i in range(100)]
 LEADER_STAMPS = [0.007 + 0.02 * i for i in range(100)]

@@ -57,12 +57,28 @@ def test_defaults_and_optional_fields():
     (lambda r: r["command"].update(interpolate_from="now"), "command.interpolate_from: Input should be 'measured' or "
                                                             "'desired'"),
     (lambda r: r.update(joint_state_topic="/joint states"), "joint_state_topic: must be a topic name"),
+    (lambda r: r["joints"][0].pop("position_limits"), "position_limits: missing required key (or mark the joint "
+                                                      "continuous: true)"),
+    (lambda r: r["joints"][0].update(continuous=True), "a continuous joint has no position_limits"),
+    (lambda r: r["command"].update(update_rate=25), "command.update_rate (25.0 Hz) must be at least command_rate"),
     (lambda r: r["cameras"][0].update(name="front cam"), "cameras[0] (front cam).name: String should match pattern"),
     (lambda r: r["action"].update(topic=""), "action: topic must name the leader arm's JointState topic"),
 ])
 def test_mistakes_are_named_with_where_they_are(change, expected):
     message = error_for(change)
     assert message.startswith("robot.yaml: ") and expected in message, message
+
+
+def test_continuous_joints_and_the_controller_update_rate(tmp_path):
+    data = shipped()["robot"]
+    del data["joints"][0]["position_limits"]
+    data["joints"][0]["continuous"] = True
+    data["command"]["update_rate"] = 100
+    robot = parse_robot_interface(data)
+    assert robot.lower_limits[0] == float("-inf") and robot.upper_limits[0] == float("inf")
+    assert robot.continuous_joints == [True, False, False] and robot.update_period == pytest.approx(0.01)
+    assert load_robot_interface(save_robot_interface(robot, tmp_path / "robot.yaml")).model_dump() == robot.model_dump()
+    assert load_robot_interface(default_robot_config_path()).update_period == pytest.approx(1 / 50)
 
 
 def test_unreadable_files_are_clear_errors(tmp_path):

@@ -140,9 +140,22 @@ def run_closed_loop(form, interpolate_from, acceleration, kind, single_point=Fal
     ("trajectory", "desired", False), ("trajectory", "desired", True), ("trajectory", "measured", False),
     ("trajectory", "measured", True), ("step", "desired", False)])
 def test_every_command_executes_within_the_limits(form, interpolate_from, single_point, acceleration, kind):
+    # a forward controller takes each step at its next update: steps must arrive within half an update of
+    # their schedule to land one per update (see the next test for what happens otherwise)
+    jitter = 0.02 if form == "trajectory" else 0.008
     for seed in range(2):
-        judged, violations = run_closed_loop(form, interpolate_from, acceleration, kind, single_point, seed=seed)
+        judged, violations = run_closed_loop(form, interpolate_from, acceleration, kind, single_point, seed=seed,
+                                             jitter=jitter)
         assert judged == 200 and violations == 0
+
+
+def test_steps_delivered_with_a_full_update_of_jitter_make_double_steps_the_judge_sees():
+    """Two steps taken in one update are executed as one double step (and the update before holds still):
+    with delivery jitter of a whole update period the judge sees both, with or without acceleration limits."""
+    for acceleration in (None, 20.0):
+        violations = sum(run_closed_loop("step", "desired", acceleration, "smooth", seed=seed, jitter=0.02)[1]
+                         for seed in range(2))
+        assert violations > 0
 
 
 def test_without_the_timing_reserve_delivery_jitter_breaks_the_limits():
@@ -179,3 +192,50 @@ def test_a_command_held_up_longer_than_it_was_shaped_for_is_withdrawn(interpolat
     assert violations == 0 and withdrawn >= 6   # at least the first spike of each run: later ones are reserved for
     if interpolate_from == "desired":
         assert run(confirm=False)[1] > 0
+
+
+def wrap(angle):
+    return np.mod(np.asarray(angle) + np.pi, 2 * np.pi) - np.pi
+
+
+@pytest.mark.parametrize("form,interpolate_from", [("trajectory", "measured"), ("trajectory", "desired"),
+                                                   ("step", "desired")])
+def test_a_continuous_joint_crosses_pi_the_short_way(form, interpolate_from):
+    """Joint 0 turns without end; the plan (as a policy trained on wrapped joint states gives it) crosses +pi,
+    from 3.0 to -2.9 and on; the joint states the shaper sees are wrapped too. Every command goes the short way
+    round (never more than one velocity-limited step from the one before), within the limits as judged."""
+    continuous = np.array([True, False, False])
+    lim = JointLimits(np.array([-np.inf, -1.0, -1.0]), np.array([np.inf, 1.0, 1.0]), np.full(JOINTS, 2.0),
+                      np.full(JOINTS, 20.0), continuous)
+    settings = CommandSettings(form, False, interpolate_from, COMMAND_PERIOD, CONTROL_PERIOD,
+                               lead_time=CONTROL_PERIOD, timing_margin=0.005)
+    shaper = CommandShaper(settings, SafetyFilter(lim))
+    judge = ControllerModel(lim, form, interpolate_from, COMMAND_PERIOD)
+    unwrapped = lambda t: np.array([2.6 + 1.5 * t, 0.3 * np.sin(t), 0.0])   # noqa: E731 - crosses pi at t ~ 0.36
+    arm, previous, progress = wrap(unwrapped(0.0)), None, 0.0
+    for k in range(60):
+        now = k * COMMAND_PERIOD
+        plan_times = CONTROL_PERIOD * (np.floor(now / CONTROL_PERIOD) + np.arange(-1, 8))
+        plan = np.array([unwrapped(t) for t in plan_times])
+        plan[:, 0] = wrap(plan[:, 0])
+
+        def at(t):
+            return None if t > plan_times[-1] else np.array([np.interp(t, plan_times, plan[:, j]) for j in range(3)])
+
+        def after(t):
+            return plan_times[plan_times > t + 1e-9], plan[plan_times > t + 1e-9]
+
+        command = shaper.command(now, at, after, arm.copy(), 0.0)
+        assert command is not None
+        check = judge.execute(now + 0.002, command.times_from_start, command.positions, arm.copy())
+        assert check.within_limits, check.describe()
+        # within a command, from point to point, raw values (as the controller interpolates them): no long way
+        assert np.all(np.abs(np.diff(command.positions[:, 0])) < 2.0 * CONTROL_PERIOD + 1e-9)
+        if previous is not None:   # from command to command, up to whole turns (the controller wraps its start)
+            assert abs(wrap(command.target[0] - previous)) < 2.0 * (CONTROL_PERIOD + COMMAND_PERIOD)
+        previous = command.target[0]
+        setpoint = judge.setpoint(now + COMMAND_PERIOD)
+        progress += wrap(setpoint[0] - arm[0])
+        arm = np.where(continuous, wrap(setpoint), setpoint)   # the joint state wraps at +-pi
+    # the set-point went forward across +pi with the plan (the long way would have gone back through 0)
+    assert progress == pytest.approx(1.5 * 1.2, abs=0.25)

@@ -200,7 +200,7 @@ def test_without_the_average_checkpoints_hold_the_raw_weights(dataset, tmp_path)
     assert not (step_dir / "training_state" / "dp_ros_ema.json").exists()
 
 
-def test_the_demo_trains_with_the_average_only_when_told():
+def test_the_demo_trains_without_the_average_unless_told_to():
     import argparse
 
     from dp_ros.cli.demo import add_arguments, settings_from

@@ -25,6 +25,6 @@ cmake --build "$BUILD" -j "$(nproc)" > "$BUILD/build.log" 2>&1 \
     || { tail -40 "$BUILD/build.log" >&2; echo "dp_ros_msgs: build failed (log: $BUILD/build.log)" >&2; exit 1; }
 cmake --install "$BUILD" > "$BUILD/install.log" 2>&1 \
     || { tail -20 "$BUILD/install.log" >&2; echo "dp_ros_msgs: install failed" >&2; exit 1; }
-"$VENV/bin/python" -c 'from dp_ros_msgs.msg import PolicyStatus, TrainingStatus, RecorderStatus, TaskStatus' \
+"$VENV/bin/python" -c 'from dp_ros_msgs.msg import PolicyStatus, TrainingStatus, RecorderStatus, TaskStatus, PolicyChunk, SafetyIntervention' \
     || { echo "dp_ros_msgs: built, but the messages do not import from $VENV" >&2; exit 1; }
 echo "dp_ros_msgs: built and installed into $VENV"

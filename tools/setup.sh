@@ -2,7 +2,7 @@
 # One-command set-up of dp_ros for the pip route (no ROS install needed):
 #   system packages (apt-get, only when missing) -> .venv with Python 3.12 ->
 #   the pinned requirement files (requirements.txt: LeRobot, torch, data; requirements-ros.txt:
-#   ROS 2 Jazzy wheels and build tools; requirements-test.txt) -> dp_ros_msgs built with the
+#   ROS 2 Jazzy wheels and build tools; requirements-test.txt; requirements-view.txt: the optional viewer) -> dp_ros_msgs built with the
 #   wheels' CMake -> dp_ros editable.
 # Every step is skipped when its inputs have not changed, so a second run is quick.
 set -euo pipefail
@@ -40,6 +40,8 @@ command -v g++ >/dev/null 2>&1 || apt_missing+=(g++)
 command -v make >/dev/null 2>&1 || apt_missing+=(make)
 ldconfig -p 2>/dev/null | grep -q 'libOSMesa.so' || apt_missing+=(libosmesa6)   # MuJoCo offscreen rendering
 ldconfig -p 2>/dev/null | grep -q 'libavutil.so' || apt_missing+=(ffmpeg)        # torchcodec decodes LeRobot videos with it
+# a real browser for the test of `dp-ros view` (requirements-view.txt), headless
+command -v chromium >/dev/null 2>&1 || apt_missing+=(chromium)
 if [ ${#apt_missing[@]} -gt 0 ]; then
     say "installing system packages: ${apt_missing[*]}"
     SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -61,7 +63,7 @@ fi
     || die "$VENV is not a Python 3.12 environment; remove it (rm -rf $VENV) and run make setup again"
 
 # --- 3. pinned Python dependencies -------------------------------------------
-REQUIREMENT_FILES=(requirements.txt requirements-ros.txt requirements-test.txt)
+REQUIREMENT_FILES=(requirements.txt requirements-ros.txt requirements-test.txt requirements-view.txt)
 req_digest="$(digest "${REQUIREMENT_FILES[@]}")"
 if ! stamp_ok requirements "$req_digest"; then
     say "installing pinned dependencies from ${REQUIREMENT_FILES[*]} (the first time downloads about 3 GB)"

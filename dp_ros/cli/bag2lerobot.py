@@ -5,8 +5,8 @@ Reads bag folders (split bags too, with or without metadata.yaml) and single
 cameras, image sizes and the fps come from the robot interface YAML, so the
 dataset has the features the policy node expects. Frames are taken at the
 robot's fps; each feature takes the latest message at or before the frame
-time, never a later one. One episode per bag by default, or split by a marker
-topic or by pauses.
+time, never a later one. One episode per bag by default (per marked span when
+the bag has the marker topic /episode_marker), or split by a marker topic or by pauses.
 
 Time is never compressed: a frame with a stale or missing input cannot be
 dropped from the middle of an episode (the policy would learn that the gap took
@@ -28,6 +28,7 @@ Examples:
   dp-ros bag2lerobot day1/*.db3 --output data/pick --split gap --split-gap 2.0 --time-source receive
   dp-ros bag2lerobot run1/ --output data/pick --camera-topic front=/camera/front/image_raw/compressed
   dp-ros bag2lerobot fleet/*.mcap --output data/fleet --jobs 4
+  dp-ros bag2lerobot $(cat bags.txt) --shard 3/100 --output shards/3   # one job of a cluster array
 
 Exit codes: 0 converted, 1 conversion failed (nothing written at --output), 2 bad options.
 """
@@ -39,7 +40,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dp_ros.data.conversion_options import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
+    from dp_ros.data.bags.conversion_options import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
 
     defaults = ConversionOptions()
     parser.add_argument("bags", nargs="+", metavar="BAG",
@@ -61,12 +62,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="header: the messages' header stamps; receive: the times the bag recorded them "
                              "(messages without a header always use receive times) (default: header)")
     parser.add_argument("--split", choices=SPLIT_MODES, default=defaults.split,
-                        help="bag: one episode per bag; marker: episodes delimited by --split-topic; "
-                             "gap: a new episode after a pause in the joint states (default: bag)")
-    parser.add_argument("--split-topic", default="", metavar="TOPIC",
-                        help="marker topic for --split marker: std_msgs/Bool (or a custom type with a bool 'data' "
+                        help="auto: marker for a bag that has --split-topic (lerobot2bag writes it), else bag; "
+                             "bag: one episode per bag; marker: episodes delimited by --split-topic; "
+                             "gap: a new episode after a pause in the joint states (default: auto)")
+    parser.add_argument("--split-topic", default=defaults.split_topic, metavar="TOPIC",
+                        help="marker topic for --split marker and auto: std_msgs/Bool (or a custom type with a bool 'data' "
                              "field) true starts and false ends an episode; a message of any other type starts "
-                             "the next episode")
+                             f"the next episode (default: {defaults.split_topic})")
     parser.add_argument("--split-gap", type=float, default=defaults.split_gap, metavar="SECONDS",
                         help=f"pause in the joint states that separates episodes (--split gap; default: {defaults.split_gap})")
     parser.add_argument("--action-source", choices=("leader", "command", "next_state"), default=None,
@@ -82,8 +84,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="do not write episodes, or parts of split episodes, with fewer frames "
                              f"(default: {defaults.min_frames})")
     parser.add_argument("--jobs", type=int, default=1, metavar="N",
-                        help="convert the bags in N worker processes and merge the parts with LeRobot's dataset "
-                             "aggregation; each job takes about 1 GB of memory (default: 1)")
+                        help="several bags: convert them in N worker processes and merge the parts with LeRobot's "
+                             "dataset aggregation (each job takes about 1 GB of memory); one bag: decode its images "
+                             "in N worker processes while this one encodes. The same dataset as --jobs 1 (default: 1)")
+    parser.add_argument("--decode-every-message", action="store_true",
+                        help="decode every message of the needed topics, as a naive converter would, instead of "
+                             "only those a frame uses: the same dataset, slower (for comparison and profiling)")
+    parser.add_argument("--shard", default="", metavar="I/N",
+                        help="convert only shard I of N of the bags given (a contiguous run, 0 <= I < N), e.g. "
+                             "--shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT in a cluster array job; merge the "
+                             "shards in order with 'dp-ros merge-datasets' (see examples/slurm/)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset at --output (only once the new one is complete)")
     parser.add_argument("--json", dest="json_path", default="", metavar="PATH",
@@ -102,10 +112,11 @@ def _camera_topics(pairs: list[str]) -> dict[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.bag_conversion import convert_bags
-    from dp_ros.data.conversion_options import ConversionError, ConversionOptions
-    from dp_ros.data.bag_reader import BagError
-    from dp_ros.data.dataset_writer import DatasetWriterError
+    from dp_ros.data.bags.bag_conversion import convert_bags
+    from dp_ros.data.bags.shards import parse_shard, shard_of
+    from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
+    from dp_ros.data.bags.bag_reader import BagError
+    from dp_ros.data.datasets.dataset_writer import DatasetWriterError
     from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
     try:
@@ -113,16 +124,21 @@ def run(args: argparse.Namespace) -> int:
             tolerance=args.tolerance, on_stale=args.on_stale, time_source=args.time_source, split=args.split,
             split_topic=args.split_topic, split_gap=args.split_gap, action_source=args.action_source or "",
             action_topic=args.action_topic, joint_state_topic=args.joint_state_topic,
-            camera_topics=_camera_topics(args.camera_topic), task=args.task, min_frames=args.min_frames)
+            camera_topics=_camera_topics(args.camera_topic), task=args.task, min_frames=args.min_frames,
+            decode_every_message=args.decode_every_message)
         options.validate()
         if args.jobs < 1:
             raise ValueError(f"--jobs must be at least 1, got {args.jobs}")
+        bags = shard_of(args.bags, *parse_shard(args.shard)) if args.shard else args.bags
         robot = load_robot_interface(args.robot_config or default_robot_config_path())
     except (ValueError, RobotInterfaceError) as exc:
         print(f"bag2lerobot: error: {exc}", file=sys.stderr)
         return 2
+    if not bags:
+        print(f"bag2lerobot: shard {args.shard} of {len(args.bags)} bags holds none; nothing to do")
+        return 0
     try:
-        report = convert_bags(args.bags, args.output, robot, options, overwrite=args.overwrite,
+        report = convert_bags(bags, args.output, robot, options, overwrite=args.overwrite,
                               progress=not args.no_progress, repo_id=args.repo_id, jobs=args.jobs)
     except (BagError, ConversionError, DatasetWriterError) as exc:
         print(f"bag2lerobot: error: {exc}\nnothing was written at {args.output}", file=sys.stderr)

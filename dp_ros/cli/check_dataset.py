@@ -22,7 +22,7 @@ import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dp_ros.data.dataset_check import CheckOptions
+    from dp_ros.data.datasets.dataset_check import CheckOptions
 
     defaults = CheckOptions()
     parser.add_argument("root", help="dataset folder (meta/, data/, videos/)")
@@ -51,9 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.dataset_check import CheckOptions, DatasetCheckError, check_dataset
-    from dp_ros.data.dataset_plot import plot_report
-    from dp_ros.data.dataset_report import ERROR, WARNING, nan_safe
+    from dp_ros.data.datasets.dataset_check import CheckOptions, DatasetCheckError, check_dataset
+    from dp_ros.data.datasets.dataset_plot import plot_report
+    from dp_ros.data.datasets.dataset_report import ERROR, WARNING, nan_safe
 
     options = CheckOptions(min_episodes=args.min_episodes, recommended_episodes=args.recommended_episodes,
                            jerk_outlier=args.jerk_outlier, frozen_frames=args.frozen_frames,

@@ -4,12 +4,14 @@ Each frame becomes the robot interface's topics, stamped at the frame's time:
 joint states, every camera (sensor_msgs/Image rgb8 or CompressedImage jpeg, as
 the robot interface's camera type says) and the action on its topic (a leader
 arm's JointState, or commands of the robot interface's command type; with the
-next_state action source the joint states carry it). Header stamps and bag
-times are equal. Episodes follow one another after a pause and are delimited
-by std_msgs/Bool messages on --marker-topic, so
-  dp-ros bag2lerobot OUT.mcap -o DATASET2 --split marker --split-topic /episode_marker
-gives the same episodes back (states and actions exactly, images within the
-video codec's loss). No ROS install is needed; `ros2 bag play OUT.mcap` replays it.
+next_state action source the joint states carry it). Header stamps, bag
+receive times (MCAP log time) and publish times are equal: the episode's start
+plus the frame's timestamp, in nanoseconds. Episodes follow one another after a
+pause and are delimited by std_msgs/Bool messages on --marker-topic, so with
+default options on both sides
+  dp-ros bag2lerobot OUT.mcap -o DATASET2
+gives the same episodes, frames and timestamps back (states and actions
+exactly, images within the video codec's loss). No ROS install is needed; `ros2 bag play OUT.mcap` replays it.
 
 Examples:
   dp-ros lerobot2bag data/pick -o pick.mcap
@@ -25,7 +27,7 @@ from pathlib import Path
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from dp_ros.data.dataset_to_bag import MARKER_TOPIC
+    from dp_ros.data.datasets.dataset_to_bag import MARKER_TOPIC
 
     parser.add_argument("dataset", help="folder of the LeRobot dataset (meta/, data/, videos/)")
     parser.add_argument("-o", "--output", required=True, help="the MCAP file to write (.mcap; must not exist)")
@@ -43,8 +45,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dp_ros.data.dataset_files import DatasetCheckError
-    from dp_ros.data.dataset_to_bag import DatasetToBagError, dataset_to_bag
+    from dp_ros.data.datasets.dataset_files import DatasetCheckError
+    from dp_ros.data.datasets.dataset_to_bag import DatasetToBagError, dataset_to_bag
     from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
     output = Path(args.output)

@@ -16,14 +16,17 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("dp_ros.cli.doctor", "check the installation: one ROS 2 (no mixed environment), Python, middleware and the robot's, messages, LeRobot, torch, device"),
     "run-policy": ("dp_ros.cli.run_policy", "run the policy node (a checkpoint commands the robot) without the launch system"),
     "train": ("dp_ros.cli.train", "train or fine-tune a Diffusion Policy with LeRobot (progress bar, clean stop, resume)"),
+    "distill": ("dp_ros.cli.distill", "distil a trained policy into a consistency student that acts in 1-4 network calls"),
     "record": ("dp_ros.cli.record", "record demonstrations from live topics into a LeRobot dataset (recorder node, keyboard)"),
     "bag2lerobot": ("dp_ros.cli.bag2lerobot", "convert rosbag2 bags (.db3, .mcap) into a LeRobot dataset, synchronised at the robot's fps"),
+    "merge-datasets": ("dp_ros.cli.merge_datasets", "merge LeRobot datasets converted in parts (cluster shards) into one, in order"),
     "lerobot2bag": ("dp_ros.cli.lerobot2bag", "write a LeRobot dataset back as a rosbag2 MCAP file (joint states, cameras, actions)"),
     "check-dataset": ("dp_ros.cli.check_dataset", "check a dataset: episode count, NaN, gaps, dropped and frozen frames, action jerk"),
     "eval": ("dp_ros.cli.evaluate", "evaluate a policy offline on held-out episodes: action MSE/MAE per joint, diversity"),
     "visualize": ("dp_ros.cli.visualize", "plot the denoising process and predicted vs demonstrated actions (PNG)"),
     "sim": ("dp_ros.cli.sim", "run the simulated arm (MuJoCo) with the ROS interface of a real one, optionally with its scripted expert"),
     "params": ("dp_ros.cli.params", "print a node's parameters as a documented parameters YAML (the defaults)"),
+    "view": ("dp_ros.cli.view", "see what the policy saw, planned and executed on one timeline (Rerun): live, a bag, a dataset or a saved .rrd"),
     "bench": ("dp_ros.cli.bench", "benchmark inference against stock LeRobot: time per chunk, action error, command jitter"),
 }
 

@@ -144,28 +144,35 @@ class ProgressDisplay:
 def run(args: argparse.Namespace) -> int:
     from dp_ros.training.config_loading import load_training_config
     from dp_ros.training.configuration_training import TrainingConfigError
-    from dp_ros.training.launcher import TrainingLauncher
 
     try:
         config = load_training_config(args.config, collect_overrides(args))
     except TrainingConfigError as exc:
         print(f"dp-ros train: {exc}", file=sys.stderr)
         return 2
+    return run_config(config, args, "train")
+
+
+def run_config(config, args: argparse.Namespace, command: str) -> int:
+    """Print, dry-run or run a training (or distillation) config with a progress display; the exit code."""
+    from dp_ros.training.configuration_training import TrainingConfigError
+    from dp_ros.training.distillation_launcher import make_launcher
+
     if args.print_config:
         print(config.to_yaml(), end="")
         return 0
     display = ProgressDisplay(config.steps, 0, use_bar=not args.no_progress, verbose=args.verbose)
-    launcher = TrainingLauncher(config, on_progress=display.on_progress, on_line=display.on_line)
     try:
+        launcher = make_launcher(config, on_progress=display.on_progress, on_line=display.on_line)
         if args.dry_run:
-            command = launcher.lerobot_command()
+            command_line = launcher.lerobot_command()
             for note in launcher.report.notes:
                 print(f"note: {note}")
-            print(shlex.join(command))
+            print(shlex.join(command_line))
             return 0
         report = launcher.start()
     except TrainingConfigError as exc:
-        print(f"dp-ros train: {exc}", file=sys.stderr)
+        print(f"dp-ros {command}: {exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _interrupt)  # a job scheduler's stop: the same clean stop as Ctrl-C
     display.initial, display.total = report.resume_step, report.total_steps
@@ -182,14 +189,14 @@ def run(args: argparse.Namespace) -> int:
             launcher.stop(timeout=0)
             result = launcher.wait()
     display.close()
-    return report_result(result, config)
+    return report_result(result, launcher.config, command)
 
 
 def _interrupt(signum, frame) -> None:  # noqa: ARG001 - signal handler signature
     raise KeyboardInterrupt
 
 
-def report_result(result, config) -> int:
+def report_result(result, config, command: str = "train") -> int:
     if result.state == "finished":
         print(f"finished: step {result.progress.step} of {result.progress.total_steps}.")
         if result.checkpoint_path:
@@ -200,7 +207,8 @@ def report_result(result, config) -> int:
     if result.state == "stopped":
         print(result.progress.message, file=sys.stderr)
         if result.checkpoint_path:
-            print(f"continue with: dp-ros train --output-dir {config.output_path} --resume", file=sys.stderr)
+            print(f"continue with: dp-ros {command} --output-dir {config.output_path} --resume", file=sys.stderr)
         return 130
-    print(f"dp-ros train: training failed: {result.progress.message}", file=sys.stderr)
+    print(f"dp-ros {command}: {'distillation' if command == 'distill' else 'training'} failed: "
+          f"{result.progress.message}", file=sys.stderr)
     return 1

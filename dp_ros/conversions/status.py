@@ -34,6 +34,20 @@ class PolicySnapshot:
     """Longest time from computing a command to sending it (kept in reserve by the safety filter)."""
     late_commands_withdrawn: int = 0
     """Commands not sent because they were ready too long after they were computed."""
+    expected_chunk_delay: float = 0.0
+    """Seconds from observation to merge the next chunk is expected to take (the pinned span of guided)."""
+    late_chunks: int = 0
+    """Chunks that arrived later than expected (delay outliers: joined to the plan by a cross-fade)."""
+    last_late_chunk_delay: float = 0.0
+    """Seconds from observation to merge of the latest of them."""
+    chunks_discarded: int = 0
+    """Chunks computed from observations older than the last stop, reset, fault or watchdog recovery."""
+    future_stamps_refused: int = 0
+    """Sensor samples not used because they were stamped too far after their arrival (a clock ahead)."""
+    stop_steps: int = 0
+    """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
+    speed_warning: str = ""
+    """Set when a chunk takes longer than the plan gives it (dp_ros.core.speed_check): what happens, what to change."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -69,8 +83,11 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
     level = {State.RUNNING: DiagnosticStatus.OK, State.IDLE: DiagnosticStatus.OK,
              State.WARMING_UP: DiagnosticStatus.OK, State.STOPPED: DiagnosticStatus.WARN,
              State.FAULT: DiagnosticStatus.ERROR}[snapshot.state]
+    message = f"{snapshot.state.name.lower()}: {snapshot.reason}"
+    if snapshot.speed_warning and level == DiagnosticStatus.OK:
+        level, message = DiagnosticStatus.WARN, f"{message}; too slow: {snapshot.speed_warning}"
     status = DiagnosticStatus(level=level, name=f"{node_name}: diffusion policy", hardware_id="dp_ros",
-                              message=f"{snapshot.state.name.lower()}: {snapshot.reason}")
+                              message=message)
     values = {
         "last_inference_time_s": f"{snapshot.last_inference_time:.4f}",
         "mean_inference_time_s": f"{snapshot.mean_inference_time:.4f}",
@@ -80,6 +97,13 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "watchdog_timeout_s": f"{snapshot.watchdog_timeout:.3f}",
         "worst_publish_delay_s": f"{snapshot.worst_publish_delay:.4f}",
         "late_commands_withdrawn": str(snapshot.late_commands_withdrawn),
+        "expected_chunk_delay_s": f"{snapshot.expected_chunk_delay:.3f}",
+        "late_chunks": str(snapshot.late_chunks),
+        "last_late_chunk_delay_s": f"{snapshot.last_late_chunk_delay:.3f}",
+        "chunks_discarded": str(snapshot.chunks_discarded),
+        "future_stamps_refused": str(snapshot.future_stamps_refused),
+        "stop_steps": str(snapshot.stop_steps),
+        "speed_warning": snapshot.speed_warning,
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

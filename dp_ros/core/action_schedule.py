@@ -17,7 +17,10 @@ left of the previous one:
 - ``replace``: the new chunk replaces the old plan at once;
 - ``guided``: the new chunk was sampled as a continuation of the plan
   (dp_ros.core.chunk_guidance), so it takes over from its first on-time action
-  without blending.
+  without blending, as long as that action was pinned to the plan (the chunk
+  arrived within its expected delay, ``pinned_until``). A chunk that arrives
+  later than that has unpinned first actions: they are cross-faded from the old
+  plan over ``blend_steps`` actions, so they join the plan without a jump.
 
 Between planned actions the command is interpolated linearly, so commands can
 be sent faster than the policy's step rate. ROS-free and thread-safe.
@@ -62,8 +65,12 @@ class ActionSchedule:
         self._lock = threading.Lock()
 
     # --- writing ----------------------------------------------------------------------
-    def add_chunk(self, obs_time: float, actions: np.ndarray, now: float) -> MergeResult:
-        """Merge a chunk whose first action belongs to ``obs_time``."""
+    def add_chunk(self, obs_time: float, actions: np.ndarray, now: float,
+                  pinned_until: float | None = None) -> MergeResult:
+        """Merge a chunk whose first action belongs to ``obs_time``.
+
+        ``pinned_until`` (guided): the time up to which the chunk's actions were pinned to the plan; when its
+        first on-time action is later, the chunk arrived late and is cross-faded into the plan."""
         actions = np.asarray(actions, dtype=np.float64)
         if actions.ndim != 2 or actions.shape[0] == 0:
             raise ValueError(f"a chunk must be (n_actions, n_joints); got {actions.shape}")
@@ -81,7 +88,8 @@ class ActionSchedule:
             elif self.transition == "blend":
                 self._blend(times, actions)
             elif self.transition == "guided":
-                self._splice(times, actions)
+                late = pinned_until is not None and times[0] > pinned_until + 1e-9
+                self._cross_fade(times, actions) if late else self._splice(times, actions)
             else:
                 self._ensemble(times, actions)
         return MergeResult(int(times.size), dropped)
@@ -102,6 +110,13 @@ class ActionSchedule:
             self.divergent_chunks += 1
             self._set(times, actions, np.ones(times.size))
             return
+        self._cross_fade(times, actions, old_values, inside)
+
+    def _cross_fade(self, times: np.ndarray, actions: np.ndarray, old_values: np.ndarray | None = None,
+                    inside: np.ndarray | None = None) -> None:
+        """Over the first ``blend_steps`` overlapping actions, move linearly from the old plan to the new one."""
+        if old_values is None:
+            old_values, inside = self._old_plan_at(times)
         merged = actions.copy()
         overlap = np.flatnonzero(inside)[: self.blend_steps]
         for rank, index in enumerate(overlap):

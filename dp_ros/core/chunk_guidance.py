@@ -13,11 +13,14 @@ possibly different one merged after the fact:
   gradually where the new observation asks for it;
 - the actions after the plan's end are **free**.
 
-Conditioning is by inpainting: before every call of the denoising network, the
-known part of the noisy sample is replaced by the plan noised to the current
-step (softly, by the mask's weight); after the last step the pinned actions are
-set to the plan exactly. Optionally, the first denoising steps also get RTC's
-guidance on the predicted clean sample (``gradient_steps``).
+Conditioning is by inpainting, carried by the sampler: before every call of the
+denoising network, the known part of the noisy sample is replaced by the plan
+noised to the current step, and the network's clean-sample estimate is moved to
+the plan (both softly, by the mask's weight), so every sampler, multistep history
+included, steps towards the plan and reaches it by itself. After the last step the
+pinned actions are set to the plan exactly (a float-rounding touch, not a
+repair). Optionally, the first denoising steps also get RTC's guidance on the
+predicted clean sample (``gradient_steps``).
 
 A chunk's horizon index ``i`` is the action for ``i - (n_obs_steps - 1)``
 policy steps after the newest observation (Diffusion Policy's horizon starts
@@ -76,20 +79,39 @@ def soft_mask(count: int) -> np.ndarray:
     return c * np.expm1(c) / (math.e - 1.0)
 
 
+PREDICTION_TYPES = ("epsilon", "sample")
+"""What a Diffusion Policy network may predict for guided continuation: the noise or the clean sample (the
+two LeRobot trains). Anything else is refused when the checkpoint is loaded."""
+
+
 class PlanConditioning:
     """Conditions a denoising loop on normalised targets with per-index weights (see the module docstring).
 
     ``targets`` (1, horizon, action_dim) and ``weights`` (horizon,) are in the sampler's (normalised) space;
     ``noise`` is the loop's initial sample, reused to noise the targets so that an index with weight 1
-    follows the same noise draw at every step. On denoising steps 1 .. ``gradient_steps`` the network's
-    noise estimate also gets RTC's correction (guidance on the predicted clean sample, a vector-Jacobian
-    product through the network): it carries the plan to the rest of the chunk more strongly than
-    inpainting alone, for about the cost of two more network calls per step. Step 0 never gets it: at the
-    first, pure-noise step the clean-sample estimate says nothing yet.
+    follows the same noise draw at every step.
+
+    The conditioning is carried by the sampler itself, not imposed afterwards: :meth:`model_output` returns
+    the network's output with its *clean-sample estimate* moved to the targets by the weights (pinned
+    indices exactly), written back in the checkpoint's ``prediction_type``. Every diffusers sampler turns
+    the network's output into that estimate before it updates the sample, and the multistep solvers
+    (DPM-Solver++, its SDE variant, UniPC) keep those estimates as their history: so the history, UniPC's
+    corrector (which rebuilds the sample from its own previous sample and that history, not from the sample
+    it is handed) and the final step all agree with the plan, and the sample reaches it before
+    :meth:`finish`. :meth:`finish` then only removes the last float rounding.
+
+    On denoising steps 1 .. ``gradient_steps`` the output first gets RTC's correction (guidance on the
+    predicted clean sample, a vector-Jacobian product through the network): it carries the plan to the rest
+    of the chunk more strongly than inpainting alone, for about the cost of two more network calls per
+    step. Step 0 never gets it: at the first, pure-noise step the clean-sample estimate says nothing yet.
     """
 
     def __init__(self, targets: torch.Tensor, weights: np.ndarray, noise: torch.Tensor, alphas_cumprod: torch.Tensor,
-                 gradient_steps: int = 0, max_weight: float = 5.0, clip_range: float | None = None):
+                 gradient_steps: int = 0, max_weight: float = 5.0, clip_range: float | None = None,
+                 prediction_type: str = "epsilon"):
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"guided continuation supports prediction_type {' or '.join(PREDICTION_TYPES)}; this "
+                             f"checkpoint predicts {prediction_type!r}")
         self.targets = targets.to(noise.dtype)
         self.weights = torch.as_tensor(weights, dtype=noise.dtype, device=noise.device).view(1, -1, 1)
         self.pinned = (self.weights >= 1.0).to(noise.dtype)
@@ -98,34 +120,67 @@ class PlanConditioning:
         self.gradient_steps = gradient_steps
         self.max_weight = max_weight
         self.clip_range = clip_range
+        self.prediction_type = prediction_type
+
+    def _alpha_sigma(self, timestep) -> tuple[float, float]:
+        alpha_bar = float(self.alphas_cumprod[int(timestep)])
+        return math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
 
     def before_model(self, sample: torch.Tensor, timestep: int) -> torch.Tensor:
         """``sample`` at ``timestep`` with its known part moved to the targets noised to that step."""
-        alpha_bar = float(self.alphas_cumprod[int(timestep)])
-        known = math.sqrt(alpha_bar) * self.targets + math.sqrt(1.0 - alpha_bar) * self.noise
+        alpha, sigma = self._alpha_sigma(timestep)
+        known = alpha * self.targets + sigma * self.noise
         return sample + self.weights * (known - sample)
+
+    def clean_estimate(self, output: torch.Tensor, sample: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+        """The clean sample the network's ``output`` for ``sample`` implies."""
+        if self.prediction_type == "sample":
+            return output
+        return (sample - sigma * output) / alpha
+
+    def output_for(self, clean: torch.Tensor, sample: torch.Tensor, alpha: float, sigma: float) -> torch.Tensor:
+        """The network output (in the checkpoint's prediction type) that implies ``clean`` for ``sample``."""
+        if self.prediction_type == "sample":
+            return clean
+        return (sample - alpha * clean) / sigma
 
     def model_output(self, step: int, unet, sample: torch.Tensor, timestep: torch.Tensor,
                      global_cond: torch.Tensor) -> torch.Tensor:
-        """The network's noise estimate for denoising step ``step`` (guided on steps 1 .. gradient_steps)."""
-        if not 1 <= step <= self.gradient_steps:
-            return unet(sample, timestep, global_cond=global_cond)
-        alpha_bar = float(self.alphas_cumprod[int(timestep[0])])
-        alpha, sigma = math.sqrt(alpha_bar), math.sqrt(1.0 - alpha_bar)
+        """The network's output for denoising step ``step``, conditioned on the targets (see the class docstring)."""
+        alpha, sigma = self._alpha_sigma(timestep[0])
+        if 1 <= step <= self.gradient_steps:
+            clean = self._guided_clean(unet, sample, timestep, global_cond, alpha, sigma)
+        else:
+            clean = self.clean_estimate(unet(sample, timestep, global_cond=global_cond), sample, alpha, sigma)
+        return self.output_for(self.condition_clean(clean), sample, alpha, sigma)
+
+    def condition_clean(self, clean: torch.Tensor) -> torch.Tensor:
+        """A clean-sample estimate moved to the targets by the weights (pinned indices exactly)."""
+        return clean + self.weights * (self.targets - clean)
+
+    def _guided_clean(self, unet, sample: torch.Tensor, timestep: torch.Tensor, global_cond: torch.Tensor,
+                      alpha: float, sigma: float) -> torch.Tensor:
+        """The clean-sample estimate with RTC's correction."""
         # inference-mode tensors cannot enter autograd: work on copies
         with torch.inference_mode(False), torch.enable_grad():
             x = sample.detach().clone().requires_grad_(True)
-            eps = unet(x, timestep.clone(), global_cond=global_cond.clone())
-            clean = (x - sigma * eps) / alpha
+            output = unet(x, timestep.clone(), global_cond=global_cond.clone())
+            clean = self.clean_estimate(output, x, alpha, sigma)
             if self.clip_range is not None:
                 clean = clean.clamp(-self.clip_range, self.clip_range)
             error = self.weights * (self.targets - clean.detach())
             (correction,) = torch.autograd.grad(clean, x, error)
         # RTC's weight min(beta, (1 - tau) / (tau r^2)) for a flow x_tau = tau x0 + (1 - tau) eps, written for
         # this variance-preserving schedule (tau = alpha / (alpha + sigma)), is min(beta, 1 / (alpha sigma)); it
-        # moves the clean estimate by sigma * weight * correction, that is the noise estimate by -alpha times that
+        # moves the clean estimate by sigma * weight * correction (for a noise-predicting network, its noise
+        # estimate by -alpha times that)
         weight = min(self.max_weight, 1.0 / (alpha * sigma))
-        return (eps - alpha * weight * correction).detach()
+        return (clean + sigma * weight * correction).detach()
+
+    def pinned_error(self, sample: torch.Tensor) -> float:
+        """Largest distance of ``sample``'s pinned indices from the targets (0 without pinned indices)."""
+        gap = (self.pinned * (sample - self.targets)).abs()
+        return float(gap.max()) if gap.numel() else 0.0
 
     def finish(self, sample: torch.Tensor) -> torch.Tensor:
         """The denoised sample with its pinned indices set to the targets exactly."""

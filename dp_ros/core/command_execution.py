@@ -14,13 +14,23 @@ executes it:
   ``interpolate_from_desired_state: true``).
 
 A Float64MultiArray (forward_command_controller) or JointState command is a *step* of the set-point to the
-target at the next update; a step counts as motion over one command period.
+target at the controller update that takes it (the first update at or after its receipt, at the controller
+manager's ``update_rate``); a step counts as motion over one command period from that update. Two commands
+taken in one update are one *double step* from the target executed before them (the first is never
+executed); an update that passes without a new command after a step's period holds the set-point: the
+stream has stopped, from its speed to zero at once. Where the controller's updates lie against the command
+stream is unknown here: they are placed half an update before the first command's receipt (the phase at which
+an even stream lands one command per update).
+
+A continuous joint (``continuous``) has no position limits, and a trajectory starts from the start position
+moved by whole turns to lie within half a turn of its first point, as joint_trajectory_controller's
+wraparound does for URDF continuous joints; a step of a continuous joint moves the shortest way round.
 
 Speed is judged per linear segment. Acceleration, where the robot interface gives acceleration limits, is
 the change of velocity between consecutive segments over the mean of their durations. Where a command
 replaces another, the old path executed since the previous command is the segment before; a trajectory
 also comes to rest at its end (its last segment is followed by a hold), so each one is safe even if it is
-the last the controller ever receives. A stream of steps is judged from step to step.
+the last the controller ever receives. A stream of steps is judged update by update (above).
 """
 from __future__ import annotations
 
@@ -28,60 +38,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dp_ros.core.joint_limits import (POSITION_TOLERANCE, RATIO_TOLERANCE, JointLimits, LimitCheck,  # noqa: F401
+                                      check_path)
+
 INTERPOLATE_FROM = ("measured", "desired")
 COMMAND_FORMS = ("trajectory", "step")
-RATIO_TOLERANCE = 1e-4
-"""Relative slack when judging a ratio against 1 (rounding, and the microseconds a message's stamps carry)."""
-POSITION_TOLERANCE = 1e-9
-STILL_AFTER_STEPS = 10
-"""A stream of steps that pauses for more than this many command periods has come to rest."""
-
-
-@dataclass(frozen=True)
-class JointLimits:
-    """Per-joint limits, in the robot interface's joint order."""
-
-    lower: np.ndarray
-    upper: np.ndarray
-    velocity: np.ndarray
-    acceleration: np.ndarray | None = None
-    """None when the robot interface gives no acceleration limits."""
-
-    @classmethod
-    def for_robot(cls, robot, velocity_scale: float = 1.0) -> "JointLimits":
-        """The robot interface's limits, velocities (and accelerations) scaled by ``velocity_scale``."""
-        if not 0 < velocity_scale <= 1:
-            raise ValueError(f"velocity_scale must be in (0, 1]; got {velocity_scale}")
-        acceleration = robot.acceleration_limits
-        return cls(np.array(robot.lower_limits, dtype=np.float64), np.array(robot.upper_limits, dtype=np.float64),
-                   np.array(robot.velocity_limits, dtype=np.float64) * velocity_scale,
-                   None if acceleration is None else np.array(acceleration, dtype=np.float64) * velocity_scale)
-
-
-@dataclass(frozen=True)
-class LimitCheck:
-    """How far an executed path goes beyond the limits (all zero for a path that keeps them)."""
-
-    position_excess: float = 0.0
-    """Largest distance (rad or m) of a commanded point outside the position limits."""
-    velocity_ratio: float = 0.0
-    """Largest segment speed over the joint's velocity limit (1 = at the limit)."""
-    acceleration_ratio: float = 0.0
-    """Largest acceleration over the joint's acceleration limit (0 without acceleration limits)."""
-
-    @property
-    def within_limits(self) -> bool:
-        return (self.position_excess <= POSITION_TOLERANCE and self.velocity_ratio <= 1 + RATIO_TOLERANCE
-                and self.acceleration_ratio <= 1 + RATIO_TOLERANCE)
-
-    def worst(self, other: "LimitCheck") -> "LimitCheck":
-        return LimitCheck(max(self.position_excess, other.position_excess),
-                          max(self.velocity_ratio, other.velocity_ratio),
-                          max(self.acceleration_ratio, other.acceleration_ratio))
-
-    def describe(self) -> str:
-        return (f"position {self.position_excess:.4f} beyond the limits, velocity {self.velocity_ratio:.2f}x "
-                f"and acceleration {self.acceleration_ratio:.2f}x the limits")
+UPDATE_TOLERANCE = 1e-6
+"""Seconds by which a receipt may pass an update and still be taken by it (rounding of stamps)."""
 
 
 JUMP_DURATION = 1e-9
@@ -103,53 +66,16 @@ def points_from_receipt(times: np.ndarray, positions: np.ndarray) -> tuple[np.nd
     return np.concatenate([[JUMP_DURATION], times[future]]), np.vstack([now[None, :], positions[future]])
 
 
-def _ratio(values: np.ndarray, limits: np.ndarray) -> float:
-    return float(np.max(np.abs(values) / limits)) if values.size else 0.0
-
-
-def check_path(limits: JointLimits, times: np.ndarray, positions: np.ndarray, entry_velocity: np.ndarray | None = None,
-               entry_duration: float = 0.0, comes_to_rest: bool = False) -> LimitCheck:
-    """Judge a piecewise-linear set-point path against ``limits``.
-
-    ``positions[0]`` at ``times[0]`` is where the set-point starts (the robot's state, not a command); the other
-    rows are commanded points. ``entry_velocity`` is the set-point's velocity before the path, held for
-    ``entry_duration`` seconds; ``comes_to_rest`` adds the hold after the last point.
-    """
-    times = np.asarray(times, dtype=np.float64)
-    positions = np.asarray(positions, dtype=np.float64)
-    durations = np.diff(times)
-    steps = np.diff(positions, axis=0)
-    commanded = positions[1:]
-    excess = np.maximum(limits.lower - commanded, commanded - limits.upper)
-    position_excess = max(0.0, float(np.max(excess))) if excess.size else 0.0
-    if np.any(durations <= 0):
-        still = np.all(np.abs(steps[durations <= 0]) <= POSITION_TOLERANCE)
-        return LimitCheck(position_excess, 1.0 if still else np.inf, np.inf)
-    velocities = steps / durations[:, None]
-    velocity_ratio = _ratio(velocities, limits.velocity)
-    acceleration_ratio = 0.0
-    if limits.acceleration is not None and velocities.size:
-        segment_velocities, segment_durations = velocities, durations
-        if entry_velocity is not None and entry_duration > 0:
-            segment_velocities = np.vstack([np.asarray(entry_velocity, dtype=np.float64), segment_velocities])
-            segment_durations = np.concatenate([[entry_duration], segment_durations])
-        if comes_to_rest:
-            segment_velocities = np.vstack([segment_velocities, np.zeros(velocities.shape[1])])
-            segment_durations = np.concatenate([segment_durations, segment_durations[-1:]])
-        means = (segment_durations[:-1] + segment_durations[1:]) / 2
-        accelerations = np.diff(segment_velocities, axis=0) / means[:, None]
-        acceleration_ratio = _ratio(accelerations, limits.acceleration)
-    return LimitCheck(position_excess, velocity_ratio, acceleration_ratio)
-
-
 class ControllerModel:
     """The set-point a controller follows, command after command, with each command judged as executed.
 
     ``form``: ``trajectory`` (joint_trajectory_controller) or ``step`` (forward_command_controller, JointState).
-    ``step_period``: the command period a step counts as (1/command_rate). Times are seconds in any one clock.
+    ``step_period``: the command period a step counts as (1/command_rate). ``update_period``: the controller
+    manager's update period (1/update_rate; default: the step period). Times are seconds in any one clock.
     """
 
-    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = "measured", step_period: float = 0.02):
+    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = "measured", step_period: float = 0.02,
+                 update_period: float | None = None):
         if form not in COMMAND_FORMS:
             raise ValueError(f"form must be one of {COMMAND_FORMS}; got {form!r}")
         if interpolate_from not in INTERPOLATE_FROM:
@@ -158,6 +84,16 @@ class ControllerModel:
         self.form = form
         self.interpolate_from = interpolate_from
         self.step_period = step_period
+        self.update_period = update_period or step_period
+        if self.update_period > step_period * (1 + RATIO_TOLERANCE):
+            raise ValueError(f"the controller's update period ({self.update_period}s) must not be longer than the "
+                             f"command period ({step_period}s): it would drop commands")
+        self._updates_per_step = max(1, int(round(step_period / self.update_period)))
+        self._phase: float | None = None
+        self.off_schedule = False
+        """Steps: the last one was taken in the same update as the one before (a double step) or after updates
+        without one while the stream moved (a hold), or right after such a step (it enters at the speed that
+        made): its delivery, not its content, decided how it executes."""
         self.reset()
 
     def reset(self) -> None:
@@ -165,15 +101,15 @@ class ControllerModel:
         self._times = np.empty(0)
         self._positions = np.empty((0, 0))
         self._last_receipt: float | None = None
-        self._step_velocity: np.ndarray | None = None
+        self._step: _Step | None = None
 
     def state(self) -> tuple:
         """What the model remembers, for :meth:`restore` (its arrays are replaced, never changed in place)."""
-        return self._times, self._positions, self._last_receipt, self._step_velocity
+        return self._times, self._positions, self._last_receipt, self._step
 
     def restore(self, state: tuple) -> None:
         """Back to a remembered state: the command taken since was not sent after all."""
-        self._times, self._positions, self._last_receipt, self._step_velocity = state
+        self._times, self._positions, self._last_receipt, self._step = state
 
     @property
     def active(self) -> bool:
@@ -192,6 +128,8 @@ class ControllerModel:
         self._times = self._times + seconds
         if self._last_receipt is not None:
             self._last_receipt += seconds
+        if self._phase is not None:
+            self._phase += seconds
 
     def setpoint(self, t: float) -> np.ndarray | None:
         """Where the set-point is at ``t`` (None before any command)."""
@@ -199,14 +137,38 @@ class ControllerModel:
             return None
         return np.array([np.interp(t, self._times, self._positions[:, j]) for j in range(self._positions.shape[1])])
 
+    # --- steps: the controller's updates -------------------------------------------------
+    def update_index(self, receipt: float) -> int:
+        """The controller update that takes a command received at ``receipt``."""
+        if self._phase is None:
+            self._phase = receipt - self.update_period / 2
+        return int(np.ceil((receipt - self._phase - UPDATE_TOLERANCE) / self.update_period))
+
+    def update_time(self, index: int) -> float:
+        return self._phase + index * self.update_period
+
+    def step_velocity_at(self, receipt: float, slack: int = 0) -> np.ndarray:
+        """The set-point velocity a step taken at ``receipt`` follows: the last step's, when it is taken no later
+        than ``slack`` updates after the one at which the stream's next step is due; zero (still) otherwise."""
+        step = self._step
+        if step is None or self.update_index(receipt) > step.update + self._updates_per_step + slack:
+            return np.zeros(self.limits.velocity.shape)
+        return step.velocity.copy()
+
     def velocities_between(self, t0: float, t1: float) -> tuple[np.ndarray, np.ndarray] | None:
         """Lowest and highest set-point velocity per joint over [t0, t1] (None before any command)."""
         if not self.active:
             return None
         if self.form == "step":
-            resting = self._step_velocity is None or t0 - self._last_receipt > STILL_AFTER_STEPS * self.step_period
-            velocity = np.zeros(self._positions.shape[1]) if resting else self._step_velocity
-            return velocity.copy(), velocity.copy()
+            step, zero = self._step, np.zeros(self._positions.shape[1])
+            if step is None:
+                return zero, zero.copy()
+            moving_until = self.update_time(step.update) + self.step_period
+            candidates = [step.velocity] if t0 < moving_until else []
+            if t1 >= moving_until:
+                candidates.append(zero)
+            stacked = np.vstack(candidates)
+            return stacked.min(axis=0), stacked.max(axis=0)
         times = self._times
         if times.size == 1:
             zero = np.zeros(self._positions.shape[1])
@@ -246,8 +208,25 @@ class ControllerModel:
         if self.form == "step":
             check = self._execute_step(receipt, start, positions[-1])
         else:
+            start = self.limits.shortest_way(start, positions[0])
             check = self._execute_trajectory(receipt, start, times_from_start, positions)
         self._last_receipt = receipt
+        return check
+
+    def settle(self, now: float) -> LimitCheck | None:
+        """Steps: the update at which the stream's next step was due has passed by ``now`` without one (no
+        command received up to ``now`` is left unjudged): the set-point stopped from the last step's speed
+        at once. That stop judged (None when there is nothing to judge); the stream is still from then on."""
+        step = self._step
+        if self.form != "step" or step is None or not np.any(step.velocity):
+            return None
+        due = step.update + self._updates_per_step
+        if now < self.update_time(due) - UPDATE_TOLERANCE:
+            return None
+        target = self._positions[-1]
+        check = check_path(self.limits, np.array([0.0, self.update_period]), np.vstack([target, target]),
+                           step.velocity, self.step_period)
+        self._step = _Step(step.update, step.origin, np.zeros_like(step.velocity), step.entry, step.off_schedule)
         return check
 
     def _entry(self, receipt: float, first_duration: float) -> tuple[np.ndarray | None, float]:
@@ -271,13 +250,52 @@ class ControllerModel:
         return check
 
     def _execute_step(self, receipt: float, start: np.ndarray, target: np.ndarray) -> LimitCheck:
-        # after a pause of the stream the set-point has been still
-        entry_velocity = None if self._step_velocity is None else self.velocities_between(receipt, receipt)[0]
-        check = check_path(self.limits, np.array([0.0, self.step_period]), np.vstack([start, target]),
-                           entry_velocity, self.step_period if entry_velocity is not None else 0.0)
-        self._step_velocity = (target - start) / self.step_period
+        update, period = self.update_index(receipt), self.step_period
+        previous = self._step
+        moving = previous is not None and bool(np.any(previous.velocity))
+        idle = 0.0
+        if previous is not None and update <= previous.update:
+            # taken in the same update as the step before, which is never executed: one double step
+            start, entry = previous.origin, previous.entry
+        elif previous is None:
+            # the first step (after a reset): from a set-point known only as the measured position, so its
+            # speed is judged but not its change
+            entry = (None, 0.0)
+        elif not moving:
+            entry = (np.zeros(self.limits.velocity.shape), period)   # from rest
+        elif update - previous.update <= self._updates_per_step:
+            entry = (previous.velocity, (update - previous.update) * self.update_period)
+        else:
+            entry = (previous.velocity, period)
+            idle = (update - previous.update) * self.update_period - period
+        taken_off_schedule = previous is not None and (update <= previous.update or idle > UPDATE_TOLERANCE)
+        # the step right after one taken off schedule enters at a speed the delivery made, not the command
+        self.off_schedule = taken_off_schedule or (previous is not None and previous.off_schedule)
+        target = self.limits.shortest_way(target, start)
+        if idle > UPDATE_TOLERANCE:   # updates passed without a new step: the set-point stopped, then steps again
+            # (held one update after the last step, and one update before this one)
+            update_period = self.update_period
+            holds = np.unique(np.round([0.0, min(update_period, idle), max(idle - update_period, 0.0), idle], 12))
+            times = np.concatenate([holds, [idle + period]])
+            path = np.vstack([np.repeat(start[None, :], holds.size, axis=0), target[None, :]])
+        else:
+            times, path = np.array([0.0, period]), np.vstack([start, target])
+        check = check_path(self.limits, times, path, *entry)
+        self._step = _Step(update, start, (target - start) / period, entry, taken_off_schedule)
         self._times, self._positions = np.array([receipt]), target[None, :].copy()
         return check
+
+
+@dataclass(frozen=True)
+class _Step:
+    """The last step a controller took: at which update, from where, at what speed, after what."""
+
+    update: int
+    origin: np.ndarray
+    velocity: np.ndarray
+    entry: tuple[np.ndarray, float]
+    off_schedule: bool = False
+    """Taken in the same update as the step before, or after a hold."""
 
 
 @dataclass
@@ -289,11 +307,27 @@ class CommandLedger:
     violations: int = 0
     """Commands whose execution broke a limit."""
     worst: LimitCheck = LimitCheck()
+    off_schedule: int = 0
+    """Steps taken off the stream's schedule: a double step, or after a hold (see ControllerModel.off_schedule)."""
+    off_schedule_violations: int = 0
+    """Of the violations, those of steps taken off schedule (delivery timing: no command's content prevents it)."""
 
     def judge(self, receipt: float, times_from_start: np.ndarray, positions: np.ndarray,
               measured: np.ndarray | None = None) -> LimitCheck:
         check = self.model.execute(receipt, times_from_start, positions, measured)
         self.judged += 1
         self.violations += not check.within_limits
+        if self.model.form == "step" and self.model.off_schedule:
+            self.off_schedule += 1
+            self.off_schedule_violations += not check.within_limits
         self.worst = self.worst.worst(check)
+        return check
+
+    def settle(self, now: float) -> LimitCheck | None:
+        """Judge a step stream that stopped by ``now`` (see :meth:`ControllerModel.settle`); counted with the
+        last command (whose execution it ends)."""
+        check = self.model.settle(now)
+        if check is not None:
+            self.violations += not check.within_limits
+            self.worst = self.worst.worst(check)
         return check

@@ -3,7 +3,10 @@
 A trajectory command's first point is the plan ``lead_time`` after now (stretched while the node is slow to
 send its commands); the planned actions after it follow
 at their own times (an action closer than a quarter policy step to the point before is left out, so no
-segment is a sliver). A step command (forward_command_controller, JointState) is the plan now. The safety
+segment is a sliver). A step command (forward_command_controller, JointState) is the plan now; a stream of
+steps that must stop (stop, watchdog, reset, fault, the plan running out) decelerates within the acceleration
+limits over as many further steps as that needs (:meth:`CommandShaper.continue_stop`). A continuous joint's
+targets go the shortest way round from where the command starts. The safety
 filter shapes these very points from where the controller will start them, and the shaper remembers what
 it published, as the controller will execute it, to know where the next command starts. ROS-free.
 """
@@ -45,6 +48,8 @@ class CommandSettings:
     timing_margin: float
     """Seconds by which the controller may take a command later or earlier than expected (its update period
     plus delivery jitter); the first segment keeps this much full-speed motion in reserve."""
+    update_period: float = 0.0
+    """Seconds between the controller's updates (0: one command period)."""
 
     @classmethod
     def for_robot(cls, robot, command_type: str | None = None, trajectory_mode: str | None = None,
@@ -56,7 +61,7 @@ class CommandSettings:
                    single_point=(trajectory_mode or robot.command.trajectory_mode) == "single_point",
                    interpolate_from=robot.command.interpolate_from, command_period=1.0 / robot.command_rate,
                    control_period=robot.control_period, lead_time=lead_time or robot.control_period,
-                   timing_margin=timing_margin)
+                   timing_margin=timing_margin, update_period=robot.update_period)
 
     def __post_init__(self) -> None:
         if self.lead_time < 2 * self.timing_margin:
@@ -90,7 +95,14 @@ class CommandShaper:
         self.settings = settings
         self.safety = safety
         self.published = ControllerModel(safety.limits, settings.form, settings.interpolate_from,
-                                         settings.command_period)
+                                         settings.command_period, settings.update_period or None)
+        self._braking = False
+        self._reset_when_still = False
+        self._held = False
+        """Steps: the last step was withdrawn, so the controller holds its target for an update."""
+        self.stop_steps = 0
+        """Steps sent to bring a stream of steps to rest."""
+
         self._speeds: deque[tuple[float, np.ndarray]] = deque()
         self.self_check_failures = 0
         """Commands that, judged right after shaping, broke a limit (a defect if ever non-zero)."""
@@ -117,8 +129,17 @@ class CommandShaper:
         timing margin (a busy CPU or a GIL held by inference can take milliseconds from ``now`` to sending)."""
         return max(self._publish_delays, default=0.0)
 
+    @property
+    def braking(self) -> bool:
+        """Step commands: a stop is under way (see :meth:`continue_stop`): call it at the next command time."""
+        return self._braking or self._reset_when_still
+
     def reset(self) -> None:
-        """The controller holds still: the next command starts from the measured position."""
+        """The controller holds still: the next command starts from the measured position. While a stream of
+        steps is still braking, after its stop."""
+        if self._braking:
+            self._reset_when_still = True
+            return
         self.published.reset()
         self._speeds.clear()
 
@@ -130,26 +151,35 @@ class CommandShaper:
         actions strictly after ``t`` as (times, positions). ``measured``: the newest measured joint position,
         ``measured_age`` seconds old.
         """
+        self._braking = False   # the plan goes on: a stop under way ends here
+        plan_at = self._shortest_way_plan(plan_at, plan_after)
         if self.settings.form == "step":
             target = plan_at(now)
             if target is None:
                 return None
             start = self._start(now, measured, measured_age, self.settings.command_period)
+            target = self.safety.limits.shortest_way(target, start.position)
             shaped = self.safety.shape_step(start, target, self.settings.command_period)
             return None if shaped is None else self._publish(now, np.zeros(1), shaped[None, :], measured)
         times, targets = self._trajectory_points(now, plan_at, plan_after)
         if times is None:
             return None
         start = self._start(now, measured, measured_age, float(times[0]))
+        previous, targets = start.position, np.array(targets, dtype=np.float64)   # a copy: the plan's stay as they are
+        for row in range(len(targets)):   # continuous joints: each point the shortest way from the one before
+            targets[row] = previous = self.safety.limits.shortest_way(targets[row], previous)
         shaped = self.safety.shape_trajectory(start, times, targets)
         return None if shaped is None else self._publish(now, times, shaped, measured)
 
     def stop_command(self, now: float, measured: np.ndarray, measured_age: float) -> Command | None:
         """A trajectory that brings the set-point to rest within the limits, or None where no command is needed.
 
-        Steps need none (the controller holds the last target); a still set-point needs none.
+        Steps: the first step of a stop within the acceleration limits (:meth:`continue_stop`). A still
+        set-point needs none.
         """
-        if self.settings.form == "step" or not self.published.active or now >= self.published.end_time:
+        if self.settings.form == "step":
+            return self.continue_stop(now)
+        if not self.published.active or now >= self.published.end_time:
             return None
         lead_time = self.lead_time
         if measured_age > lead_time:
@@ -170,7 +200,56 @@ class CommandShaper:
         shaped = self.safety.shape_trajectory(start, times, targets)
         return None if shaped is None else self._publish(now, times, shaped, measured)
 
+    def continue_stop(self, now: float) -> Command | None:
+        """Step commands: the next step of a stop, or None once the set-point can stop where it is.
+
+        A forward controller holds its last target: a stream of steps that just ends stops the set-point from
+        full speed within one update. Here each joint's speed falls by its acceleration limit per command
+        period until it is within one period's deceleration of zero (the controller's hold then stops it
+        within the limit). Without acceleration limits, or for trajectories (which come to rest at their end by
+        themselves), there is nothing to do."""
+        acceleration = self.safety.limits.acceleration
+        if self.settings.form != "step" or acceleration is None or not self.published.active:
+            return self._stopped()
+        period = self.settings.command_period
+        velocity = self._step_velocity(now)
+        if np.all(np.abs(velocity) <= acceleration * period * (1 + 1e-9)):
+            return self._stopped()
+        slower = np.sign(velocity) * np.maximum(np.abs(velocity) - acceleration * period, 0.0)
+        start = StartState(self.published.start_for(now, None), 0.0, (velocity, velocity.copy()), period)
+        shaped = self.safety.shape_step(start, start.position + slower * period, period)
+        if shaped is None:
+            return self._stopped()
+        self._braking = bool(np.any(np.abs(slower) > acceleration * period * (1 + 1e-9)))
+        self.stop_steps += 1
+        return self._publish(now, np.zeros(1), shaped[None, :], start.position)
+
+    def _stopped(self) -> None:
+        self._braking = False
+        if self._reset_when_still:
+            self._reset_when_still = False
+            self.reset()
+        return None
+
     # --- internals ----------------------------------------------------------------------
+    def _shortest_way_plan(self, plan_at, plan_after):
+        """``plan_at`` with continuous joints interpolated the shortest way round between planned actions (one
+        policy step apart), not through the long way a wrapped action (3.1 then -3.1) would give."""
+        limits, period = self.safety.limits, self.settings.control_period
+        if limits.continuous is None:
+            return plan_at
+
+        def at(t: float) -> np.ndarray | None:
+            value = plan_at(t)
+            times, positions = plan_after(t)
+            before = None if value is None or not len(times) else plan_at(times[0] - period)
+            if before is None:
+                return value
+            after = limits.shortest_way(positions[0], before)
+            weight = float(np.clip((t - (times[0] - period)) / period, 0.0, 1.0))
+            return np.where(limits.continuous, before + weight * (after - before), value)
+        return at
+
     def _trajectory_points(self, now: float, plan_at, plan_after) -> tuple[np.ndarray | None, np.ndarray | None]:
         settings, lead_time = self.settings, self.lead_time
         if plan_at(now) is None:
@@ -200,10 +279,12 @@ class CommandShaper:
             # the arm moves on, at most at full speed, after its position was measured and while the command travels
             position = np.asarray(measured, dtype=np.float64)
             spread = self.safety.limits.velocity * (margin + max(0.0, measured_age))
+        if settings.form == "step":
+            # the stream goes on at the last step's speed if this step is taken on time; after a pause it is still
+            velocity = self._step_velocity(now) if published.active else np.zeros_like(np.asarray(position))
+            return StartState(position, spread, (velocity, velocity.copy()), settings.command_period)
         if velocities is None or published.last_receipt is None:
             return StartState(position, spread)
-        if settings.form == "step":
-            return StartState(position, spread, velocities, settings.command_period)
         held = first_duration if now > published.end_time else max(now - published.last_receipt - margin, 1e-3)
         return StartState(position, spread, velocities, held)
 
@@ -219,13 +300,26 @@ class CommandShaper:
         """Whether the last command may still be sent ``delay`` seconds after the ``now`` it was shaped for:
         within the publish delay kept in reserve plus half the timing margin (the other half is the
         network's). Otherwise it is retracted (the controller keeps executing the command before, which comes
-        to rest within the limits at its end) and the delay counts towards the next commands' reserve."""
+        to rest within the limits at its end) and the delay counts towards the next commands' reserve. A withdrawn
+        step leaves a forward controller holding its last target for an update (sent late, it would land with the
+        next one: a double step), a stop from the stream's speed that no later command undoes; the steps after
+        it start again from rest within the acceleration limit."""
         allowed = self.reserved_delay + self.settings.timing_margin / 2
         if delay <= allowed:
             return True
+
         self.retract()
         self.note_publish_delay(delay)
         return False
+
+    def _step_velocity(self, now: float) -> np.ndarray:
+        """The set-point speed a step computed now enters at, as the controller will take it: still after a
+        withdrawn step; otherwise the last step's, unless more than one update more than a command period passed
+        (the controller takes a command computed up to an update late in its own update, as far as the node can
+        tell: where it did not, the judge counts a step taken off schedule)."""
+        if self._held:
+            return np.zeros(self.safety.limits.velocity.shape)
+        return self.published.step_velocity_at(now, slack=1)
 
     def retract(self) -> None:
         """The last command was not sent after all (too late): forget it, the controller still runs the one
@@ -237,9 +331,11 @@ class CommandShaper:
         while len(self._speeds) > speeds:
             self._speeds.pop()
         self._before_last = None
+        self._held = self.settings.form == "step"
 
     def _publish(self, now: float, times: np.ndarray, positions: np.ndarray, measured: np.ndarray) -> Command:
         self._before_last = (self.published.state(), len(self._speeds))
+        self._held = False
         self.reserved_delay = self.publish_delay
         start = self.published.start_for(now, measured) if self.published.active else np.asarray(measured, float)
         self._speeds.append((now, np.abs(positions[0] - start) / (times[0] or self.settings.command_period)))

@@ -6,17 +6,26 @@ period apart (t - (n-1)·dt, ..., t), each made of the latest joint state and
 camera frames at or before that time, never a later one. A history is complete
 only when every stream has a sample for every one of those times that is no
 older than ``max_sample_age``; otherwise ``sample`` says what is missing.
+
+Given the receiver's clock, a sample stamped more than ``FUTURE_TOLERANCE`` after its arrival is bad input
+(a sensor clock ahead of the node's): counted per stream, warned about, and not used. A stream's age is then
+also the time since its newest sample arrived, so the watchdog never waits for a clock offset.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
+from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.time_alignment import TimestampedBuffer, history_times
 from dp_ros.robot_interface import STATE_FEATURE, RobotInterface
 
 JOINT_STATE_STREAM = "joint_states"
+FUTURE_TOLERANCE = 0.05
+"""Seconds a sample's stamp may lie after the receiver's clock at its arrival (clocks synchronised over a
+network differ by milliseconds; a sensor that stamps later than that has a clock that runs ahead)."""
 
 
 @dataclass(frozen=True)
@@ -31,7 +40,10 @@ class HistoryNotReady(Exception):
 
 class ObservationHistory:
     def __init__(self, robot: RobotInterface, n_obs_steps: int, period: float, max_sample_age: float,
-                 keep: float | None = None):
+                 keep: float | None = None, clock: Callable[[], float] | None = None,
+                 log: Callable[[str, str], None] | None = None):
+        """``clock``: the receiver's clock (the node's), to refuse stamps from the future and to age streams by
+        the arrival of their newest sample; ``log(level, text)`` hears of refused stamps."""
         if max_sample_age <= 0:
             raise ValueError("max_sample_age must be positive")
         self.robot = robot
@@ -42,12 +54,32 @@ class ObservationHistory:
         self.streams: dict[str, TimestampedBuffer] = {JOINT_STATE_STREAM: TimestampedBuffer(keep)}
         for cam in robot.cameras:
             self.streams[cam.feature] = TimestampedBuffer(keep)
+        self.clock = clock
+        self.log = log or (lambda level, text: None)
+        self._future_log = LogThrottle(5.0)
 
-    def add_joint_state(self, stamp: float, positions: np.ndarray) -> None:
-        self.streams[JOINT_STATE_STREAM].add(stamp, np.asarray(positions, dtype=np.float32))
+    def add_joint_state(self, stamp: float, positions: np.ndarray) -> bool:
+        return self._add(JOINT_STATE_STREAM, stamp, np.asarray(positions, dtype=np.float32))
 
-    def add_image(self, feature: str, stamp: float, rgb: np.ndarray) -> None:
-        self.streams[feature].add(stamp, rgb)
+    def add_image(self, feature: str, stamp: float, rgb: np.ndarray) -> bool:
+        return self._add(feature, stamp, rgb)
+
+    def _add(self, name: str, stamp: float, value) -> bool:
+        """Whether the sample was taken (a stamp from the future is not: counted and warned about)."""
+        buffer = self.streams[name]
+        now = None if self.clock is None else self.clock()
+        if buffer.add(stamp, value, now, FUTURE_TOLERANCE):
+            return True
+        if now is not None and stamp > now + FUTURE_TOLERANCE and self._future_log.ready(name):
+            self.log("warn", f"{name} is stamped {stamp - now:.3f}s after it arrived (more than "
+                             f"{FUTURE_TOLERANCE:.3f}s): the sensor's clock runs ahead of this node's; ignoring "
+                             f"such samples ({buffer.future} so far). Synchronise the clocks (chrony/PTP) or set "
+                             "stamp_source:=receive")
+        return False
+
+    def future_counts(self) -> dict[str, int]:
+        """Per stream, samples refused because they were stamped in the future."""
+        return {name: buffer.future for name, buffer in self.streams.items()}
 
     def newest_stamps(self) -> dict[str, float | None]:
         result = {}
@@ -57,10 +89,14 @@ class ObservationHistory:
         return result
 
     def newest_age(self, now: float) -> tuple[float, str]:
-        """Age of the stalest stream's newest sample, and that stream's name (inf if a stream has nothing)."""
+        """Age of the stalest stream's newest sample, and that stream's name (inf if a stream has nothing): by
+        its stamp, or, given the receiver's clock, by its arrival where that is longer ago."""
         worst, worst_name = -np.inf, ""
         for name, stamp in self.newest_stamps().items():
             age = np.inf if stamp is None else now - stamp
+            arrival = self.streams[name].last_arrival
+            if arrival is not None:
+                age = max(age, now - arrival)
             if age > worst:
                 worst, worst_name = age, name
         return float(worst), worst_name

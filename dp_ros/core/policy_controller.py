@@ -9,38 +9,30 @@ the observation time. With ``transition: guided`` the worker hands the policy
 the current plan and the chunk's expected delay, so the chunk continues the plan
 (dp_ros.core.chunk_guidance). Every command is shaped by the safety filter exactly
 as it will be published (see command_shaping). A watchdog stops commanding while
-any input is stale and resumes when fresh data and a full history return; whenever
+any input is stale and resumes when fresh data and a full history return, with a
+chunk computed from that data (never one computed before the stall); whenever
 commanding stops (watchdog, stop, reset, fault) one last command brings the arm
-to rest within the limits.
+to rest within the limits. The phases and their transitions are one table,
+dp_ros.core.controller_states.
 """
 from __future__ import annotations
 
-import enum
 import threading
-import time
-import traceback
-from collections import deque
 from dataclasses import dataclass
 from typing import Callable, Protocol, Sequence
 
 import numpy as np
 
-from dp_ros.core.action_schedule import ActionSchedule
 from dp_ros.core.chunk_guidance import ChunkGuide
+from dp_ros.core.chunk_planner import ChunkPlanner
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
+from dp_ros.core.controller_states import Event, InvalidTransition, PendingStop, Phase, State, next_phase
+from dp_ros.core.controller_stats import Stats
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
+from dp_ros.core.plan_events import ChunkListener
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
-
-
-class State(enum.IntEnum):
-    # values match dp_ros_msgs/PolicyStatus
-    IDLE = 0
-    WARMING_UP = 1
-    RUNNING = 2
-    STOPPED = 3
-    FAULT = 4
 
 
 class ChunkPredictor(Protocol):
@@ -51,9 +43,6 @@ class ChunkPredictor(Protocol):
 
     def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], guide: ChunkGuide | None = None) -> np.ndarray: ...
 
-
-DELAY_WINDOW = 10
-"""Chunks whose measured delay (observation to merge) sets the expected delay of the next one."""
 
 
 @dataclass
@@ -87,8 +76,9 @@ class ControllerConfig:
     """Seconds by which the controller may start a command earlier or later than expected (its update period
     plus the delivery jitter); the first segment keeps that much full-speed motion in reserve."""
     delay_margin: float = 0.05
-    """guided: seconds added to the expected delay of a chunk (the longest of the last few, from observation to
-    merge); the plan's actions due before then are pinned in the new chunk."""
+    """guided: seconds added to the expected delay of a chunk (a capped high quantile of the recent delays from
+    observation to merge, see dp_ros.core.chunk_delay); the plan's actions due before then are pinned in the
+    new chunk."""
     guidance_gradient_steps: int = 2
     """guided: denoising steps (after the first) that also get RTC's guidance on the predicted clean sample, a
     vector-Jacobian product through the network costing about two network calls each; 0 = inpainting only."""
@@ -96,28 +86,12 @@ class ControllerConfig:
     """guided: largest weight of that guidance (RTC's beta)."""
 
 
-@dataclass
-class Stats:
-    chunks_produced: int = 0
-    actions_dropped_late: int = 0
-    commands_published: int = 0
-    watchdog_trips: int = 0
-    inference_errors: int = 0
-    queue_underruns: int = 0
-    stop_commands: int = 0
-    last_inference_time: float = 0.0
-    total_inference_time: float = 0.0
-    worst_publish_delay: float = 0.0
-    """Longest time from computing a command to its leaving the process (seconds)."""
-    late_commands_withdrawn: int = 0
-    """Commands not sent because they were ready too long after they were computed (see ``confirm``)."""
-
-    @property
-    def mean_inference_time(self) -> float:
-        return self.total_inference_time / self.chunks_produced if self.chunks_produced else 0.0
+__all__ = ["ChunkPredictor", "ControllerConfig", "PolicyController", "State", "Stats"]
 
 
 class PolicyController:
+    """Observe, plan asynchronously, command safely; its phases are those of dp_ros.core.controller_states."""
+
     def __init__(self, robot: RobotInterface, predictor: ChunkPredictor, config: ControllerConfig,
                  clock: Callable[[], float], log: Callable[[str, str], None] | None = None,
                  command_type: str | None = None, trajectory_mode: str | None = None):
@@ -128,15 +102,8 @@ class PolicyController:
         self.log = log or (lambda level, text: None)
         period = robot.control_period
         self.history = ObservationHistory(robot, predictor.n_obs_steps, period,
-                                          config.watchdog_timeout or self.default_watchdog_timeout(robot))
-        self.schedule = ActionSchedule(period, config.transition, config.blend_steps, config.ensemble_decay,
-                                       config.late_margin, config.blend_max_deviation)
-        self._guided = config.transition == "guided"
-        # guided: the next chunk is requested when replan_steps of the committed actions remain; the
-        # reserve after them keeps the plan going while it is computed
-        reserve = predictor.future_steps - predictor.n_action_steps if self._guided else 0
-        self._replan_threshold = config.replan_steps + reserve
-        self._delays: deque[float] = deque(maxlen=DELAY_WINDOW)
+                                          config.watchdog_timeout or self.default_watchdog_timeout(robot),
+                                          clock=clock, log=lambda level, text: self.log(level, text))
         self.safety = SafetyFilter.for_robot(robot, config.velocity_scale)
         self.command_type = command_type or robot.command.type
         self.trajectory_mode = trajectory_mode or robot.command.trajectory_mode
@@ -144,24 +111,32 @@ class PolicyController:
                                                               config.trajectory_lead_time, config.timing_margin),
                                     self.safety)
         self.stats = Stats()
-        self.state = State.IDLE
-        self.reason = "waiting for start"
-        self._enabled = False
-        self._stale = False
-        self._commanding = False
-        """The last command came from the plan (so the arm may be moving)."""
-        self._brake = False
-        self._forget = False
         self._lock = threading.Lock()
-        self._publish_delay_warned = False
+        self.planner = ChunkPlanner(robot, predictor, config, clock, self.history, self._lock, self.stats,
+                                    self.safety, lambda level, text: self.log(level, text),
+                                    accepts=self._accepts_chunks, on_failure=self._inference_failed)
+        self.schedule = self.planner.schedule
+        self.delays = self.planner.delays
+        self.phase = Phase.IDLE
+        self.reason = "waiting for start"
+        self._idle_status = State.IDLE
+        self._moving = False
+        """The last command came from the plan (so the arm may be moving)."""
+        self._pending_stop: PendingStop | None = None
         self._withdrawable: Command | None = None
+        self._publish_delay_warned = False
         self._late_log = LogThrottle(5.0)
-        self._request = threading.Event()
-        self._inflight = False
-        self._generation = 0
-        self._closing = False
-        self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
-        self._worker.start()
+
+    # --- observers -------------------------------------------------------------------------
+    def add_chunk_listener(self, listener: ChunkListener) -> None:
+        """Call ``listener(record)`` for every chunk that joins the plan (in the inference thread, after the merge,
+        without the lock held; it must be quick)."""
+        self.planner.chunk_listeners.append(listener)
+
+    def add_plan_cleared_listener(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` whenever the plan is forgotten (stop, reset, watchdog, fault); it runs with the
+        controller's lock held, so it must only take note."""
+        self.planner.plan_cleared_listeners.append(listener)
 
     # --- the watchdog ---------------------------------------------------------------------
     @staticmethod
@@ -187,18 +162,29 @@ class PolicyController:
     def on_image(self, feature: str, stamp: float, rgb: np.ndarray) -> None:
         self.history.add_image(feature, stamp, rgb)
 
-    # --- control ------------------------------------------------------------------------
+    # --- control: the state machine's events ---------------------------------------------------
+    @property
+    def state(self) -> State:
+        """The PolicyStatus code of the current phase."""
+        return self._idle_status if self.phase is Phase.IDLE else self.phase.status
+
+    def set_status(self, state: State, reason: str) -> None:
+        """The node's own report before start (loading, warm-up): only while IDLE, and only IDLE or WARMING_UP."""
+        with self._lock:
+            if self.phase is not Phase.IDLE or state not in (State.IDLE, State.WARMING_UP):
+                raise InvalidTransition(f"set_status({state.name}) while {self.phase.value}: use start, stop, reset")
+            if (state, reason) != (self._idle_status, self.reason):
+                self.log("info", f"{state.name.lower()}: {reason}")
+            self._idle_status, self.reason = state, reason
+
     def start(self) -> str:
         with self._lock:
-            self._enabled = True
-            self.set_status(State.WARMING_UP, "started: waiting for a full observation history")
+            self._enter(Event.START, "started: waiting for a full observation history")
         return "started"
 
     def stop(self, reason: str = "stopped by request") -> str:
         with self._lock:
-            self._enabled = False
-            self._halt()
-            self.set_status(State.STOPPED, reason)
+            self._enter(Event.STOP, reason)
         return reason
 
     def reset(self) -> str:
@@ -206,36 +192,55 @@ class PolicyController:
 
         The next command starts from the measured position: after a reset the world may have changed."""
         with self._lock:
-            self._halt(forget=True)
+            self._enter(Event.RESET, "reset: waiting for a full observation history")
             self.history.clear()
-            if self._enabled:
-                self.set_status(State.WARMING_UP, "reset: waiting for a full observation history")
+            self._forget_frames()
         return "history and action queue cleared"
+
+    def _forget_frames(self) -> None:
+        """A predictor that caches per-frame features (PolicyRuntime) starts afresh after a reset or a sensor gap."""
+        forget = getattr(self.predictor, "forget_frames", None)
+        if forget is not None:
+            forget()
 
     def set_fault(self, reason: str) -> None:
         with self._lock:
-            self._enabled = False
-            self._halt()
-            self.set_status(State.FAULT, reason)
+            self._enter(Event.FAULT, reason)
 
-    def _halt(self, forget: bool = False, keep_inflight: bool = False) -> None:
-        """Forget the plan; the next step brings the arm to rest (call with the lock held).
+    def _enter(self, event: Event, reason: str, announce: bool = False) -> None:
+        """Take ``event`` (call with the lock held): the next phase by the transition table, and its effects.
 
-        ``forget``: also forget what was published, so the next command starts from the measured position.
-        ``keep_inflight``: a chunk being computed (from data that was fresh) may still join the plan; its actions
-        whose time has passed are dropped when commanding resumes."""
-        if not keep_inflight:
-            self._generation += 1
-        self.schedule.clear()
-        self._brake = self._brake or self._commanding
-        self._forget = self._forget or forget
+        Leaving the plan (any phase but RUNNING after WARMING_UP, RUNNING or STALLED; a reset; a watchdog
+        recovery) starts a new epoch: the plan and any chunk being computed are discarded. If the arm may be
+        moving, the next step brings it to rest (the single stop path, :meth:`_stop_command`)."""
+        before = self.phase
+        after = next_phase(before, event)
+        leaves_plan = event in (Event.RESET, Event.FRESH) or (
+            before in (Phase.WARMING_UP, Phase.RUNNING, Phase.STALLED) and after is not Phase.RUNNING
+            and after is not before)
+        if leaves_plan:
+            self.planner.discard()
+            if self._moving or event is Event.RESET:
+                self._request_stop(forget=event is Event.RESET)
+        self.phase = after
+        if after is not before or (announce and reason != self.reason):
+            level = {Phase.FAULT: "error", Phase.STOPPED: "warn", Phase.STALLED: "warn"}.get(after, "info")
+            self.log(level, f"{after.value}: {reason}")
+        self.reason = reason
 
-    def set_status(self, state: State, reason: str, announce: bool = False) -> None:
-        """Change state; the log hears of state changes (and of reasons marked ``announce``)."""
-        if state != self.state or (announce and reason != self.reason):
-            level = {State.FAULT: "error", State.STOPPED: "warn"}.get(state, "info")
-            self.log(level, f"{state.name.lower()}: {reason}")
-        self.state, self.reason = state, reason
+    def _request_stop(self, forget: bool) -> None:
+        """Bring the arm to rest at the next step; ``forget``: then also forget what was sent."""
+        brake = self._moving or (self._pending_stop is not None and self._pending_stop.brake)
+        forget = forget or (self._pending_stop is not None and self._pending_stop.forget)
+        newest = self.history.streams[JOINT_STATE_STREAM].latest()
+        measured = None if newest is None else (np.asarray(newest.value, dtype=np.float64), newest.stamp)
+        self._pending_stop = PendingStop(brake=brake, forget=forget, measured=measured)
+
+    def _say(self, reason: str, announce: bool = False) -> None:
+        """A new reason for the current phase (logged if ``announce``)."""
+        if announce and reason != self.reason:
+            self.log("info", f"{self.phase.value}: {reason}")
+        self.reason = reason
 
     # --- the command step -------------------------------------------------------------------
     def confirm(self, command: Command, delay: float) -> bool:
@@ -277,46 +282,49 @@ class PolicyController:
         """The command to send at ``now``, or None to send nothing."""
         age, stream = self.history.newest_age(now)
         with self._lock:
-            if self._brake or self._forget:
+            if self._pending_stop is not None or self.shaper.braking:
                 return self._stop_command(now)
-            if not self._enabled:
+            if self.phase not in (Phase.WARMING_UP, Phase.RUNNING, Phase.STALLED):
                 return None
-            if age == np.inf and not self._stale:
-                self.set_status(State.WARMING_UP, f"waiting for the first {stream} message")
+            if age == np.inf and self.phase is not Phase.STALLED:
+                self._say(f"waiting for the first {stream} message")
                 return None
             limit = self.watchdog_limit()
             self.history.max_sample_age = limit
             if age > limit:
-                if not self._stale:
-                    self._stale = True
-                    self.stats.watchdog_trips += 1
-                    self._halt(keep_inflight=True)
-                    what = "never received" if age == np.inf else f"{age:.3f}s old"
-                    self.set_status(State.STOPPED, f"watchdog: newest {stream} is {what} (timeout {limit:.3f}s); "
-                                                   "holding")
-                    return self._stop_command(now)
-                return None
-            if self._stale or self.state != State.RUNNING:
-                try:
-                    self.history.sample(now)
-                except HistoryNotReady as exc:
-                    self.set_status(State.WARMING_UP if not self._stale else State.STOPPED,
-                                    ("watchdog: fresh data again, " if self._stale else "") + f"waiting: {exc}")
+                if self.phase is Phase.STALLED:
                     return None
-                if self._stale:
-                    self._stale = False
-            if self.schedule.remaining(now) <= self._replan_threshold and not self._inflight:
-                self._inflight = True
-                self._request.set()
+                self.stats.watchdog_trips += 1
+                self._forget_frames()
+                what = "never received" if age == np.inf else f"{age:.3f}s old"
+                self._enter(Event.STALE, f"watchdog: newest {stream} is {what} (timeout {limit:.3f}s); holding")
+                return self._stop_command(now)
+            if self.phase is not Phase.RUNNING and not self._history_ready(now):
+                return None
+            self.planner.request_if_due(now)
             command = self._plan_command(now)
             if command is None:
                 return None
-            self._commanding = True
+            self._moving = True
             self._withdrawable = command
             self.stats.commands_published += 1
-            if self.state != State.RUNNING or self.reason != "commanding":
-                self.set_status(State.RUNNING, "commanding", announce=True)
+            if self.phase is Phase.WARMING_UP:
+                self._enter(Event.READY, "commanding")
+            elif self.reason != "commanding":
+                self._say("commanding", announce=True)
             return command
+
+    def _history_ready(self, now: float) -> bool:
+        """Whether a full, fresh history can be sampled at ``now`` (the watchdog's recovery, the warm-up's end)."""
+        try:
+            self.history.sample(now)
+        except HistoryNotReady as exc:
+            stalled = self.phase is Phase.STALLED
+            self._say(("watchdog: fresh data again, " if stalled else "") + f"waiting: {exc}")
+            return False
+        if self.phase is Phase.STALLED:
+            self._enter(Event.FRESH, "watchdog: fresh data again; waiting for a chunk made from it")
+        return True
 
     def _measured(self, now: float) -> tuple[np.ndarray, float] | None:
         newest = self.history.streams[JOINT_STATE_STREAM].latest()
@@ -326,98 +334,58 @@ class PolicyController:
 
     def _plan_command(self, now: float) -> Command | None:
         if self.schedule.at(now) is None:
-            if self.stats.chunks_produced and self.state == State.RUNNING:
+            stopping = self.shaper.continue_stop(now)   # step commands: the plan ran out, brake within the limits
+            if stopping is not None:
+                return stopping
+            if self.phase is Phase.RUNNING:
                 self.stats.queue_underruns += 1
-                self.set_status(State.RUNNING, "action queue ran dry: inference is slower than the plan it makes; "
-                                               "lower num_inference_steps or raise replan_steps", announce=True)
-            elif not self.stats.chunks_produced:
-                self.set_status(State.WARMING_UP, "waiting for the first action chunk")
+                self._say("action queue ran dry: inference is slower than the plan it makes; lower "
+                          "num_inference_steps or raise replan_steps", announce=True)
+            else:
+                self._say("waiting for the first action chunk")
             return None
         measured, age = self._measured(now)
         return self.shaper.command(now, self.schedule.at, self.schedule.upcoming, measured, age)
 
     def _stop_command(self, now: float) -> Command | None:
-        """Once, after the controller stopped planning: the command that brings the arm to rest."""
+        """The single stop path: once a stop is pending, the command that brings the arm to rest (None if it
+        was not moving or nothing was measured), then the stop is done."""
+        pending, self._pending_stop = self._pending_stop, None
+        if pending is None and not self.shaper.braking:
+            return None
         measured = self._measured(now)
-        command = None if measured is None or not self._brake else self.shaper.stop_command(now, *measured)
-        self._brake = self._commanding = False
-        if self._forget:
-            self._forget = False
+        if pending is not None and measured is None and pending.measured is not None:  # history cleared (reset)
+            position, stamp = pending.measured
+            measured = position, max(0.0, now - stamp)
+        stopping = (pending is not None and pending.brake) or self.shaper.braking
+        command = None if measured is None or not stopping else self.shaper.stop_command(now, *measured)
+        self._moving = False
+        if pending is not None and pending.forget:
             self.shaper.reset()
         if command is not None:
             self.stats.stop_commands += 1
             self.stats.commands_published += 1
         return command
 
-    # --- inference worker -------------------------------------------------------------------
-    def _inference_loop(self) -> None:
-        while not self._closing:
-            if not self._request.wait(timeout=0.2):
-                continue
-            self._request.clear()
-            if self._closing:
-                return
-            with self._lock:
-                generation = self._generation
-            obs_time = self.clock()
-            try:
-                history = self.history.sample(obs_time)
-            except HistoryNotReady:
-                with self._lock:
-                    self._inflight = False
-                continue
-            started = time.perf_counter()
-            try:
-                if self._guided:
-                    prediction = self.predictor.predict_chunk(history.observations, guide=self._guide(obs_time))
-                else:
-                    prediction = self.predictor.predict_chunk(history.observations)
-                actions = np.asarray(prediction, dtype=np.float64)
-            except Exception as exc:  # noqa: BLE001 - any inference failure must stop commanding, not crash
-                self.stats.inference_errors += 1
-                self.log("error", traceback.format_exc())
-                self.set_fault(f"inference failed: {exc}")
-                with self._lock:
-                    self._inflight = False
-                continue
-            elapsed = time.perf_counter() - started
-            with self._lock:
-                self._inflight = False
-                if generation != self._generation or not self._enabled:
-                    continue  # stopped, reset or watchdog while computing: this chunk is obsolete
-                self.stats.last_inference_time = elapsed
-                self.stats.total_inference_time += elapsed
-                if not np.all(np.isfinite(actions)):
-                    self.safety.counters.nonfinite_rejections += int(np.count_nonzero(~np.isfinite(actions).all(axis=1)))
-                    self.log("warn", "the policy returned NaN/Inf actions; chunk rejected")
-                    continue
-                merged_at = self.clock()
-                result = self.schedule.add_chunk(history.times[-1], actions, now=merged_at)
-                self._delays.append(merged_at - history.times[-1])
-                self.stats.chunks_produced += 1
-                self.stats.actions_dropped_late += result.dropped_late
+    # --- chunks ---------------------------------------------------------------------------------
+    def _accepts_chunks(self) -> bool:
+        return self.phase.commanding
+
+    def _inference_failed(self, reason: str) -> None:
+        self._enter(Event.FAULT, reason)
 
     @property
     def inference_pending(self) -> bool:
         """A chunk has been requested and is neither merged nor given up yet."""
-        return self._inflight
+        return self.planner.pending
 
     def expected_delay(self) -> float:
-        """Seconds from a chunk's observation to its merge, as the next chunk should expect them."""
-        return (max(self._delays) if self._delays else 0.0) + self.config.delay_margin
-
-    def _guide(self, obs_time: float) -> ChunkGuide:
-        """The plan as the chunk for an observation at ``obs_time`` should continue it."""
-        times, actions = self.schedule.plan()
-        period = self.robot.control_period
-        return ChunkGuide(steps=(times - obs_time) / period, actions=actions, delay=self.expected_delay() / period,
-                          gradient_steps=self.config.guidance_gradient_steps,
-                          max_weight=self.config.guidance_max_weight)
+        """Seconds from a chunk's observation to its merge, as the next chunk should expect them (a capped
+        quantile of the recent delays plus the margin, see dp_ros.core.chunk_delay)."""
+        return self.planner.delays.expected()
 
     def queue_depth(self, now: float) -> int:
         return self.schedule.remaining(now)
 
     def close(self) -> None:
-        self._closing = True
-        self._request.set()
-        self._worker.join(timeout=5.0)
+        self.planner.close()

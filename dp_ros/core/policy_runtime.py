@@ -15,8 +15,10 @@ from typing import Any, Sequence
 import numpy as np
 import torch
 
-from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
-from dp_ros.core.samplers import Denoiser, NoiseSchedule, make_scheduler
+from dp_ros.core.checkpoint_sampler import choose_sampler
+from dp_ros.core.chunk_guidance import PREDICTION_TYPES, ChunkGuide, PlanConditioning
+from dp_ros.core.feature_cache import FrameFeatureCache, frame_key
+from dp_ros.core.samplers import NoiseSchedule, make_denoiser
 from dp_ros.lerobot_compat import diffusion_global_conditioning
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
@@ -55,6 +57,13 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def check_prediction_type(prediction_type: str, where) -> None:
+    """Refuse a network that predicts something sampling and guidance do not handle (named in the error)."""
+    if prediction_type not in PREDICTION_TYPES:
+        raise CheckpointError(f"{where}: prediction_type {prediction_type!r} is not supported; dp_ros samples and "
+                              f"guides checkpoints that predict {' or '.join(repr(p) for p in PREDICTION_TYPES)}")
+
+
 class PolicyRuntime:
     """Inference of one Diffusion Policy checkpoint with a chosen sampler."""
 
@@ -71,22 +80,26 @@ class PolicyRuntime:
                                   f"{self.horizon - self.n_obs_steps + 1}; got {n_action_steps}")
         self.n_action_steps = n_action_steps
         self.noise_scheduler = noise_scheduler
+        check_prediction_type(self.config.prediction_type, checkpoint)
         schedule = NoiseSchedule.from_config(self.config)
         try:
-            self.denoiser = Denoiser(policy.diffusion.unet, make_scheduler(noise_scheduler, schedule),
-                                     num_inference_steps)
+            self.denoiser = make_denoiser(noise_scheduler, policy.diffusion.unet, schedule, num_inference_steps)
         except ValueError as exc:
             raise CheckpointError(str(exc)) from None
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
         self.image_keys = list(self.config.image_features)
+        self.sampler_source = "parameters"
+        # two histories' worth of frames: the frames of the next chunk that were in this one stay
+        self.feature_cache: FrameFeatureCache | None = FrameFeatureCache(2 * self.n_obs_steps * len(self.image_keys))
 
     # --- loading ----------------------------------------------------------------
     @classmethod
     def load(cls, checkpoint: str | Path, device: str = "auto", noise_scheduler: str | None = None,
              num_inference_steps: int | None = None, n_action_steps: int | None = None,
              seed: int | None = None) -> "PolicyRuntime":
-        """Load a checkpoint; ``None`` keeps the checkpoint's own sampler settings."""
+        """Load a checkpoint; ``None`` takes the checkpoint's recorded sampler, else dp_ros's default
+        (``checkpoint_sampler``), and the checkpoint's n_action_steps."""
         from lerobot.configs.policies import PreTrainedConfig
         from lerobot.policies.diffusion.modeling_diffusion import DiffusionPolicy
         from lerobot.policies.factory import make_pre_post_processors
@@ -101,11 +114,13 @@ class PolicyRuntime:
                 raise CheckpointError(f"{folder} lacks {name}: the normalisation pipelines LeRobot saves with a "
                                       "checkpoint are needed (was it saved by lerobot-train from LeRobot >= 0.4?)")
         try:
-            kind = json.loads((folder / CONFIG_FILE).read_text()).get("type")
+            raw_config = json.loads((folder / CONFIG_FILE).read_text())
         except json.JSONDecodeError as exc:
             raise CheckpointError(f"{folder / CONFIG_FILE} is not valid JSON: {exc}") from None
+        kind = raw_config.get("type")
         if kind != "diffusion":
             raise CheckpointError(f"{folder} holds a {kind!r} policy; dp_ros runs Diffusion Policy checkpoints")
+        check_prediction_type(raw_config.get("prediction_type", "epsilon"), folder)
 
         torch_device = resolve_device(device)
         config = PreTrainedConfig.from_pretrained(folder, local_files_only=True)
@@ -120,10 +135,15 @@ class PolicyRuntime:
         preprocessor, postprocessor = make_pre_post_processors(
             config, pretrained_path=str(folder), preprocessor_overrides=overrides)
         policy.eval()
-        return cls(policy, preprocessor, postprocessor, folder, torch_device,
-                   noise_scheduler=(noise_scheduler or config.noise_scheduler_type).lower(),
-                   num_inference_steps=num_inference_steps or config.num_inference_steps or config.num_train_timesteps,
-                   n_action_steps=n_action_steps or config.n_action_steps, seed=seed)
+        try:
+            sampler = choose_sampler(folder, config, noise_scheduler, num_inference_steps)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+        runtime = cls(policy, preprocessor, postprocessor, folder, torch_device, noise_scheduler=sampler.name,
+                      num_inference_steps=sampler.steps, n_action_steps=n_action_steps or config.n_action_steps,
+                      seed=seed)
+        runtime.sampler_source = sampler.source
+        return runtime
 
     # --- shape of the policy ---------------------------------------------------------
     @property
@@ -150,7 +170,8 @@ class PolicyRuntime:
         return tuple(self.config.input_features[key].shape)
 
     def describe(self) -> str:
-        return (f"{self.checkpoint} on {self.device}: {self.noise_scheduler} x{self.num_inference_steps} steps, "
+        return (f"{self.checkpoint} on {self.device}: {self.noise_scheduler} x{self.num_inference_steps} steps "
+                f"({self.sampler_source}), "
                 f"horizon {self.horizon}, n_obs_steps {self.n_obs_steps}, n_action_steps {self.n_action_steps}, "
                 f"state {self.state_dim}, action {self.action_dim}, cameras {self.image_keys}")
 
@@ -214,16 +235,26 @@ class PolicyRuntime:
         With a ``guide`` the chunk continues its plan (dp_ros.core.chunk_guidance) and holds all
         ``future_steps`` actions of the horizon; an empty guide changes nothing but that length.
         """
-        return self.predict_from_batch(self.history_to_batch(history), noise=noise, guide=guide)[0]
+        keys = None
+        if self.feature_cache is not None and self.image_keys:
+            keys = [[frame_key(k, obs[k]) for k in self.image_keys] for obs in history]
+        return self.predict_from_batch(self.history_to_batch(history), noise=noise, guide=guide, frame_keys=keys)[0]
+
+    def forget_frames(self) -> None:
+        """Drop the cached frame features (after a reset or a sensor gap: the next frames are new ones)."""
+        if self.feature_cache is not None:
+            self.feature_cache.clear()
 
     @torch.inference_mode()
     def predict_from_batch(self, batch: dict[str, Any], noise: torch.Tensor | None = None,
-                           return_denoising: bool = False, guide: ChunkGuide | None = None):
+                           return_denoising: bool = False, guide: ChunkGuide | None = None,
+                           frame_keys: list[list[tuple]] | None = None):
         """Actions for a batch of stacked histories (as LeRobotDataset yields with delta_timestamps).
 
         Returns (B, n_action_steps, action_dim) unnormalised actions (``future_steps`` of them with a
         ``guide``); with ``return_denoising`` also a list over denoising steps of the whole
-        (B, horizon, action_dim) trajectory, unnormalised, starting with the noise.
+        (B, horizon, action_dim) trajectory, unnormalised, starting with the noise. ``frame_keys`` (one
+        history: [step][camera]) lets the frame-feature cache reuse the features of frames seen before.
         """
         from lerobot.utils.constants import OBS_IMAGES
 
@@ -243,7 +274,10 @@ class PolicyRuntime:
         if self.image_keys:
             model_batch[OBS_IMAGES] = torch.stack([processed[k] for k in self.image_keys], dim=-4)
         diffusion = self.policy.diffusion
-        global_cond = diffusion_global_conditioning(diffusion, model_batch)
+        if frame_keys is not None and self.feature_cache is not None and state.shape[0] == 1:
+            global_cond = self.feature_cache.conditioning(diffusion, state, model_batch[OBS_IMAGES], frame_keys)
+        else:
+            global_cond = diffusion_global_conditioning(diffusion, model_batch)
         batch_size = state.shape[0]
         if noise is None:
             noise = torch.randn((batch_size, self.horizon, self.action_dim), generator=self.generator,
@@ -256,7 +290,7 @@ class PolicyRuntime:
         if weights is not None:
             clip = self.config.clip_sample_range if self.config.clip_sample else None
             guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
-                                        guide.gradient_steps, guide.max_weight, clip)
+                                        guide.gradient_steps, guide.max_weight, clip, self.config.prediction_type)
         trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
         first = self.n_obs_steps - 1
         count = self.future_steps if guide is not None else self.n_action_steps

@@ -9,16 +9,18 @@ A checkpoint is trained with one noise schedule (``num_train_timesteps``,
 - ``unipc``: UniPC multistep predictor-corrector, good with 5-10 steps.
 - ``sde-dpmsolver++``: the stochastic variant of DPM-Solver++ (fresh noise at
   every step, like DDPM), for policies whose deterministic samples cut between modes.
+- ``consistency``: 1-4 steps of a consistency-distilled student (``dp-ros distill``;
+  dp_ros.core.consistency).
 """
 from __future__ import annotations
 
 import inspect
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Protocol
 
 import torch
 
-SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++")
+SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++", "consistency")
 
 
 @dataclass(frozen=True)
@@ -67,8 +69,49 @@ def make_scheduler(name: str, schedule: NoiseSchedule):
     raise ValueError(f"unknown noise scheduler {name!r}; choose one of {', '.join(SAMPLERS)}")
 
 
+class SampleConditioning(Protocol):
+    """What conditions a denoising loop on known actions (dp_ros.core.chunk_guidance.PlanConditioning).
+
+    The hook by which **a sampler carries the inpainting**: a sampler's loop must
+
+    1. pass the sample it is about to hand the network through :meth:`before_model`;
+    2. use :meth:`model_output` *as* the network's output for everything it updates or keeps (a multistep
+       solver's history included): that output is already conditioned in clean-sample space, so the
+       sampler's own update moves the sample to the known actions;
+    3. pass its final sample through :meth:`finish`.
+
+    A sampler that rebuilds or remembers anything from an output it computed itself, bypassing 2, drops
+    the conditioning. A sampler whose network output is not a noise or clean-sample prediction under the
+    training schedule (a consistency student's ``c_skip x + c_out F`` parameterisation) cannot use 2 as
+    is: it calls the network itself, computes its clean estimate, and passes that through
+    ``condition_clean`` (PlanConditioning) before using or keeping it. test_chunk_guidance checks every name in ``SAMPLERS`` for that: the pinned actions
+    must be within 0.05 of the plan *before* :meth:`finish`.
+    """
+
+    def before_model(self, sample: torch.Tensor, timestep: int) -> torch.Tensor: ...
+
+    def model_output(self, step: int, unet, sample: torch.Tensor, timestep: torch.Tensor,
+                     global_cond: torch.Tensor) -> torch.Tensor: ...
+
+    def finish(self, sample: torch.Tensor) -> torch.Tensor: ...
+
+
+def make_denoiser(name: str, unet: torch.nn.Module, schedule: NoiseSchedule, num_inference_steps: int):
+    """The denoising loop of sampler ``name``: a diffusers scheduler's, or one of dp_ros's own."""
+    if name.lower() == "consistency":
+        from dp_ros.core.consistency import ConsistencySampler
+
+        return ConsistencySampler(unet, schedule, num_inference_steps)
+    return Denoiser(unet, make_scheduler(name, schedule), num_inference_steps)
+
+
 class Denoiser:
-    """Runs a scheduler's reverse process with a LeRobot Diffusion Policy UNet."""
+    """Runs a scheduler's reverse process with a LeRobot Diffusion Policy UNet.
+
+    Carries a :class:`SampleConditioning` as that protocol asks, for every diffusers scheduler of
+    ``make_scheduler``: each converts the model output to a clean-sample estimate before its update and
+    keeps that estimate (not the raw sample) in its multistep history.
+    """
 
     def __init__(self, unet: torch.nn.Module, scheduler, num_inference_steps: int):
         if num_inference_steps < 1:
@@ -87,12 +130,13 @@ class Denoiser:
         return self.scheduler.alphas_cumprod
 
     def __call__(self, noise: torch.Tensor, global_cond: torch.Tensor, generator: torch.Generator | None = None,
-                 on_step: Callable[[int, torch.Tensor], None] | None = None, guidance=None) -> torch.Tensor:
+                 on_step: Callable[[int, torch.Tensor], None] | None = None,
+                 guidance: SampleConditioning | None = None) -> torch.Tensor:
         """Denoise ``noise`` (B, horizon, action_dim) conditioned on ``global_cond``.
 
-        ``on_step(i, sample)`` sees the sample after each of the steps (for plots). ``guidance`` (see
-        dp_ros.core.chunk_guidance) conditions the sample on known actions before every network call and
-        after the last step.
+        ``on_step(i, sample)`` sees the sample after each of the steps (for plots; the last one is the sample
+        before ``guidance.finish``). ``guidance`` conditions the sample on known actions (see
+        :class:`SampleConditioning`).
         """
         self.scheduler.set_timesteps(self.num_inference_steps, device=noise.device)
         sample = noise

@@ -43,16 +43,26 @@ class TimestampedBuffer(Generic[T]):
         self._lock = threading.Lock()
         self.out_of_order = 0
         self.rejected = 0
+        self.future = 0
+        """Samples refused because their stamp lay too far ahead of the receiver's clock."""
+        self.last_arrival: float | None = None
+        """The receiver's clock when the newest accepted sample arrived (when ``add`` was told it)."""
 
     def __len__(self) -> int:
         return len(self._stamps)
 
-    def add(self, stamp: float, value: T) -> bool:
-        """Insert a sample; returns False (and counts it) if its stamp is not finite."""
+    def add(self, stamp: float, value: T, now: float | None = None, max_ahead: float = math.inf) -> bool:
+        """Insert a sample; returns False (and counts it) if its stamp is not finite, or lies more than
+        ``max_ahead`` seconds after ``now`` (the receiver's clock at its arrival; ``future`` counts those)."""
         if not math.isfinite(stamp):
             self.rejected += 1
             return False
+        if now is not None and stamp > now + max_ahead:
+            self.future += 1
+            return False
         with self._lock:
+            if now is not None:
+                self.last_arrival = now
             if self._stamps and stamp < self._stamps[-1]:
                 self.out_of_order += 1
             index = bisect.bisect_left(self._stamps, stamp)
@@ -98,6 +108,7 @@ class TimestampedBuffer(Generic[T]):
         with self._lock:
             self._stamps.clear()
             self._values.clear()
+            self.last_arrival = None
 
 
 def history_times(t: float, n_steps: int, period: float) -> list[float]:

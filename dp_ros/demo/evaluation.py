@@ -8,6 +8,7 @@ from pathlib import Path
 from dp_ros.demo.client import POLICY, DemoClient
 from dp_ros.demo.pipeline import DemoSettings, reset_task, robot_args, wait_episode_end
 from dp_ros.demo.processes import ProcessGroup
+from dp_ros.demo.views import EpisodeViews
 from dp_ros.robot_interface import RobotInterface
 
 
@@ -35,6 +36,8 @@ class EpisodeResult:
     """Of those, the ones that broke a position, velocity or acceleration limit."""
     worst_velocity_ratio: float = 0.0
     """Largest executed speed over the velocity limit so far in the evaluation (1 = at the limit)."""
+    view: str = ""
+    """The episode's saved view (.rrd, relative to the demo's output; `dp-ros view` opens it), '' without one."""
 
 
 # --- 3. evaluate -------------------------------------------------------------------------------
@@ -55,6 +58,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                                    *[a for p in settings.policy_params for a in ("--param", p)],
                                    *robot_args(settings)])
         client = DemoClient(robot)
+        views = EpisodeViews(robot, settings.output)
         try:
             client.wait_for(lambda: client.task_status is not None and client.policy_status is not None
                             and client.policy_status.state_name == "idle", 300,
@@ -68,6 +72,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                     first_status = len(client.policy_statuses)
                     client.joint_trace = []
                     client.trace_joints = True
+                    views.begin(index)
                     client.call(f"{POLICY}/start")
                     status = wait_episode_end(client, episode, 5.0, processes.check_alive)
                     client.call(f"{POLICY}/stop")
@@ -77,6 +82,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                     result = _episode_result(index, seed, status, before, after, statuses, client.joint_trace,
                                              geometry, to_arm, TaskInstance.sample(seed, geometry, TaskConfig()))
                     _judged_commands(client, result, task_before, processes.check_alive)
+                    result.view = views.end(index)
                     results.append(result)
                     bar.update(1)
                     done = sum(r.success for r in results)
@@ -84,6 +90,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                                     left=sum(r.solution == "left" for r in results if r.success),
                                     right=sum(r.solution == "right" for r in results if r.success))
         finally:
+            views.close()
             client.close()
     return results
 

@@ -38,9 +38,7 @@ class DemoSettings:
     eval_episodes: int = 20
     """Closed-loop episodes of the trained policy."""
     train_steps: int = 1500
-    """Optimisation steps of the training. A 500-step run (10 quiet minutes: peak lr 1e-3, 50 warm-up steps,
-    cosine, weight average) reached 20-30% closed-loop success (benchmarks/bench_demo_quality.py, README):
-    the demo keeps 1500 steps, the configuration measured at 85-100%."""
+    """Optimisation steps of the training."""
     batch_size: int = 32
     """Samples per optimisation step."""
     down_dims: tuple[int, ...] = (64, 128, 256)
@@ -53,10 +51,9 @@ class DemoSettings:
     warmup_steps: int = 200
     """Learning-rate warm-up steps."""
     ema: bool = False
-    """Keep an exponential moving average of the weights (Diffusion Policy's) and deploy it. Off in the demo:
-    it raised early success (step 125 of a 500-step run: 9/40 against 0/40) but not at the end of the cosine
-    schedule (step 500: 4/20 against 6/20), and the demo's 90% configuration was measured without it
-    (benchmarks/bench_demo_quality.py, README)."""
+    """Keep an exponential moving average of the weights and deploy it (``dp-ros train``'s ema.*). Off in the demo:
+    the configuration measured at 90-100% closed-loop success trained without it, and in 500-step runs the average
+    was no better than the raw weights (README, quality per minute of training)."""
     processes: int = 1
     """Training processes (accelerate); each takes batch_size / processes samples per step."""
     cpu_threads: int | None = None

@@ -52,8 +52,20 @@ def write_report(output: Path, settings, recording: RecordingResult, results: li
     benchmark = ("\n## Chunk transitions (benchmarks/bench_transitions.py)\n\n" + transitions.read_text()
                  if transitions.is_file() else "")
     (output / "report.md").write_text("# dp_ros demo report\n\n```\n" + text + "\n```\n\n"
-                                      + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n" + benchmark)
+                                      + "\n".join(f"![{p.stem}]({p.name})" for p in plots) + "\n"
+                                      + views_section(results) + benchmark)
     return output / "report.md", plots
+
+
+def views_section(results: list[EpisodeResult]) -> str:
+    """Links to each episode's saved view (what the policy saw, planned and executed)."""
+    saved = [r for r in results if r.view]
+    if not saved:
+        return ""
+    links = ", ".join(f"[episode {r.index}{' (success)' if r.success else ''}]({r.view})" for r in saved)
+    return ("\n## Saved views\n\nOne Rerun recording per closed-loop episode: camera, joints, every chunk's plan "
+            f"from its arrival, latency, late actions, safety interventions. Open one with `dp-ros view "
+            f"{saved[0].view}`.\n\n{links}\n")
 
 
 def format_summary(summary: dict, timings: dict, recording: RecordingResult, conditions: dict) -> str:

@@ -16,11 +16,13 @@ POLICY = NodeParameters("policy_node", [
     Param("robot_config", "", "robot interface YAML; empty = dp_ros's config/robot.yaml", option=True),
     Param("device", "auto", "auto (CUDA when present), cpu or cuda[:N]", option=True),
 
-    Param("noise_scheduler", "", "sampler; empty = the checkpoint's (LeRobot: DDPM). Stochastic samplers (ddpm, "
-          "sde-dpmsolver++) keep multimodal policies on one mode; see the README's benchmark",
+    Param("noise_scheduler", "", "sampler; empty = the one the checkpoint records (a distilled student: "
+          "consistency), else sde-dpmsolver++ with 5 steps (the fastest that kept the demo's success; LeRobot's DDPM-100 "
+          "costs 14x more). Stochastic samplers (ddpm, sde-dpmsolver++, consistency) keep multimodal policies on one "
+          "mode; see the README's 'which sampler to use'",
           choices=("",) + tuple(SAMPLERS), option=True, section="sampler"),
-    Param("num_inference_steps", 0, "denoising steps per chunk; 0 = the checkpoint's (LeRobot: 100). Fast: "
-          "dpmsolver++ or ddim with 10 steps", minimum=0, option=True),
+    Param("num_inference_steps", 0, "denoising steps per chunk; 0 = the recorded ones, else 5 (consistency: 2, "
+          "at most 4)", minimum=0, option=True),
     Param("n_action_steps", 0, "actions used from each chunk; 0 = the checkpoint's n_action_steps", minimum=0,
           option=True),
     Param("seed", -1, "seed of the sampler's noise; -1 = random", minimum=-1),
@@ -68,6 +70,11 @@ POLICY = NodeParameters("policy_node", [
     Param("warmup_runs", 2, "inference runs before reporting ready, so the first real chunk is fast", minimum=0),
     Param("stamp_source", "header", "time of a sensor message: header (its stamp) or receive (arrival time)",
           choices=("header", "receive")),
+    Param("publish_plan", "on_demand", "~/plan (the executing plan as a JointTrajectory), ~/chunks (each chunk: "
+          "observation stamp, compute time, pinned span, late actions) and ~/safety_interventions: on_demand = "
+          "each message is built only while someone subscribes to its topic; always = also without subscribers "
+          "(a recorder that subscribes late misses nothing); off = no such topics",
+          choices=("on_demand", "always", "off")),
     Param("status_rate", 5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)", above=0.0),
     Param("inference_threads", 0, "torch CPU threads for inference; 0 = all cores but one", minimum=0),
     Param("command_priority", 50, "SCHED_FIFO priority of the command loop thread, so inference cannot delay its "

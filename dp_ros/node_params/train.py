@@ -7,6 +7,8 @@ TRAIN = NodeParameters("train_node", [
     Param("dataset_root", "", "dataset folder (meta/, data/, videos/); overrides dataset.root"),
     Param("output_dir", "", "run folder; overrides output_dir"),
     Param("pretrained_path", "", "fine-tune from this checkpoint; overrides policy.pretrained_path"),
+    Param("teacher", "", "distil this trained checkpoint into a consistency student (1-4 network calls per chunk); "
+          "overrides distillation.teacher (see dp-ros distill --help)"),
     Param("steps", 0, "optimisation steps in total; 0 = as the YAML says", minimum=0),
     Param("device", "", "auto, cpu, cuda, cuda:N or mps; overrides policy.device"),
     Param("resume", False, "continue the run in output_dir from its last checkpoint"),

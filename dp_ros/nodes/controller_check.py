@@ -1,17 +1,20 @@
-"""Ask the robot's joint_trajectory_controller where it starts new trajectories, and compare with the robot interface.
+"""Ask the robot's joint_trajectory_controller how it executes trajectories, and compare with dp_ros's model.
 
-The safety filter shapes each trajectory from where the controller starts it (the robot interface's
-``command.interpolate_from``); a controller configured otherwise would execute a different first segment.
-When the controller is reachable (its node is the command topic's namespace, as joint_trajectory_controller
-names it), its ``interpolate_from_desired_state`` (and the deprecated ``open_loop_control``) parameters are
-read once at start-up; a mismatch is an error in the log, saying what to change.
+The safety filter shapes each trajectory as the controller will execute it (core/command_execution): linear
+interpolation between positions (``interpolation_method: splines`` with positions only), started from the
+robot interface's ``command.interpolate_from``, on the robot interface's joints, commanding positions. When
+the controller is reachable (its node is the command topic's namespace, as joint_trajectory_controller names
+it), its ``interpolate_from_desired_state`` (and the deprecated ``open_loop_control``),
+``interpolation_method``, ``joints`` and ``command_interfaces`` are read once at start-up. A contradiction is
+an error: the node is put in FAULT (it sends no commands), with a message that says what to change.
 """
 from __future__ import annotations
 
 from typing import Callable
 
-PARAMETERS = ("interpolate_from_desired_state", "open_loop_control")
-BOOL = 1  # rcl_interfaces/ParameterType.PARAMETER_BOOL
+PARAMETERS = ("interpolate_from_desired_state", "open_loop_control", "interpolation_method", "joints",
+              "command_interfaces")
+BOOL, STRING, STRING_ARRAY = 1, 4, 9  # rcl_interfaces/ParameterType
 
 
 def controller_node(command_topic: str) -> str | None:
@@ -29,12 +32,47 @@ def interpolate_from(values: dict[str, bool | None]) -> str | None:
     return None
 
 
-def check_controller_mode(node, command_topic: str, expected: str, report: Callable[[str, str], None],
+def contradictions(values: dict, robot) -> list[str]:
+    """What in the controller's parameter ``values`` (None: not declared) contradicts the model of ``robot``."""
+    problems = []
+    expected, actual = robot.command.interpolate_from, interpolate_from(values)
+    if actual is not None and actual != expected:
+        problems.append(f"it starts new trajectories from the {actual} state but the robot interface says "
+                        f"interpolate_from: {expected}: the safety filter would check trajectories from the wrong "
+                        f"start. Set command.interpolate_from: {actual} in the robot interface (or "
+                        f"interpolate_from_desired_state: {str(expected == 'desired').lower()} on the controller)")
+    method = values.get("interpolation_method")
+    if method is not None and method != "splines":
+        problems.append(f"its interpolation_method is {method!r}, but dp_ros's model interpolates linearly between "
+                        "positions (the controller's 'splines' with positions only): set interpolation_method: "
+                        "splines")
+    joints = values.get("joints")
+    if joints is not None and sorted(joints) != sorted(robot.joint_names):
+        problems.append(f"its joints {list(joints)} are not the robot interface's {robot.joint_names}: name the same "
+                        "joints in both")
+    interfaces = values.get("command_interfaces")
+    if interfaces is not None and list(interfaces) != ["position"]:
+        problems.append(f"its command_interfaces are {list(interfaces)}; dp_ros sends positions only and models a "
+                        "position-commanded joint: set command_interfaces: [position]")
+    return problems
+
+
+def _value(parameter):
+    """A parameter's value as Python (None where it is not set or of another type)."""
+    if parameter is None:
+        return None
+    return {BOOL: lambda: parameter.bool_value, STRING: lambda: parameter.string_value,
+            STRING_ARRAY: lambda: list(parameter.string_array_value)}.get(parameter.type, lambda: None)()
+
+
+def check_controller_mode(node, robot, report: Callable[[str, str], None], fail: Callable[[str], None] | None = None,
                           timeout: float = 10.0) -> None:
-    """Start the check (non-blocking); ``report(level, text)`` hears the outcome."""
+    """Start the check (non-blocking); ``report(level, text)`` hears the outcome and ``fail(text)`` a
+    contradiction (the node faults: it must not command a controller its model does not describe)."""
     from rcl_interfaces.srv import GetParameters
 
-    target = controller_node(command_topic)
+    expected = robot.command.interpolate_from
+    target = controller_node(robot.command.topic)
     if target is None:
         return
     client = node.create_client(GetParameters, f"{target}/get_parameters")
@@ -45,8 +83,10 @@ def check_controller_mode(node, command_topic: str, expected: str, report: Calla
             state["done"] = True
             report(level, text)
             timer.cancel()
+            if level == "error" and fail is not None:
+                fail(text)
 
-    values: dict[str, bool | None] = {}
+    values: dict = {}
 
     def ask(index: int) -> None:
         # one name per request: a node answers nothing at all when any requested name is not declared
@@ -59,33 +99,33 @@ def check_controller_mode(node, command_topic: str, expected: str, report: Calla
         except Exception as exc:  # noqa: BLE001 - reported, never fatal
             finish("warn", f"could not read {target}'s parameters: {exc}")
             return
-        value = reply.values[0] if reply.values else None
-        values[PARAMETERS[index]] = value.bool_value if value is not None and value.type == BOOL else None
+        values[PARAMETERS[index]] = _value(reply.values[0] if reply.values else None)
         if index + 1 < len(PARAMETERS):
             ask(index + 1)
         else:
             conclude()
 
     def conclude() -> None:
+        problems = contradictions(values, robot)
         actual = interpolate_from(values)
-        if actual is None:
+        if problems:
+            finish("error", f"{target} does not execute trajectories as dp_ros's safety model assumes, so no command "
+                            "is sent: " + "; ".join(problems) + ". Restart the policy node after the change")
+        elif actual is None:
             finish("info", f"{target} does not say where it starts trajectories; assuming the robot interface's "
                            f"interpolate_from: {expected}")
-        elif actual != expected:
-            finish("error", f"{target} starts new trajectories from the {actual} state but the robot interface says "
-                            f"interpolate_from: {expected}: the safety filter checks trajectories from the wrong "
-                            f"start. Set command.interpolate_from: {actual} in the robot interface (or "
-                            f"interpolate_from_desired_state: {str(expected == 'desired').lower()} on the controller)")
         else:
-            finish("info", f"{target} starts new trajectories from the {actual} state, as the robot interface says")
+            finish("info", f"{target} starts new trajectories from the {actual} state, as the robot interface says, "
+                           "and interpolates them as dp_ros's model does")
 
     def poll() -> None:
         if client.service_is_ready():
             timer.cancel()
             ask(0)
         elif node.get_clock().now().nanoseconds * 1e-9 > deadline:
-            finish("info", f"no controller node {target} answered within {timeout:g} s; the safety filter assumes "
-                           f"the robot interface's interpolate_from: {expected}")
+            finish("warn" if expected == "desired" else "info",
+                   f"no controller node {target} answered within {timeout:g} s; the safety filter assumes the "
+                   f"robot interface's interpolate_from: {expected}, linear interpolation and its joints, unchecked")
 
     deadline = node.get_clock().now().nanoseconds * 1e-9 + timeout
     timer = node.create_timer(0.5, poll)

@@ -28,10 +28,12 @@ from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.policy_controller import PolicyController, State
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
 from dp_ros.core.rate_loop import RateLoop
+from dp_ros.core.speed_check import judge_speed
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.node_params.policy import POLICY, controller_config
 from dp_ros.nodes.controller_check import check_controller_mode
 from dp_ros.nodes.node_tools import declare_parameters, trigger_service
+from dp_ros.nodes.plan_publisher import PlanPublisher
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface
 
 WARNING_INTERVAL = 5.0
@@ -67,6 +69,7 @@ class PolicyNode(Node):
         self._warnings = LogThrottle(WARNING_INTERVAL)
         self._resized_cameras: set[str] = set()
         self._command_times: deque[float] = deque(maxlen=5000)
+        self.speed_warning = ""
 
         sensor_qos = qos_profile_sensor_data if p["sensor_qos"] == "sensor_data" else QoSProfile(
             depth=10, reliability=QoSReliabilityPolicy.RELIABLE)
@@ -84,6 +87,7 @@ class PolicyNode(Node):
 
         self.status_pub = self.create_publisher(PolicyStatus, "~/status", 10)
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
+        self.plan_publisher = PlanPublisher(self, self.controller, self.robot.joint_names, p["publish_plan"])
         self.create_service(Trigger, "~/start", trigger_service(self.controller.start))
         self.create_service(Trigger, "~/stop", trigger_service(lambda: self.controller.stop("stopped by ~/stop")))
         self.create_service(Trigger, "~/reset", trigger_service(self.controller.reset))
@@ -95,6 +99,8 @@ class PolicyNode(Node):
         warm = self.runtime.warm_up(runs=p["warmup_runs"]) if p["warmup_runs"] > 0 else 0.0
         self.get_logger().info(f"warm-up done: one chunk takes {warm * 1000:.1f} ms "
                                f"({self.robot.control_period * 1000:.0f} ms per policy step)")
+        if warm > 0:
+            self._check_speed(warm)
         # Everything loaded so far lives as long as the node: keep it out of the garbage
         # collector's full passes, which hold the GIL long enough to delay commands.
         gc.collect()
@@ -104,7 +110,7 @@ class PolicyNode(Node):
         else:
             self.controller.set_status(State.IDLE, "ready; call ~/start to command the robot")
         if self.command_type == "joint_trajectory":
-            check_controller_mode(self, self.robot.command.topic, self.robot.command.interpolate_from, self._log)
+            check_controller_mode(self, self.robot, self._log, fail=self.controller.set_fault)
         self.command_loop = RateLoop(self.robot.command_rate, self._command_tick, name="dp_ros_commands",
                                      on_error=self._command_loop_error, realtime_priority=p["command_priority"])
         self.command_loop.start()
@@ -195,6 +201,7 @@ class PolicyNode(Node):
         self.command_pub.publish(msg)
         self.controller.note_publish_delay(self._now() - now)
         self._command_times.append(time.monotonic())
+        self.plan_publisher.on_command(command)
 
     def command_times(self) -> list[float]:
         """Monotonic times at which the latest commands (up to 5000) were published (command jitter)."""
@@ -215,6 +222,17 @@ class PolicyNode(Node):
                                command.positions, stamp)
 
     # --- status ---------------------------------------------------------------------------------
+    def _check_speed(self, chunk_seconds: float) -> None:
+        """Say (once per change) whether chunks of this length leave the robot without actions, and what to do."""
+        runtime, config = self.runtime, self.controller.config
+        verdict = judge_speed(chunk_seconds, self.robot.control_period, runtime.n_action_steps, config.replan_steps,
+                              runtime.future_steps, runtime.noise_scheduler, runtime.num_inference_steps)
+        if verdict.message and not self.speed_warning:
+            self.get_logger().warning(f"policy too slow for this robot: {verdict.message}")
+        elif self.speed_warning and not verdict.message:
+            self.get_logger().info(f"chunks now take {chunk_seconds * 1000:.0f} ms: fast enough again")
+        self.speed_warning = verdict.message
+
     def snapshot(self) -> PolicySnapshot:
         now = self._now()
         age, _ = self.controller.history.newest_age(now)
@@ -233,18 +251,25 @@ class PolicyNode(Node):
             nonfinite_rejections=safety.nonfinite_rejections,
             self_check_failures=self.controller.shaper.self_check_failures, watchdog_trips=stats.watchdog_trips,
             watchdog_timeout=self.controller.watchdog_limit(), worst_publish_delay=stats.worst_publish_delay,
-            late_commands_withdrawn=stats.late_commands_withdrawn)
+            late_commands_withdrawn=stats.late_commands_withdrawn,
+            expected_chunk_delay=self.controller.expected_delay(), late_chunks=self.controller.delays.outliers.count,
+            last_late_chunk_delay=self.controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded,
+            future_stamps_refused=sum(self.controller.history.future_counts().values()),
+            stop_steps=self.controller.shaper.stop_steps, speed_warning=self.speed_warning)
 
     def _publish_status(self) -> None:
         self.status_pub.publish(policy_status_msg(self.snapshot(), self.get_clock().now().to_msg()))
 
     def _publish_diagnostics(self) -> None:
+        if self.controller.stats.chunks_produced >= 3:  # judged again on the chunks measured in operation
+            self._check_speed(self.controller.stats.mean_inference_time)
         self.diagnostics_pub.publish(policy_diagnostics_msg(self.get_name(), self.snapshot(),
                                                             self.get_clock().now().to_msg()))
 
     def destroy_node(self) -> bool:
         self.command_loop.stop() if hasattr(self, "command_loop") else None
         self.controller.close() if hasattr(self, "controller") else None
+        self.plan_publisher.close() if hasattr(self, "plan_publisher") else None
         return super().destroy_node()
 
 

@@ -27,8 +27,8 @@ from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.time_alignment import stamp_to_seconds
-from dp_ros.data.dataset_writer import DatasetWriterError
-from dp_ros.data.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
+from dp_ros.data.datasets.dataset_writer import DatasetWriterError
+from dp_ros.data.datasets.recording import STATE_CODES, RecorderSettings, RecorderStatus, RecordingSession
 from dp_ros.node_params.recorder import RECORDER
 from dp_ros.nodes.node_tools import declare_parameters, trigger_service
 from dp_ros.robot_interface import RobotInterfaceError, default_robot_config_path, load_robot_interface

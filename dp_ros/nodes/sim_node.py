@@ -178,10 +178,12 @@ class SimNode(Node):
         else:
             check = env.command_step(command.positions[-1], receipt)
         if not check.within_limits:
+            timing = (" (taken off its controller update, a hold or a double step: it arrived over half an update "
+                      "late)") if not timed and env.commands.model.off_schedule else ""
             self.get_logger().warning(
-                f"a command on {self.robot.command.topic} breaks the joint limits as the controller executes it: "
-                f"{check.describe()} ({env.commands.violations} such commands so far; the simulator limits it to "
-                f"protect its model, a real controller would not)", throttle_duration_sec=2.0)
+                f"a command on {self.robot.command.topic} breaks the joint limits as the controller executes it"
+                f"{timing}: {check.describe()} ({env.commands.violations} such commands so far; the simulator limits "
+                f"it to protect its model, a real controller would not)", throttle_duration_sec=2.0)
 
     # --- reset and status ------------------------------------------------------------
     def reset_episode(self) -> str:

@@ -32,6 +32,7 @@ from dp_ros.node_params.train import TRAIN
 from dp_ros.nodes.node_tools import declare_parameters, trigger_service
 from dp_ros.training.config_loading import load_training_config
 from dp_ros.training.configuration_training import TrainingConfigError
+from dp_ros.training.distillation_launcher import DistillationLauncher, make_launcher
 from dp_ros.training.launcher import TrainingLauncher
 from dp_ros.training.progress import StepLines, TrainingProgress, format_step_line
 
@@ -54,8 +55,8 @@ class TrainNode(Node):
         self.launcher: TrainingLauncher | None = None
         try:
             config = load_training_config(p["config"] or None, self._overrides(p))
-            self.launcher = TrainingLauncher(config, on_progress=self._on_progress, on_line=self._on_line,
-                                             stop_timeout=p["stop_timeout"])
+            self.launcher = make_launcher(config, on_progress=self._on_progress, on_line=self._on_line,
+                                          stop_timeout=p["stop_timeout"])
             report = self.launcher.start()
         except TrainingConfigError as exc:
             self.get_logger().error(f"training not started: {exc}")
@@ -63,7 +64,8 @@ class TrainNode(Node):
             return
         for note in report.notes:
             self.get_logger().info(f"note: {note}")
-        self.get_logger().info(f"{config.mode} training started: {config.output_path} (log: {self.launcher.log_path}); "
+        kind = "distillation" if isinstance(self.launcher, DistillationLauncher) else f"{config.mode} training"
+        self.get_logger().info(f"{kind} started: {config.output_path} (log: {self.launcher.log_path}); "
                                f"~/stop stops it keeping the last checkpoint")
 
     @staticmethod
@@ -77,6 +79,7 @@ class TrainNode(Node):
         pairs = [item for item in p["overrides"] if item.strip()]
         for name, key in (("dataset_root", "dataset.root"), ("output_dir", "output_dir"),
                           ("pretrained_path", "policy.pretrained_path"), ("device", "policy.device"),
+                          ("teacher", "distillation.teacher"),
                           ("accelerate_config", "accelerate.config_file")):
             if p[name]:
                 pairs.append(f"{key}='" + p[name].replace("'", "''") + "'")

@@ -64,6 +64,9 @@ class SimState:
 
 MEASURED_HISTORY = 0.5
 """Seconds of measured joint positions kept to judge a command from where the arm was when it arrived."""
+COMMAND_LATENESS = 0.1
+"""Seconds after its receipt by which a command has reached the physics thread: a stream of steps that has
+sent nothing for that long is judged as stopped (see CommandLedger.settle)."""
 
 
 def _sim_robot(robot: RobotInterface | None) -> RobotInterface:
@@ -110,7 +113,7 @@ class SimEnvironment:
         self._measured = deque(maxlen=max(2, int(round(MEASURED_HISTORY / self.timestep))))
         self.commands = CommandLedger(ControllerModel(
             JointLimits.for_robot(self.robot), "trajectory" if self.robot.command.type == "joint_trajectory" else "step",
-            self.robot.command.interpolate_from, 1.0 / self.robot.command_rate))
+            self.robot.command.interpolate_from, 1.0 / self.robot.command_rate, self.robot.update_period))
         self.reset(seed)
 
     def _check_robot(self) -> None:
@@ -226,6 +229,7 @@ class SimEnvironment:
             mujoco.mj_step(self.model, self.data)
             self._measured.append((self.time, self.joint_positions()))
             self.monitor.update(self.episode_time, self.tip_position(), self._touching_obstacle())
+        self.commands.settle(self.time - COMMAND_LATENESS)
 
     def run(self, seconds: float) -> None:
         """Advance the physics by ``seconds``."""

@@ -171,7 +171,8 @@ def _alive(pid: int) -> bool:
     return True
 
 
-def main() -> int:
+def main(prepare: Callable[[Any], None] | None = None) -> int:
+    """Run LeRobot's trainer; ``prepare(lerobot_train)`` may hook it further first (distillation does)."""
     rank, world_size = rank_and_world_size()
     emit("started", rank=rank, world_size=world_size, pid=os.getpid())
     guard = CheckpointGuard()
@@ -188,6 +189,8 @@ def main() -> int:
         sys.argv[1:], ema_settings = take_ema_arguments(sys.argv[1:])
         ema = EmaTrainingHooks(ema_settings, resumed_checkpoint(sys.argv[1:]), keeps_average=rank == 0)
         install_hooks(lerobot_train, guard, reporter, ema)
+        if prepare is not None:
+            prepare(lerobot_train)
         lerobot_train.main()
     except KeyboardInterrupt:
         state, code = "stopped", STOPPED_EXIT_CODE

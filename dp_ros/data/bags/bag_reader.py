@@ -5,7 +5,7 @@ rosbag2 per file or per message with zstd, included), a bag folder without it
 (the storage files it holds are read as the parts of one bag, as ``ros2 bag
 record`` leaves them after a crash), or a single ``.db3`` / ``.mcap`` file.
 Opening reads the bag's summary only: no message definition is parsed until a
-topic is decoded (see :mod:`dp_ros.data.bag_types`), so whatever else a bag
+topic is decoded (see :mod:`dp_ros.data.bags.bag_types`), so whatever else a bag
 holds never stops it from opening. Messages come one at a time in receive-time
 order; a bag is never loaded whole.
 """
@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from dp_ros.data.bag_types import BagError, MessageDecoder, StoredDefinition, describe_error, make_decoder
-from dp_ros.data.mcap_chunks import chunk_index, chunked_messages
+from dp_ros.data.bags.bag_types import BagError, MessageDecoder, StoredDefinition, describe_error, make_decoder
+from dp_ros.data.bags.mcap_chunks import chunk_index, chunked_messages, zstd_module
 
 __all__ = ["BagError", "BagLayout", "BagMessage", "BagReader", "TopicInfo", "bag_layout", "header_stamp"]
 
@@ -98,15 +98,6 @@ def bag_layout(path: Path) -> BagLayout:
     if path.suffix not in STORAGE_SUFFIXES:
         raise BagError(f"{path}: not a rosbag2 file (expected a bag folder, a .db3 or an .mcap file)")
     return BagLayout([path])
-
-
-def zstd_module():
-    """Python's zstd module (``compression.zstd`` from 3.14, its backport before; rosbags depends on it)."""
-    try:
-        from compression import zstd
-    except ImportError:
-        from backports import zstd
-    return zstd
 
 
 def _decompressed_copy(file: Path, folder: Path) -> Path:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from dp_ros.data.bag_reader import BagError, BagReader
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.bag_reader import BagError, BagReader
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
 IMAGE_TYPES = ("sensor_msgs/msg/Image", "sensor_msgs/msg/CompressedImage")
@@ -32,6 +32,16 @@ class TopicPlan:
     streams: tuple[StreamPlan, ...]
     action_source: str
     split_topic: str
+    split: str = "bag"
+    """How episodes are delimited: ``bag``, ``marker`` or ``gap``; ``auto`` until resolved for a bag."""
+
+    def for_bag(self, bag: BagReader) -> "TopicPlan":
+        """This plan for one bag: ``auto`` becomes ``marker`` when the bag has the marker topic, else ``bag``."""
+        if self.split != "auto":
+            return self
+        if self.split_topic in bag.topics:
+            return TopicPlan(self.streams, self.action_source, self.split_topic, "marker")
+        return TopicPlan(self.streams, self.action_source, "", "bag")
 
     @property
     def topics(self) -> list[str]:
@@ -58,7 +68,8 @@ def plan_topics(robot: RobotInterface, options: ConversionOptions) -> TopicPlan:
     elif source == "command":
         streams.append(StreamPlan(ACTION_FEATURE, options.action_topic or robot.command.topic, COMMAND_TYPES,
                                   "action (commands)"))
-    return TopicPlan(tuple(streams), source, options.split_topic if options.split == "marker" else "")
+    split_topic = options.split_topic if options.split in ("marker", "auto") else ""
+    return TopicPlan(tuple(streams), source, split_topic, options.split)
 
 
 def check_bag(bag: BagReader, plan: TopicPlan) -> None:
@@ -78,7 +89,8 @@ def check_bag(bag: BagReader, plan: TopicPlan) -> None:
                             f"expected {' or '.join(stream.accepted_types)}")
         elif info.count == 0:
             problems.append(f"topic {stream.topic} ({stream.what}) has no messages")
-    if plan.split_topic and plan.split_topic not in bag.topics:
+    plan = plan.for_bag(bag)
+    if plan.split == "marker" and plan.split_topic not in bag.topics:
         problems.append(f"no marker topic {plan.split_topic}")
     if problems:
         listing = ", ".join(f"{name} [{info.msgtype}]" for name, info in sorted(bag.topics.items()))

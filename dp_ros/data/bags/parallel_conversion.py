@@ -20,11 +20,12 @@ import time
 from pathlib import Path
 from typing import Any
 
-from dp_ros.data.bag_conversion import staging_path, write_episodes
-from dp_ros.data.conversion_options import ConversionOptions
-from dp_ros.data.conversion_report import ConversionReport
-from dp_ros.data.dataset_writer import EPISODE_LOG, read_episode_log
-from dp_ros.data.topic_plan import plan_topics
+from dp_ros.data.bags.bag_episodes import staging_path, write_episodes
+from dp_ros.data.bags.bag_reader import BagReader
+from dp_ros.data.bags.conversion_options import ConversionOptions
+from dp_ros.data.bags.conversion_report import ConversionReport
+from dp_ros.data.datasets.dataset_writer import EPISODE_LOG, read_episode_log
+from dp_ros.data.bags.topic_plan import plan_topics
 from dp_ros.robot_interface import RobotInterface
 
 _progress_queue = None
@@ -68,7 +69,7 @@ def _convert_part(bags: list[str], part: str, robot: RobotInterface, options: Co
     return {"episodes": report.episodes, "peak_rss_mb": peak_rss_mb(), "cpu_s": time.process_time() - cpu}
 
 
-def _merge_parts(parts: list[str], output: str, repo_id: str) -> dict[str, float]:
+def merge_parts(parts: list[str], output: str, repo_id: str) -> dict[str, float]:
     """In a worker: LeRobot's aggregation of the part datasets into ``output``, and the joined episode log."""
     from lerobot.datasets.aggregate import aggregate_datasets
 
@@ -118,8 +119,6 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
     """Convert ``bags`` with ``jobs`` worker processes into a new dataset at ``staging``; fills ``report``."""
     import multiprocessing
 
-    from dp_ros.data.bag_reader import BagReader
-
     durations = []
     for path in bags:
         with BagReader(path) as bag:
@@ -129,7 +128,7 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
     # Workers fork from one server that imported LeRobot and torch once (seconds of CPU each time otherwise);
     # the server itself is started from a clean interpreter, so no thread of this process is forked.
     context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["dp_ros.data.parallel_conversion", "lerobot.datasets.lerobot_dataset",
+    context.set_forkserver_preload(["dp_ros.data.bags.parallel_conversion", "lerobot.datasets.lerobot_dataset",
                                     "lerobot.datasets.aggregate"])
     progress_queue = context.Queue()
     try:
@@ -153,7 +152,7 @@ def convert_in_parallel(bags: list, staging: Path, robot: RobotInterface, option
                     saved_parts.append(str(part))
             if saved_parts:
                 bar.set_description(f"merging {len(saved_parts)} parts")
-                merged = _wait(pool.apply_async(_merge_parts, (saved_parts, str(staging), repo_id)), bar,
+                merged = _wait(pool.apply_async(merge_parts, (saved_parts, str(staging), repo_id)), bar,
                                progress_queue)
                 report.jobs.append({"job": "merge", "bags": 0, "peak_rss_mb": round(merged["peak_rss_mb"], 1),
                                     "cpu_s": round(merged["cpu_s"], 2)})

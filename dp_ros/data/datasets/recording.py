@@ -12,7 +12,7 @@ in, and the frames after it are never renumbered to close the hole. With
 are saved as one episode and the next usable frame starts another, each with
 true timestamps (parts shorter than ``min_frames`` are not saved); with
 ``on_stale: discard`` the whole recording is discarded. Frames go to a worker
-thread that owns the :class:`~dp_ros.data.dataset_writer.EpisodeWriter`, so
+thread that owns the :class:`~dp_ros.data.datasets.dataset_writer.EpisodeWriter`, so
 saving episode N never holds up the callbacks that record episode N+1.
 """
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from dp_ros.data.dataset_writer import DatasetWriterError, EpisodeWriter, disk_bytes
+from dp_ros.data.datasets.dataset_writer import DatasetWriterError, EpisodeWriter, disk_bytes
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.data.frame_sync import FrameSync, Gap, describe_causes
 from dp_ros.robot_interface import ACTION_FEATURE, ACTION_SOURCES, STATE_FEATURE, RobotInterface

@@ -10,8 +10,8 @@ consecutive usable frames is one episode (*part*), so a dataset's timestamps
 are true time since its episode's start. With ``on_stale=fail`` the first
 unusable frame stops the conversion instead.
 
-Images are decoded only for the frames that use them; memory stays bounded
-whatever the bag length.
+Messages are decoded only for the frames that use them
+(:mod:`dp_ros.data.bags.sample_decoding`); memory stays bounded whatever the bag length.
 """
 from __future__ import annotations
 
@@ -23,14 +23,14 @@ from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from dp_ros.conversions.commands import CommandError, parse_command
-from dp_ros.conversions.images import ImageConversionError, message_to_rgb
-from dp_ros.conversions.joint_state import JointOrder, JointStateError
-from dp_ros.data.bag_reader import BagError, BagMessage, BagReader, header_stamp
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
-from dp_ros.data.conversion_report import EpisodeResult
+from dp_ros.conversions.joint_state import JointOrder
+from dp_ros.data.bags.bag_reader import BagError, BagMessage, BagReader, header_stamp
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.conversion_report import EpisodeResult
+from dp_ros.data.bags.image_decoding import ImageDecodePool
+from dp_ros.data.bags.sample_decoding import SampleDecoder
 from dp_ros.data.frame_sync import SAME_TIME, FramePick, FrameSync, Gap, describe_causes
-from dp_ros.data.topic_plan import JOINT_STATE_TYPE, StreamPlan, TopicPlan
+from dp_ros.data.bags.topic_plan import StreamPlan, TopicPlan
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE, RobotInterface
 
 
@@ -50,9 +50,10 @@ class EpisodeEnd:
 class BagSynchronizer:
     """Streams one bag and yields :class:`Frame` and :class:`EpisodeEnd` events in time order."""
 
-    def __init__(self, bag: BagReader, plan: TopicPlan, robot: RobotInterface, options: ConversionOptions):
+    def __init__(self, bag: BagReader, plan: TopicPlan, robot: RobotInterface, options: ConversionOptions,
+                 pool: ImageDecodePool | None = None):
         self.bag = bag
-        self.plan = plan
+        self.plan = plan = plan.for_bag(bag)
         self.robot = robot
         self.options = options
         self.period = 1.0 / robot.fps
@@ -69,9 +70,8 @@ class BagSynchronizer:
         self._is_command = {topic: any(s.is_command for s in streams) for topic, streams in self._roles.items()}
         if plan.split_topic:
             self._is_command[plan.split_topic] = True
-        self._cameras = {cam.feature: cam for cam in robot.cameras}
+        self.decode = SampleDecoder(bag, {cam.feature: cam for cam in robot.cameras}, self.order, pool)
         self._stamp_first = {topic: bag.decoder(topic).stamp_first for topic in plan.topics}
-        self._decoded: dict[str, tuple[float, np.ndarray]] = {}
         self._clock_offsets: dict[str, float] = {}
         self._episode_count = 0
         self.active = False
@@ -174,7 +174,7 @@ class BagSynchronizer:
                 self._part_start, self._gap_before, self._gap = t, self._gap, None
             self.sync.count(pick)
             self._part_frames += 1
-            yield Frame(t, {name: self._decode(name, sample.stamp, sample.value) for name, sample in pick.samples.items()})
+            yield Frame(t, {name: self.decode(name, sample.stamp, sample.value) for name, sample in pick.samples.items()})
 
     def _unusable(self, pick: FramePick) -> None:
         if self.options.on_stale == "fail":
@@ -189,26 +189,6 @@ class BagSynchronizer:
             self._gap = Gap(pick.time, 0, pick.causes())
         self._gap.frames += 1
         self.sync.count(pick)
-
-    # -- decoding -------------------------------------------------------------------
-    def _decode(self, name: str, stamp: float, message: BagMessage) -> np.ndarray:
-        cached = self._decoded.get(name)
-        if cached is not None and cached[0] == stamp:
-            return cached[1]
-        msg = self.bag.deserialize(message)
-        try:
-            if name in self._cameras:
-                cam = self._cameras[name]
-                value = message_to_rgb(msg, cam.width, cam.height)
-            elif message.msgtype == JOINT_STATE_TYPE:
-                value = self.order.positions(msg).astype(np.float32)
-            else:
-                value = parse_command(msg, self.order).positions[0].astype(np.float32)
-        except (ImageConversionError, JointStateError, CommandError) as exc:
-            raise ConversionError(f"{self.bag.path}: topic {message.topic}, message at "
-                                  f"{message.receive_ns / 1e9:.3f} s: {exc}") from None
-        self._decoded[name] = (stamp, value)
-        return value
 
     # -- markers ----------------------------------------------------------------------
     def _on_marker(self, msg: Any, stamp: float) -> Iterator[Frame | EpisodeEnd]:
@@ -225,7 +205,7 @@ class BagSynchronizer:
         Messages come in receive order; they are put back in stamp order (header stamps arrive out of order)
         by holding each one until a message stamped ``reorder_window`` later has arrived.
         """
-        if self.options.split != "marker":
+        if self.plan.split != "marker":
             self._begin(-math.inf)
         self._last_state: float | None = None
         held: list[tuple[float, int, BagMessage]] = []
@@ -252,12 +232,13 @@ class BagSynchronizer:
         if message.topic == self.plan.split_topic:
             yield from self._on_marker(self.bag.deserialize(message), stamp)
         for stream in self._roles.get(message.topic, ()):
-            if stream.name == STATE_FEATURE and self.options.split == "gap":
+            if stream.name == STATE_FEATURE and self.plan.split == "gap":
                 if self._last_state is not None and stamp - self._last_state > self.options.split_gap and self.active:
                     yield from self._end(self._last_state)
                     self._begin(stamp)
                 self._last_state = stamp
-            self.sync.add(stream.name, stamp, message)
+            value = self.decode.every_message(stream.name, message) if self.options.decode_every_message else message
+            self.sync.add(stream.name, stamp, value)
             if self.active:
                 self._on_sample(stream.name, stamp)
         self.watermark = max(self.watermark, stamp)

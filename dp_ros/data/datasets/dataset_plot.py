@@ -5,8 +5,8 @@ from pathlib import Path
 
 import numpy as np
 
-from dp_ros.data.dataset_report import DatasetReport
-from dp_ros.data.dataset_writer import read_episode_log
+from dp_ros.data.datasets.dataset_report import DatasetReport
+from dp_ros.data.datasets.dataset_writer import read_episode_log
 
 
 def plot_report(report: DatasetReport, path: str | Path, episodes_shown: int = 10) -> Path:

@@ -21,12 +21,19 @@ _MESSAGE_HEADER = struct.Struct("<HIQ")  # channel id, sequence, log time (publi
 _MESSAGE_PREFIX = 2 + 4 + 8 + 8
 
 
+def zstd_module():
+    """Python's zstd module (``compression.zstd`` from 3.14, its backport before; rosbags depends on it)."""
+    try:
+        from compression import zstd
+    except ImportError:
+        from backports import zstd
+    return zstd
+
+
 def _decompressor(compression: str):
     if compression == "":
         return lambda data, size: data
     if compression == "zstd":
-        from dp_ros.data.bag_reader import zstd_module
-
         return lambda data, size: zstd_module().decompress(data)
     if compression == "lz4":
         from lz4.frame import decompress

@@ -1,7 +1,9 @@
 """LeRobot dataset -> rosbag2 MCAP file, ROS-free: demonstrations back as the topics they came from.
 
-Every frame becomes, stamped at its time (header stamp = bag time = start of
-the bag + the episode's place + the frame's timestamp):
+Every frame becomes, stamped at its time (header stamp = bag receive time =
+MCAP log time = publish time = start of the episode + the frame's timestamp,
+in integer nanoseconds; the frame's timestamp is taken as frame_index / fps
+when it is on that grid):
 
 - the joint states (sensor_msgs/JointState, the robot interface's joint names);
 - each camera as sensor_msgs/Image (rgb8) or CompressedImage (jpeg), as the
@@ -13,8 +15,9 @@ the bag + the episode's place + the frame's timestamp):
 
 Episodes follow one another with a pause of ``episode_gap`` seconds and are
 delimited by std_msgs/Bool messages on the marker topic (true at the first
-frame, false after the last), so ``bag2lerobot --split marker`` gives the same
-episodes back. Messages are serialized with rosbags (no ROS install) and
+frame, false half a period after the last), so ``bag2lerobot`` with its default
+options (``--split auto`` finds the marker topic) gives the same episodes,
+frames, timestamps, states and actions back; images within the video codec's loss. Messages are serialized with rosbags (no ROS install) and
 written with the ``mcap`` library (zstd-compressed chunks, the ``ros2``
 profile): ``ros2 bag play``, Foxglove and RViz read the file as it is.
 """
@@ -24,10 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-import cv2
 import numpy as np
 
-from dp_ros.data.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
+from dp_ros.data.datasets.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
                                        load_dataset_files, video_path)
 from dp_ros.robot_interface import RobotInterface
 
@@ -93,6 +95,8 @@ class _Messages:
 
     def image(self, ns: int, rgb: np.ndarray, compressed: bool):
         if compressed:
+            import cv2
+
             ok, encoded = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, 95])
             if not ok:
                 raise DatasetToBagError("OpenCV could not encode a frame as jpeg")
@@ -160,11 +164,45 @@ def _offset_ns(timestamp: float, frame_index: int, fps: int) -> int:
     return int(round((on_grid if abs(timestamp - on_grid) < TIME_TOLERANCE else timestamp) * 1e9))
 
 
+def _write_episode(out: _McapOut, build: _Messages, robot: RobotInterface, data: DatasetFiles, rows: np.ndarray,
+                   images: dict[str, Iterator[np.ndarray]], base_ns: int, marker_topic: str,
+                   progress: Callable[[int], None] | None) -> int:
+    """One episode's messages from bag time ``base_ns``; returns the time of its last message (ns)."""
+    period, source = 1.0 / robot.fps, robot.action.source
+    if marker_topic:
+        out.write(marker_topic, "std_msgs/msg/Bool", base_ns, build.marker(True))
+    last_ns = base_ns
+    for row in rows:
+        ns = base_ns + _offset_ns(float(data.timestamp[row]), int(data.frame_index[row]), robot.fps)
+        out.write(robot.joint_state_topic, "sensor_msgs/msg/JointState", ns, build.joint_state(ns, data.state[row]))
+        for cam in robot.cameras:
+            rgb = next(images[cam.feature])
+            msgtype = "sensor_msgs/msg/CompressedImage" if cam.type == "compressed" else "sensor_msgs/msg/Image"
+            out.write(cam.topic, msgtype, ns, build.image(ns, rgb, cam.type == "compressed"))
+        if source == "leader":
+            out.write(robot.action.topic, "sensor_msgs/msg/JointState", ns, build.joint_state(ns, data.action[row]))
+        elif source == "command":
+            message = build.command(ns, robot.command.type, data.action[row], period)
+            out.write(robot.command.topic, message.__msgtype__, ns, message)
+        last_ns = ns
+        if progress is not None:
+            progress(1)
+    end_ns = last_ns - base_ns
+    if source == "next_state":  # the state one period later is the last frame's action
+        last_ns = base_ns + end_ns + int(round(period * 1e9))
+        out.write(robot.joint_state_topic, "sensor_msgs/msg/JointState", last_ns,
+                  build.joint_state(last_ns, data.action[rows[-1]]))
+    if marker_topic:  # after the last frame (and its next state), before the next frame time
+        last_ns = base_ns + end_ns + int(round(period * (1.5 if source == "next_state" else 0.5) * 1e9))
+        out.write(marker_topic, "std_msgs/msg/Bool", last_ns, build.marker(False))
+    return last_ns
+
+
 def dataset_to_bag(root: str | Path, output: str | Path, robot: RobotInterface, start_time: float = 1.7e9,
                    episode_gap: float = 1.0, marker_topic: str = MARKER_TOPIC,
                    progress: Callable[[int], None] | None = None) -> BagWriteReport:
     """Write the dataset at ``root`` as the MCAP file ``output``; ``progress`` is called with frames written."""
-    from dp_ros.data.dataset_writer import DatasetWriterError, check_compatible
+    from dp_ros.data.datasets.dataset_writer import DatasetWriterError, check_compatible
 
     root, output = Path(root).expanduser(), Path(output).expanduser()
     data = load_dataset_files(root)
@@ -174,48 +212,21 @@ def dataset_to_bag(root: str | Path, output: str | Path, robot: RobotInterface, 
         raise DatasetToBagError(str(exc)) from None
     if data.state is None or data.action is None:
         raise DatasetToBagError(f"{root}: the dataset has no observation.state or no action")
-    period = 1.0 / robot.fps
-    source = robot.action.source
     build = _Messages(robot)
     order = np.lexsort((data.frame_index, data.episode_index))
     images = {cam.feature: camera_frames(root, data, cam.feature) for cam in robot.cameras}
     out = _McapOut(output, build.store)
-    episode_start = start_time
+    episode_start_ns = int(round(start_time * 1e9))
     frames, first_ns, last_ns = 0, None, 0
     try:
         for meta in data.episodes_meta:
             rows = order[data.episode_index[order] == int(meta["episode_index"])]
             if not len(rows):
                 continue
-            base_ns = int(round(episode_start * 1e9))
-            first_ns = base_ns if first_ns is None else first_ns
-            if marker_topic:
-                out.write(marker_topic, "std_msgs/msg/Bool", base_ns, build.marker(True))
-            for row in rows:
-                ns = base_ns + _offset_ns(float(data.timestamp[row]), int(data.frame_index[row]), robot.fps)
-                out.write(robot.joint_state_topic, "sensor_msgs/msg/JointState", ns, build.joint_state(ns, data.state[row]))
-                for cam in robot.cameras:
-                    rgb = next(images[cam.feature])
-                    msgtype = "sensor_msgs/msg/CompressedImage" if cam.type == "compressed" else "sensor_msgs/msg/Image"
-                    out.write(cam.topic, msgtype, ns, build.image(ns, rgb, cam.type == "compressed"))
-                if source == "leader":
-                    out.write(robot.action.topic, "sensor_msgs/msg/JointState", ns, build.joint_state(ns, data.action[row]))
-                elif source == "command":
-                    message = build.command(ns, robot.command.type, data.action[row], period)
-                    out.write(robot.command.topic, message.__msgtype__, ns, message)
-                frames += 1
-                last_ns = ns
-                if progress is not None:
-                    progress(1)
-            end = last_ns / 1e9 - episode_start
-            if source == "next_state":  # the state one period later is the last frame's action
-                last_ns = base_ns + int(round((end + period) * 1e9))
-                out.write(robot.joint_state_topic, "sensor_msgs/msg/JointState", last_ns,
-                          build.joint_state(last_ns, data.action[rows[-1]]))
-            if marker_topic:  # after the last frame (and its next state), before the next frame time
-                last_ns = base_ns + int(round((end + period * (1.5 if source == "next_state" else 0.5)) * 1e9))
-                out.write(marker_topic, "std_msgs/msg/Bool", last_ns, build.marker(False))
-            episode_start = last_ns / 1e9 + episode_gap
+            first_ns = episode_start_ns if first_ns is None else first_ns
+            last_ns = _write_episode(out, build, robot, data, rows, images, episode_start_ns, marker_topic, progress)
+            frames += len(rows)
+            episode_start_ns = last_ns + int(round(episode_gap * 1e9))
     except BaseException:
         out.close()
         output.unlink(missing_ok=True)

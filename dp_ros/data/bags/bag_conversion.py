@@ -1,74 +1,28 @@
 """rosbag2 -> LeRobot dataset: every bag checked first, then converted in order (or in parallel processes).
 
 Topics come from the robot interface (joint states, cameras, the demonstrated
-action), with overrides (:mod:`dp_ros.data.topic_plan`); each bag becomes
-episodes of frames by :mod:`dp_ros.data.bag_sync`. The output is written to a
+action), with overrides (:mod:`dp_ros.data.bags.topic_plan`); each bag becomes
+episodes of frames by :mod:`dp_ros.data.bags.bag_sync`. The output is written to a
 hidden staging folder next to the target and moved into place only when every
 bag converted, so a failure never leaves a half dataset that looks whole.
-With ``jobs > 1`` the bags are shared out in order among worker processes and
+With ``jobs > 1`` and one bag, its images are decoded in ``jobs`` worker
+processes while this one reads, samples, encodes and writes. With several, the bags are shared out in order among worker processes and
 their datasets merged by LeRobot's own aggregation
-(:mod:`dp_ros.data.parallel_conversion`): the same dataset as a serial run.
+(:mod:`dp_ros.data.bags.parallel_conversion`): the same dataset as a serial run.
 """
 from __future__ import annotations
 
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
 
-from dp_ros.data.bag_reader import BagReader
-from dp_ros.data.bag_sync import BagSynchronizer, Frame
-from dp_ros.data.conversion_options import ConversionError, ConversionOptions
-from dp_ros.data.conversion_report import ConversionReport
-from dp_ros.data.dataset_writer import EpisodeWriter, is_dataset
-from dp_ros.data.topic_plan import TopicPlan, check_bag, plan_topics
+from dp_ros.data.bags.bag_episodes import check_bags, staging_path, write_episodes
+from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptions
+from dp_ros.data.bags.conversion_report import ConversionReport
+from dp_ros.data.bags.parallel_conversion import convert_in_parallel
+from dp_ros.data.bags.topic_plan import plan_topics
+from dp_ros.data.datasets.dataset_writer import is_dataset
 from dp_ros.robot_interface import RobotInterface
-
-Progress = Callable[[float], None]
-"""Called with the bag seconds converted since the last call."""
-
-
-def check_bags(bags: list[str | Path], plan: TopicPlan) -> float:
-    """Open and check every bag (BagError naming the first problem); returns their total seconds."""
-    seconds = 0.0
-    for path in bags:
-        with BagReader(path) as bag:
-            check_bag(bag, plan)
-            seconds += bag.duration
-    return seconds
-
-
-def write_episodes(bags: list[str | Path], staging: Path, robot: RobotInterface, options: ConversionOptions,
-                   plan: TopicPlan, report: ConversionReport, repo_id: str, image_writer_threads: int,
-                   progress: Progress | None = None, on_bag: Callable[[int, Path], None] | None = None) -> None:
-    """Convert ``bags`` in order into a new dataset at ``staging``; adds every episode to ``report``."""
-    writer = EpisodeWriter(staging, robot, repo_id=repo_id, image_writer_threads=image_writer_threads)
-    try:
-        for number, path in enumerate(bags):
-            if on_bag is not None:
-                on_bag(number, Path(path))
-            with BagReader(path) as bag:
-                for event in BagSynchronizer(bag, plan, robot, options).events(progress=progress):
-                    if isinstance(event, Frame):
-                        writer.add_frame(event.values, options.task)
-                        continue
-                    result = event.result
-                    if result.frames >= options.min_frames:
-                        result.saved_as = writer.save_episode(result.record(1.0 / robot.fps)).index
-                    else:
-                        writer.discard_episode()
-                    report.episodes.append(result)
-    except BaseException:
-        try:
-            writer.close()
-        except Exception:  # noqa: BLE001 - the original error matters more
-            pass
-        raise
-    writer.close()
-
-
-def staging_path(output: Path, tag: str = "") -> Path:
-    return output.parent / f".{output.name}.incomplete-{os.getpid()}{tag}"
 
 
 def check_output(output: Path, overwrite: bool) -> None:
@@ -93,7 +47,8 @@ def convert_bags(bags: list[str | Path], output: str | Path, robot: RobotInterfa
                  repo_id: str = "local/dp_ros", image_writer_threads: int = 2, jobs: int = 1) -> ConversionReport:
     """Convert ``bags`` (in order) into one LeRobot dataset at ``output``; returns the statistics.
 
-    ``jobs``: worker processes; with more than one, the bags are converted in parallel and merged.
+    ``jobs``: worker processes. With more than one and several bags, the bags are converted in parallel and
+    merged; a single bag is read and written by this process while ``jobs`` workers decode its images.
     """
     options = options or ConversionOptions()
     options.validate()
@@ -112,12 +67,10 @@ def convert_bags(bags: list[str | Path], output: str | Path, robot: RobotInterfa
     bar = progress_bar(seconds, progress)
     try:
         if jobs > 1 and len(bags) > 1:
-            from dp_ros.data.parallel_conversion import convert_in_parallel
-
             convert_in_parallel(bags, staging, robot, options, report, repo_id, min(jobs, len(bags)), bar)
         else:
             write_episodes(bags, staging, robot, options, plan, report, repo_id, image_writer_threads,
-                           progress=bar.update,
+                           progress=bar.update, decode_jobs=jobs,
                            on_bag=lambda number, path: bar.set_description(f"bag {number + 1}/{len(bags)} {path.name}"))
         bar.close()
         if not report.saved:

@@ -41,7 +41,7 @@ def describe_error(exc: BaseException) -> str:
 
 
 @lru_cache(maxsize=1)
-def _standard_store():
+def standard_store():
     from rosbags.typesys import Stores, get_typestore
 
     return get_typestore(Stores.ROS2_JAZZY)
@@ -90,7 +90,7 @@ class MessageDecoder:
 
 def make_decoder(bag: str, topic: str, msgtype: str, definition: StoredDefinition) -> MessageDecoder:
     """The decoder for ``topic`` (rule above); raises BagError naming the topic and type when there is none."""
-    standard = _standard_store()
+    standard = standard_store()
     if msgtype in standard.fielddefs:
         return MessageDecoder(msgtype, standard, "standard")
     problem = "the bag stores no definition for it"

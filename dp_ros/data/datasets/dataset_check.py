@@ -18,10 +18,10 @@ from typing import Callable
 
 import numpy as np
 
-from dp_ros.data.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
+from dp_ros.data.datasets.dataset_files import (TIME_TOLERANCE, DatasetCheckError, DatasetFiles, decoded_frames,
                                        load_dataset_files, video_path)
-from dp_ros.data.dataset_report import ERROR, NOTE, WARNING, DatasetReport
-from dp_ros.data.dataset_writer import read_episode_log
+from dp_ros.data.datasets.dataset_report import ERROR, NOTE, WARNING, DatasetReport
+from dp_ros.data.datasets.dataset_writer import read_episode_log
 
 __all__ = ["CheckOptions", "DatasetCheckError", "check_dataset"]
 

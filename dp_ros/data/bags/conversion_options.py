@@ -4,10 +4,11 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dp_ros.data.datasets.dataset_to_bag import MARKER_TOPIC
 from dp_ros.robot_interface import ACTION_SOURCES
 
 TIME_SOURCES = ("header", "receive")
-SPLIT_MODES = ("bag", "marker", "gap")
+SPLIT_MODES = ("auto", "bag", "marker", "gap")
 STALE_POLICIES = ("split", "fail")
 
 
@@ -30,11 +31,12 @@ class ConversionOptions:
     time_source: str = "header"
     """``header`` stamps or ``receive`` (the bag's record times). Messages without a header
     (Float64MultiArray, markers) and commands with a zero stamp always use receive times."""
-    split: str = "bag"
-    """``bag``: one episode per bag; ``marker``: episodes delimited by messages on ``split_topic``;
+    split: str = "auto"
+    """``auto``: ``marker`` for a bag that has ``split_topic`` (as ``lerobot2bag`` and the recorder write it),
+    else ``bag``; ``bag``: one episode per bag; ``marker``: episodes delimited by messages on ``split_topic``;
     ``gap``: a new episode when the joint states pause longer than ``split_gap``."""
-    split_topic: str = ""
-    """Marker topic for ``split=marker``: a message whose ``data`` is a bool (std_msgs/Bool, or a custom type
+    split_topic: str = MARKER_TOPIC
+    """Marker topic for ``split=marker`` (and ``auto``): a message whose ``data`` is a bool (std_msgs/Bool, or a custom type
     whose definition the bag stores) starts the episode when true and ends it when false; a message of any
     other kind ends the current episode and starts the next."""
     split_gap: float = 1.0
@@ -54,6 +56,9 @@ class ConversionOptions:
     learns little from a fragment shorter than its observation history and action horizon."""
     reorder_window: float = 0.5
     """Seconds to wait for a late message (header stamps arrive out of order) before a frame is decided."""
+    decode_every_message: bool = False
+    """Decode every message of the needed topics as it arrives, as a naive converter would, instead of only
+    those a frame picks: the same dataset, slower (for comparison and profiling)."""
     max_clock_offset: float = 5.0
     """With header stamps: the most the header-minus-receive offsets of two topics may differ by
     (a camera whose clock is days off is caught here)."""
