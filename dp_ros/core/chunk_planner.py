@@ -39,12 +39,8 @@ class ChunkPlanner:
         self._accepts, self._on_failure = accepts, on_failure
         self.schedule = ActionSchedule(robot.control_period, config.transition, config.blend_steps,
                                        config.ensemble_decay, config.late_margin, config.blend_max_deviation)
-        self._guided = config.transition == "guided"
-        # guided: the next chunk is requested when replan_steps of the committed actions remain; the
-        # reserve after them keeps the plan going while it is computed
-        reserve = predictor.future_steps - predictor.n_action_steps if self._guided else 0
-        self._replan_threshold = config.replan_steps + reserve
         self.delays = DelayEstimate(config.delay_margin)
+        self.use_config()
         self._epoch = 0
         self._ticket: ChunkTicket | None = None
         """The chunk requested and not yet merged or given up."""
@@ -58,6 +54,21 @@ class ChunkPlanner:
         self._worker = threading.Thread(target=self._inference_loop, name="dp_ros_inference", daemon=True)
         self._worker.start()
 
+    def use_config(self) -> None:
+        """Take ``config``'s transition and delay margin (changed while running: call with the lock held and no
+        chunk pending, so the next chunk is the first requested, sampled and merged with them)."""
+        self.schedule.transition = self.config.transition  # one of TRANSITIONS (the parameter says so)
+        self.delays.margin = float(self.config.delay_margin)
+        self._guided = self.config.transition == "guided"
+        # guided: the next chunk is requested when replan_steps of the committed actions remain; the
+        # reserve after them keeps the plan going while it is computed
+        reserve = self.predictor.future_steps - self.predictor.n_action_steps if self._guided else 0
+        self._replan_threshold = self.config.replan_steps + reserve
+
+    def due(self, now: float) -> bool:
+        """Whether the next chunk would be requested at ``now`` (few planned actions left, none being computed)."""
+        return self.schedule.remaining(now) <= self._replan_threshold and self._ticket is None
+
     @property
     def pending(self) -> bool:
         """A chunk has been requested and is neither merged nor given up yet."""
@@ -65,7 +76,7 @@ class ChunkPlanner:
 
     def request_if_due(self, now: float) -> None:
         """Request the next chunk when few planned actions remain and none is being computed."""
-        if self.schedule.remaining(now) <= self._replan_threshold and self._ticket is None:
+        if self.due(now):
             self._ticket = ChunkTicket(self._epoch)
             self._request.set()
 

@@ -28,6 +28,7 @@ from dp_ros.core.chunk_planner import ChunkPlanner
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
 from dp_ros.core.controller_states import Event, InvalidTransition, PendingStop, Phase, State, next_phase
 from dp_ros.core.controller_stats import Stats
+from dp_ros.core.live_settings import LiveSettings
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady, ObservationHistory
 from dp_ros.core.plan_events import ChunkListener
@@ -117,6 +118,7 @@ class PolicyController:
                                     accepts=self._accepts_chunks, on_failure=self._inference_failed)
         self.schedule = self.planner.schedule
         self.delays = self.planner.delays
+        self.live = LiveSettings(robot, config, self.log)  # settings changed while running (retune)
         self.phase = Phase.IDLE
         self.reason = "waiting for start"
         self._idle_status = State.IDLE
@@ -282,6 +284,7 @@ class PolicyController:
         """The command to send at ``now``, or None to send nothing."""
         age, stream = self.history.newest_age(now)
         with self._lock:
+            self.live.ease(self.safety, self.shaper.published)
             if self._pending_stop is not None or self.shaper.braking:
                 return self._stop_command(now)
             if self.phase not in (Phase.WARMING_UP, Phase.RUNNING, Phase.STALLED):
@@ -301,6 +304,8 @@ class PolicyController:
                 return self._stop_command(now)
             if self.phase is not Phase.RUNNING and not self._history_ready(now):
                 return None
+            if self.live.staged and self.planner.due(now) and self.live.take():
+                self.planner.use_config()
             self.planner.request_if_due(now)
             command = self._plan_command(now)
             if command is None:
@@ -386,6 +391,11 @@ class PolicyController:
 
     def queue_depth(self, now: float) -> int:
         return self.schedule.remaining(now)
+
+    def retune(self, changes: dict) -> None:
+        """Change LiveSettings.NAMES from the next chunk on (raises ValueError, changing nothing, if refused)."""
+        with self._lock:
+            self.live.stage(changes)
 
     def close(self) -> None:
         self.planner.close()

@@ -86,10 +86,13 @@ class PolicyRuntime:
             self.denoiser = make_denoiser(noise_scheduler, policy.diffusion.unet, schedule, num_inference_steps)
         except ValueError as exc:
             raise CheckpointError(str(exc)) from None
+        self._sampler = (noise_scheduler, self.denoiser)
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
         self.image_keys = list(self.config.image_features)
         self.sampler_source = "parameters"
+        self.last_chunk_sampler = ""
+        """Sampler and steps of the newest chunk (``ddim x4``): a live change shows here from the next chunk on."""
         # two histories' worth of frames: the frames of the next chunk that were in this one stay
         self.feature_cache: FrameFeatureCache | None = FrameFeatureCache(2 * self.n_obs_steps * len(self.image_keys))
 
@@ -144,6 +147,24 @@ class PolicyRuntime:
                       seed=seed)
         runtime.sampler_source = sampler.source
         return runtime
+
+    def prepare_sampler(self, noise_scheduler: str | None, num_inference_steps: int | None) -> tuple:
+        """The sampler ``noise_scheduler`` x ``num_inference_steps`` (None: as :meth:`load` chooses) for
+        :meth:`use_sampler`, changing nothing; raises CheckpointError if the checkpoint cannot be sampled so."""
+        try:
+            sampler = choose_sampler(self.checkpoint, self.config, noise_scheduler, num_inference_steps)
+            denoiser = make_denoiser(sampler.name, self.policy.diffusion.unet, NoiseSchedule.from_config(self.config),
+                                     sampler.steps)
+        except ValueError as exc:
+            raise CheckpointError(str(exc)) from None
+        return sampler, denoiser
+
+    def use_sampler(self, prepared: tuple) -> None:
+        """Sample the chunks started from now on with a sampler of :meth:`prepare_sampler` (a chunk being computed
+        finishes with its own)."""
+        sampler, denoiser = prepared
+        self._sampler = (sampler.name, denoiser)  # read as one by a chunk
+        self.noise_scheduler, self.denoiser, self.sampler_source = sampler.name, denoiser, sampler.source
 
     # --- shape of the policy ---------------------------------------------------------
     @property
@@ -274,6 +295,7 @@ class PolicyRuntime:
         if self.image_keys:
             model_batch[OBS_IMAGES] = torch.stack([processed[k] for k in self.image_keys], dim=-4)
         diffusion = self.policy.diffusion
+        name, denoiser = self._sampler  # one sampler for the whole chunk, even if set_sampler runs meanwhile
         if frame_keys is not None and self.feature_cache is not None and state.shape[0] == 1:
             global_cond = self.feature_cache.conditioning(diffusion, state, model_batch[OBS_IMAGES], frame_keys)
         else:
@@ -289,9 +311,10 @@ class PolicyRuntime:
         guidance = None
         if weights is not None:
             clip = self.config.clip_sample_range if self.config.clip_sample else None
-            guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, self.denoiser.alphas_cumprod,
+            guidance = PlanConditioning(processed[ACTION_FEATURE], weights, noise, denoiser.alphas_cumprod,
                                         guide.gradient_steps, guide.max_weight, clip, self.config.prediction_type)
-        trajectory = self.denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
+        trajectory = denoiser(noise, global_cond, generator=self.generator, on_step=on_step, guidance=guidance)
+        self.last_chunk_sampler = f"{name} x{denoiser.num_inference_steps}"
         first = self.n_obs_steps - 1
         count = self.future_steps if guide is not None else self.n_action_steps
         actions = self._unnormalise(trajectory[:, first:first + count])
