@@ -85,3 +85,25 @@ def call_trigger(node, service: str, timeout: float = 15.0):
         return future.result()
     finally:
         node.destroy_client(client)
+
+
+def call_service(node, service_type, service: str, request, timeout: float = 15.0):
+    """Call any service from ``node`` (waiting for it to appear); returns the response."""
+    client = node.create_client(service_type, service)
+    try:
+        assert spin_until(node, client.service_is_ready, timeout), f"service {service} did not appear"
+        future = client.call_async(request)
+        assert spin_until(node, future.done, timeout), f"{service} did not answer"
+        return future.result()
+    finally:
+        node.destroy_client(client)
+
+
+def change_state(node, target: str, transition: str, timeout: float = 30.0) -> bool:
+    """A lifecycle transition of node ``target`` by its label (activate, deactivate, ...), as
+    ``ros2 lifecycle set`` does it; returns whether it succeeded."""
+    from lifecycle_msgs.msg import Transition
+    from lifecycle_msgs.srv import ChangeState
+
+    request = ChangeState.Request(transition=Transition(label=transition))
+    return call_service(node, ChangeState, f"{target}/change_state", request, timeout).success

@@ -13,7 +13,7 @@ import pytest
 
 from dp_ros.robot_interface import save_robot_interface
 from lerobot_fixtures import make_checkpoint, tiny_robot
-from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
+from ros_testing import change_state, python_process, ros_node, spin_for, spin_until, stop_process
 
 pytestmark = pytest.mark.dds
 LIMIT = 2.0
@@ -68,9 +68,9 @@ class PlanListener:
 def run_episode(node, listener, log, chunks: int) -> None:
     assert spin_until(node, lambda: listener.statuses and listener.statuses[-1].state_name == "idle", 90), log
     spin_for(node, 0.5)  # discovery of this subscriber by the node's plan publishers
-    assert call_trigger(node, "/policy_node/start").success
+    assert change_state(node, "/policy_node", "activate")
     assert spin_until(node, lambda: len(listener.of("chunk")) >= chunks, 90), log
-    assert call_trigger(node, "/policy_node/stop").success
+    assert change_state(node, "/policy_node", "deactivate")
     stopped = time.monotonic()
     assert spin_until(node, lambda: listener.statuses[-1].state_name == "stopped"
                       and listener.statuses[-1].header.stamp.sec > 0 and time.monotonic() > stopped + 0.5, 20), log

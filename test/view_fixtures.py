@@ -9,7 +9,7 @@ from pathlib import Path
 
 from dp_ros.robot_interface import default_robot_config_path, load_robot_interface
 from lerobot_fixtures import make_checkpoint
-from ros_testing import call_trigger, python_process, ros_node, spin_until, stop_process
+from ros_testing import change_state, python_process, ros_node, spin_until, stop_process
 
 
 @dataclass
@@ -47,9 +47,9 @@ def record_episode(directory: Path, chunks: int = 6, checkpoint: Path | None = N
             assert spin_until(node, lambda: statuses and statuses[-1].state_name == "idle", 120), "policy node not up"
             view.start(new_log(robot, "episode_000", save_to=directory / "episode_000.rrd"))
             time.sleep(1.0)  # the node's publishers discover the view's subscriptions
-            assert call_trigger(node, "/policy_node/start").success
+            assert change_state(node, "/policy_node", "activate")
             assert spin_until(node, lambda: statuses[-1].chunks_produced >= chunks, 120), "too few chunks"
-            assert call_trigger(node, "/policy_node/stop").success
+            assert change_state(node, "/policy_node", "deactivate")
             assert spin_until(node, lambda: statuses[-1].state_name == "stopped", 20)
             time.sleep(0.5)
             produced = statuses[-1].chunks_produced

@@ -110,7 +110,7 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
 
     from dp_ros.node_params.policy import POLICY
     from dp_ros.core.rate_loop import prefer_short_gil_waits
-    from dp_ros.nodes.policy_node import PolicyNode
+    from dp_ros.nodes.policy_node import started_node
 
     sim_args = [sys.executable, "-m", "dp_ros.cli.main", "sim"] + (["--robot-config", robot_config] if robot_config else [])
     sim = subprocess.Popen(sim_args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -119,22 +119,23 @@ def closed_loop_jitter(checkpoint: Path, robot_config: str, sampler: str, steps:
     prefer_short_gil_waits()
     rclpy.init()
     try:
-        node = PolicyNode(cli_args=POLICY.ros_arguments(values={
+        node = started_node(cli_args=POLICY.ros_arguments(values={
             "checkpoint": str(checkpoint), "robot_config": robot_config, "noise_scheduler": sampler,
             "num_inference_steps": steps, "replan_steps": 1000, "watchdog_timeout": 1.0}))
         executor = SingleThreadedExecutor()
         executor.add_node(node)
+        session = node.session
         deadline = time.monotonic() + 60
-        while node.controller.stats.commands_published < 10 and time.monotonic() < deadline:
+        while session.controller.stats.commands_published < 10 and time.monotonic() < deadline:
             executor.spin_once(timeout_sec=0.05)
-        node.forget_command_times()
-        chunks_before = node.controller.stats.chunks_produced
+        session.command_times.clear()
+        chunks_before = session.controller.stats.chunks_produced
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             executor.spin_once(timeout_sec=0.05)
-        gaps = np.diff(np.asarray(node.command_times()))
-        chunks = node.controller.stats.chunks_produced - chunks_before
-        rate = node.robot.command_rate
+        gaps = np.diff(np.asarray(tuple(session.command_times)))
+        chunks = session.controller.stats.chunks_produced - chunks_before
+        rate = session.robot.command_rate
         node.destroy_node()
     finally:
         rclpy.try_shutdown()

@@ -38,11 +38,11 @@ def run(args: argparse.Namespace) -> int:
 
     from dp_ros.bringup import spin_nodes
     from dp_ros.node_params import ParameterError
-    from dp_ros.nodes.policy_node import STARTUP_ERRORS, PolicyNode
+    from dp_ros.nodes.policy_node import STARTUP_ERRORS, started_node
 
     try:
         ros_arguments = node_arguments(args)
     except ParameterError as exc:
         print(f"dp-ros run-policy: {exc}", file=sys.stderr)
         return 2
-    return spin_nodes([lambda: PolicyNode(cli_args=ros_arguments)], startup_errors=STARTUP_ERRORS)
+    return spin_nodes([lambda: started_node(cli_args=ros_arguments)], startup_errors=STARTUP_ERRORS)

@@ -48,6 +48,12 @@ class PolicySnapshot:
     """Step commands sent to bring a stream of steps to rest within the acceleration limits."""
     speed_warning: str = ""
     """Set when a chunk takes longer than the plan gives it (dp_ros.core.speed_check): what happens, what to change."""
+    last_chunk_sampler: str = ""
+    """Sampler and steps of the newest chunk (``ddim x4``); a live change shows here from the next chunk on."""
+    transition: str = ""
+    """How new chunks join the plan (a live parameter: the value in force)."""
+    velocity_scale: float = 1.0
+    """The fraction of the velocity and acceleration limits in force (a lowered velocity_scale eases down to it)."""
 
 
 COUNTERS = ("chunks_produced", "actions_dropped_late", "inference_errors", "queue_underruns", "commands_published",
@@ -104,6 +110,9 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "future_stamps_refused": str(snapshot.future_stamps_refused),
         "stop_steps": str(snapshot.stop_steps),
         "speed_warning": snapshot.speed_warning,
+        "last_chunk_sampler": snapshot.last_chunk_sampler,
+        "transition": snapshot.transition,
+        "velocity_scale": f"{snapshot.velocity_scale:.4f}",
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -81,7 +81,8 @@ class LiveSettings:
             raise ValueError(f"not changeable while running: {', '.join(unknown)}")
         if "velocity_scale" in changes:
             easing = self.easing
-            LimitEasing(easing.robot, min(easing.scale, easing.target), 1.0).tighten(changes["velocity_scale"])
+            lowest = min(easing.scale, easing.target, self.staged.get("velocity_scale", easing.target))
+            LimitEasing(easing.robot, lowest, 1.0).tighten(changes["velocity_scale"])
 
     def stage(self, changes: dict) -> None:
         """Keep ``changes`` (checked) for the next chunk (call with the controller's lock held)."""

@@ -88,21 +88,34 @@ class DemoClient:
         """Call a std_srvs/Trigger service; returns its message, raises if it fails."""
         from std_srvs.srv import Trigger
 
+        response = self._call(Trigger, service, Trigger.Request(), timeout)
+        if not response.success:
+            raise ServiceRefused(f"{service} refused: {response.message}")
+        return response.message
+
+    def change_state(self, node: str, transition: str, timeout: float = 30.0) -> None:
+        """A lifecycle transition of ``node`` by its label (configure, activate, deactivate, cleanup, shutdown),
+        as ``ros2 lifecycle set`` does it; raises ServiceRefused if the node refuses it."""
+        from lifecycle_msgs.msg import Transition
+        from lifecycle_msgs.srv import ChangeState
+
+        request = ChangeState.Request(transition=Transition(label=transition))
+        if not self._call(ChangeState, f"{node}/change_state", request, timeout).success:
+            raise ServiceRefused(f"{node} refused the lifecycle transition {transition} (its log says why)")
+
+    def _call(self, service_type, service: str, request, timeout: float):
         client = self._clients.get(service)
         if client is None:
-            client = self._clients[service] = self.node.create_client(Trigger, service)
+            client = self._clients[service] = self.node.create_client(service_type, service)
         if not client.wait_for_service(timeout_sec=timeout):
             raise DemoClientError(f"service {service} did not appear within {timeout:.0f} s")
-        future = client.call_async(Trigger.Request())
+        future = client.call_async(request)
         deadline = time.monotonic() + timeout
         while not future.done() and time.monotonic() < deadline:
             time.sleep(0.01)
         if not future.done():
             raise DemoClientError(f"service {service} did not answer within {timeout:.0f} s")
-        response = future.result()
-        if not response.success:
-            raise ServiceRefused(f"{service} refused: {response.message}")
-        return response.message
+        return future.result()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, what: str,
                  check: Callable[[], None] | None = None) -> None:

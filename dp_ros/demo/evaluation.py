@@ -73,9 +73,9 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
                     client.joint_trace = []
                     client.trace_joints = True
                     views.begin(index)
-                    client.call(f"{POLICY}/start")
+                    client.change_state(POLICY, "activate")
                     status = wait_episode_end(client, episode, 5.0, processes.check_alive)
-                    client.call(f"{POLICY}/stop")
+                    client.change_state(POLICY, "deactivate")
                     client.trace_joints = False
                     after = client.policy_status
                     statuses = client.policy_statuses[first_status:]

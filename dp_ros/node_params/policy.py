@@ -65,7 +65,8 @@ POLICY = NodeParameters("policy_node", [
           "expected (its update period plus the spread of the delivery delay); the first segment of each command "
           "keeps that much motion in reserve (twice as much with interpolate_from: desired)", minimum=0.0),
 
-    Param("autostart", True, "command the robot as soon as warm-up is done; false = wait for ~/start",
+    Param("autostart", True, "configure and activate the lifecycle node at start (command the robot as soon as "
+          "warm-up is done); false = configure only, then wait for the lifecycle transition activate",
           option="--no-autostart", section="behaviour"),
     Param("warmup_runs", 2, "inference runs before reporting ready, so the first real chunk is fast", minimum=0),
     Param("stamp_source", "header", "time of a sensor message: header (its stamp) or receive (arrival time)",

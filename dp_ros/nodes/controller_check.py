@@ -5,8 +5,9 @@ interpolation between positions (``interpolation_method: splines`` with position
 robot interface's ``command.interpolate_from``, on the robot interface's joints, commanding positions. When
 the controller is reachable (its node is the command topic's namespace, as joint_trajectory_controller names
 it), its ``interpolate_from_desired_state`` (and the deprecated ``open_loop_control``),
-``interpolation_method``, ``joints`` and ``command_interfaces`` are read once at start-up. A contradiction is
-an error: the node is put in FAULT (it sends no commands), with a message that says what to change.
+``interpolation_method``, ``joints`` and ``command_interfaces`` are read once at each configure. A contradiction
+is an error: the node is put in FAULT (it sends no commands, and refuses to activate until it is configured
+again), with a message that says what to change.
 """
 from __future__ import annotations
 
@@ -110,7 +111,7 @@ def check_controller_mode(node, robot, report: Callable[[str, str], None], fail:
         actual = interpolate_from(values)
         if problems:
             finish("error", f"{target} does not execute trajectories as dp_ros's safety model assumes, so no command "
-                            "is sent: " + "; ".join(problems) + ". Restart the policy node after the change")
+                            "is sent: " + "; ".join(problems) + ". After the change, clean up and configure the policy node again (ros2 lifecycle set), or restart it")
         elif actual is None:
             finish("info", f"{target} does not say where it starts trajectories; assuming the robot interface's "
                            f"interpolate_from: {expected}")

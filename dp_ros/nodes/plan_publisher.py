@@ -116,6 +116,10 @@ class PlanPublisher:
         self._intervention_pub.publish(intervention_message(intervention, self.joint_names))
         self.published["interventions"] += 1
 
+    def publishers(self) -> list:
+        """The topics' publishers (for their node to destroy after :meth:`close`)."""
+        return [] if self.mode == "off" else [self._plan_pub, self._chunk_pub, self._intervention_pub]
+
     def close(self) -> None:
         if self.mode != "off":
             self._queue.put(("close", None))
