@@ -50,9 +50,9 @@ class PolicySnapshot:
     """Set when a chunk takes longer than the plan gives it (dp_ros.core.speed_check): what happens, what to change."""
     last_chunk_sampler: str = ""
     """Sampler and steps of the newest chunk (``ddim x4``); a live change shows here from the next chunk on."""
-    transition: str = ""
-    """How new chunks join the plan (a live parameter: the value in force)."""
-    velocity_scale: float = 1.0
+    transition_in_force: str = ""
+    """How new chunks join the plan (the live parameter transition, as taken at the last chunk request)."""
+    velocity_scale_in_force: float = 1.0
     """The fraction of the velocity and acceleration limits in force (a lowered velocity_scale eases down to it)."""
 
 
@@ -111,8 +111,8 @@ def policy_diagnostics_msg(node_name: str, snapshot: PolicySnapshot, stamp=None)
         "stop_steps": str(snapshot.stop_steps),
         "speed_warning": snapshot.speed_warning,
         "last_chunk_sampler": snapshot.last_chunk_sampler,
-        "transition": snapshot.transition,
-        "velocity_scale": f"{snapshot.velocity_scale:.4f}",
+        "transition": snapshot.transition_in_force,
+        "velocity_scale": f"{snapshot.velocity_scale_in_force:.4f}",
         **{name: str(getattr(snapshot, name)) for name in COUNTERS},
     }
     status.values = [KeyValue(key=k, value=v) for k, v in values.items()]

@@ -89,6 +89,13 @@ class LiveSettings:
         self.check(changes)
         self.staged.update(changes)
 
+    def take_if_due(self, planner, now: float) -> None:
+        """(Lock held, at each command.) Take the staged changes if ``planner`` requests the next chunk now: it is
+        the first chunk requested, sampled and merged with them (the planner takes them: use_config)."""
+        if self.staged and planner.due(now):
+            self.take()
+            planner.use_config()
+
     def take(self) -> dict:
         """The staged changes become the config's (call with the lock held, no chunk pending); returns them."""
         staged, self.staged = self.staged, {}

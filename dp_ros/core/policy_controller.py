@@ -304,8 +304,7 @@ class PolicyController:
                 return self._stop_command(now)
             if self.phase is not Phase.RUNNING and not self._history_ready(now):
                 return None
-            if self.live.staged and self.planner.due(now) and self.live.take():
-                self.planner.use_config()
+            self.live.take_if_due(self.planner, now)
             self.planner.request_if_due(now)
             command = self._plan_command(now)
             if command is None:

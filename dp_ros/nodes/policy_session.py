@@ -314,5 +314,5 @@ class PolicySession:
             last_late_chunk_delay=controller.delays.outliers.last_delay, chunks_discarded=stats.chunks_discarded,
             future_stamps_refused=sum(controller.history.future_counts().values()),
             stop_steps=controller.shaper.stop_steps, speed_warning=self.speed_warning,
-            last_chunk_sampler=self.runtime.last_chunk_sampler, transition=controller.config.transition,
-            velocity_scale=controller.live.easing.scale)
+            last_chunk_sampler=self.runtime.last_chunk_sampler, transition_in_force=controller.config.transition,
+            velocity_scale_in_force=controller.live.easing.scale)
