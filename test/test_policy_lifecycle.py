@@ -60,16 +60,23 @@ def chunk_transitions(node) -> list:
 
 def deactivate_and_check_the_stop(node, commands, statuses, judge, robot):
     """deactivate: answered once the stop has gone; afterwards the arm is at rest and nothing more is sent."""
-    stops_before, steps_before = statuses[-1].stop_commands, statuses[-1].commands_published
+    seen = len(statuses)
+    assert spin_until(node, lambda: len(statuses) > seen, 5), "a fresh status before deactivating"
+    before = statuses[-1]
+    stops_before, steps_before = before.stop_commands, before.commands_published
     assert change_state(node, NODE, "deactivate")
     assert lifecycle_state(node) == State.PRIMARY_STATE_INACTIVE
     spin_for(node, 0.5)  # what was sent before the answer may still be on its way
     count = len(commands)
     spin_for(node, 1.5)
-    assert len(commands) == count, "no command while inactive"
+    assert len(commands) == count, f"{len(commands) - count} commands while inactive"
     assert spin_until(node, lambda: statuses[-1].commands_published > steps_before, 5)
+    after = statuses[-1]
     if robot.command.type == "joint_trajectory":  # the plan's trajectory was replaced by one that ends at rest
-        assert statuses[-1].stop_commands == stops_before + 1, "one stop through the controller's stop path"
+        # (a watchdog trip on a starved machine just before deactivate stops the arm first: then that stop it is)
+        trips = after.watchdog_trips - before.watchdog_trips
+        assert 1 <= after.stop_commands - stops_before <= 1 + trips, (
+            f"one stop through the controller's stop path: {after.stop_commands - stops_before}, {trips} trips")
     else:  # steps: each braking step counts; as many as the acceleration limit needs from the velocity limit
         bound = int(np.ceil(max(robot.velocity_limits) / (min(robot.acceleration_limits) / robot.command_rate))) + 1
         assert stops_before <= statuses[-1].stop_commands <= stops_before + bound
