@@ -91,6 +91,8 @@ def test_a_looser_velocity_scale_or_a_setting_read_at_configure_is_refused_with_
         controller.retune({"velocity_scale": 0.8})
     with pytest.raises(ValueError, match="not changeable while running: replan_steps"):
         controller.retune({"replan_steps": 2, "transition": "blend"})
+    with pytest.raises(ValueError, match="transition must be one of"):
+        controller.retune({"transition": "teleport"})
     assert controller.live.staged == {}, "a refused change stages nothing"
     controller.retune({"velocity_scale": 0.5})  # unchanged: accepted
     controller.close()

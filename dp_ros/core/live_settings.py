@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dp_ros.core.action_schedule import TRANSITIONS
 from dp_ros.core.joint_limits import JointLimits
 
 RAMP_FRACTION = 0.5
@@ -79,6 +80,8 @@ class LiveSettings:
         unknown = sorted(set(changes) - set(self.NAMES))
         if unknown:
             raise ValueError(f"not changeable while running: {', '.join(unknown)}")
+        if changes.get("transition", TRANSITIONS[0]) not in TRANSITIONS:
+            raise ValueError(f"transition must be one of {', '.join(TRANSITIONS)}; got {changes['transition']!r}")
         if "velocity_scale" in changes:
             easing = self.easing
             lowest = min(easing.scale, easing.target, self.staged.get("velocity_scale", easing.target))
