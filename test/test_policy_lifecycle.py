@@ -121,9 +121,11 @@ def test_lifecycle_configure_activate_deactivate_with_a_bounded_stop_and_activat
         assert change_state(node, NODE, "deactivate")
         assert change_state(node, NODE, "cleanup")
         assert lifecycle_state(node) == State.PRIMARY_STATE_UNCONFIGURED
+        assert spin_until(node, lambda: node.count_publishers(robot.command.topic) == 0, 5), "cleanup releases"
         response = call_trigger(node, f"{NODE}/reset")
         assert not response.success and "not configured" in response.message
         assert change_state(node, NODE, "configure"), "configures again after cleanup"
+        assert spin_until(node, lambda: node.count_publishers(robot.command.topic) == 1, 5)
         assert change_state(node, NODE, "activate")
         count = len(commands)
         assert spin_until(node, lambda: len(commands) > count + 20, 60), "commands after a second configure"
