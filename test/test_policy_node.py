@@ -16,6 +16,8 @@ from dp_ros.robot_interface import save_robot_interface
 from lerobot_fixtures import make_checkpoint, tiny_robot
 from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
 
+pytestmark = pytest.mark.dds
+
 LIMIT, VELOCITY = 1.0, 1.5
 _names = itertools.count()
 
