@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The ``bag2lerobot`` console script (same as ``dp-ros bag2lerobot``)."""
+    from dp_ros.lerobot_compat import exit_unless_supported
+
+    exit_unless_supported("bag2lerobot")
     parser = argparse.ArgumentParser(prog="bag2lerobot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)
