@@ -259,6 +259,18 @@ class SimEnvironment:
                 return positions.copy()
         return self._measured[0][1].copy()
 
+    def pose_tip_at(self, positions: np.ndarray) -> np.ndarray:
+        """Where the tool tip is with the joints at ``positions`` (robot interface order), by MuJoCo's own
+        kinematics; the simulated arm is put back as it was."""
+        saved = self.data.qpos.copy()
+        try:
+            self.data.qpos[self._qpos_index] = positions
+            self._mujoco.mj_kinematics(self.model, self.data)
+            return self.tip_position()
+        finally:
+            self.data.qpos[:] = saved
+            self._mujoco.mj_kinematics(self.model, self.data)
+
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._qvel_index].copy()
 
