@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from dp_ros.core.choices import CommandForm, InterpolateFrom
-from dp_ros.core.joint_limits import RATIO_TOLERANCE, JointLimits, LimitCheck, check_path  # noqa: F401
+from dp_ros.core.joint_limits import RATIO_TOLERANCE, JointLimits, LimitCheck, check_path
 
 INTERPOLATE_FROM = tuple(s.value for s in InterpolateFrom)
 COMMAND_FORMS = tuple(f.value for f in CommandForm)
