@@ -237,6 +237,7 @@ def table(cells: list[dict], configs: list[str], delays: list[str], seeds: str =
 def chunk_cost(runtime, chunks: int, gradient_steps: int) -> dict:
     """Median seconds per chunk with and without guidance, alternating, on a real observation of the simulator."""
     from dp_ros.core.chunk_guidance import ChunkGuide
+    from dp_ros.node_params.policy import POLICY
     from dp_ros.sim.environment import SimEnvironment
 
     env = SimEnvironment(seed=10_001)
@@ -249,7 +250,8 @@ def chunk_cost(runtime, chunks: int, gradient_steps: int) -> dict:
     plan = runtime.predict_chunk(history, guide=ChunkGuide())
     steps = np.arange(len(plan)) - 2.0
     variants = {"unguided": None, "guided": ChunkGuide(steps, plan, delay=2.0),
-                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=gradient_steps)}
+                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=gradient_steps,
+                                              max_weight=POLICY["guidance_max_weight"].default)}
     times = {key: [] for key in variants}
     runtime.warm_up(history)
     for _ in range(chunks):

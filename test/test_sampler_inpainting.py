@@ -13,6 +13,7 @@ import torch
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
 from dp_ros.core.policy_runtime import PolicyRuntime
 from dp_ros.core.samplers import SAMPLERS, NoiseSchedule, make_denoiser
+from dp_ros.node_params.policy import POLICY
 from lerobot_fixtures import make_checkpoint, tiny_robot
 
 ROBOT = tiny_robot()
@@ -108,7 +109,9 @@ def test_the_first_unpinned_action_continues_the_plan(sampler, prediction_type):
         pinned = int(np.count_nonzero(weights >= 1.0))
         noise = torch.randn(1, horizon, 2, generator=generator)
         conditioning = PlanConditioning(torch.from_numpy(targets).float()[None], weights, noise,
-                                        alphas_cumprod, gradient_steps=2, prediction_type=prediction_type)
+                                        alphas_cumprod, gradient_steps=2,
+                                        max_weight=POLICY["guidance_max_weight"].default,
+                                        prediction_type=prediction_type)
         before_finish = []
         chunk = denoiser(noise, torch.zeros(1, 1), generator=generator, guidance=conditioning,
                          on_step=lambda i, s: before_finish.append(s.clone()))[0].numpy()

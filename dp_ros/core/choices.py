@@ -42,6 +42,14 @@ class InterpolateFrom(StrEnum):
     DESIRED = "desired"
 
 
+class PlanPublishing(StrEnum):
+    """When the policy node publishes its plan, chunks and safety interventions (node parameter ``publish_plan``)."""
+
+    ON_DEMAND = "on_demand"
+    ALWAYS = "always"
+    OFF = "off"
+
+
 class StampSource(StrEnum):
     """The time of a sensor message (node parameter ``stamp_source``)."""
 

@@ -1,5 +1,5 @@
 """policy_node's parameters (config/policy.yaml, `dp-ros run-policy` options)."""
-from dp_ros.core.choices import SAMPLERS, StampSource, Transition
+from dp_ros.core.choices import SAMPLERS, PlanPublishing, StampSource, Transition
 from dp_ros.node_params.declaration import NodeParameters, Param
 from dp_ros.robot_interface import COMMAND_TYPES, TRAJECTORY_MODES
 
@@ -68,11 +68,12 @@ POLICY = NodeParameters("policy_node", [
     Param("warmup_runs", 2, "inference runs before reporting ready, so the first real chunk is fast", minimum=0),
     Param("stamp_source", StampSource.HEADER.value, "time of a sensor message: header (its stamp) or receive "
           "(arrival time)", choices=tuple(s.value for s in StampSource)),
-    Param("publish_plan", "on_demand", "~/plan (the executing plan as a JointTrajectory), ~/chunks (each chunk: "
-          "observation stamp, compute time, pinned span, late actions) and ~/safety_interventions: on_demand = "
+    Param("publish_plan", PlanPublishing.ON_DEMAND.value, "~/plan (the executing plan as a JointTrajectory), "
+          "~/chunks (each chunk: observation stamp, compute time, pinned span, late actions) and "
+          "~/safety_interventions: on_demand = "
           "each message is built only while someone subscribes to its topic; always = also without subscribers "
           "(a recorder that subscribes late misses nothing); off = no such topics",
-          choices=("on_demand", "always", "off")),
+          choices=tuple(m.value for m in PlanPublishing)),
     Param("status_rate", 5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)", above=0.0),
     Param("inference_threads", 0, "torch CPU threads for inference; 0 = all cores but one", minimum=0),
     Param("command_priority", 50, "SCHED_FIFO priority of the command loop thread, so inference cannot delay its "
