@@ -212,3 +212,57 @@ def test_after_a_withdrawn_step_the_stream_starts_again_from_rest_within_the_lim
     ratios = moving.judge.acceleration_ratios(until)
     assert np.count_nonzero(ratios > 1 + TOLERANCE) == 1 and ratios.max() > 5
     moving.controller.close()
+
+
+class WildPredictor:
+    """Every chunk is random within the position limits: each step asks for more than the limits allow."""
+
+    n_obs_steps, n_action_steps, future_steps = 2, 8, 8
+
+    def __init__(self, seed):
+        self.rng = np.random.default_rng(seed)
+
+    def predict_chunk(self, history, guide=None):
+        return self.rng.uniform(-1, 1, (8, 3))
+
+
+@pytest.mark.parametrize("phase", [0.003, 0.011, 0.019])
+def test_steps_whose_ticks_bunch_up_or_leave_late_keep_the_limits_at_any_controller_phase(phase):
+    """A busy node: some command ticks come late (the next comes on schedule, right after), some commands leave
+    the process late. Whether two steps close in time share a controller update depends on the controller's
+    phase, which the node cannot know; each step is shaped for the update after the last one sent (and for the
+    update its sending really falls in), so whatever the phase, no step taken on schedule breaks a limit.
+    Steps taken off schedule (a double step, a hold) are the delivery's doing: counted, not asserted. Judged
+    by dp_ros's per-update controller model with its updates placed at ``phase`` (as the DDS tests judge)."""
+    from dp_ros.core.command_execution import CommandLedger, ControllerModel, JointLimits
+
+    rng, clock = np.random.default_rng(7), ManualClock()
+    robot = tiny_robot(control_rate=10, command_rate=50, command_type="float64_multi_array", limit=1.0,
+                       velocity_limit=1.5, acceleration_limit=20.0)
+    controller = PolicyController(robot, WildPredictor(3), node_controller_config(), clock=clock)
+    model = ControllerModel(JointLimits.for_robot(robot), "step", "measured", UPDATE, update_phase=T0 + phase)
+    ledger = CommandLedger(model)
+    setpoint, now, content_violations = np.zeros(3), T0, []
+    for t in np.arange(T0 - 0.3, T0 + 1e-9, UPDATE):
+        controller.on_joint_state(t, setpoint)
+        controller.on_image("observation.images.front", t, np.zeros((32, 32, 3), np.uint8))
+    controller.start()
+    for k in range(1, 600):
+        now = max(T0 + UPDATE * k + rng.choice([0.0005, 0.012, 0.025, 0.035], p=[0.85, 0.07, 0.05, 0.03]),
+                  now + 0.001)
+        clock.t = now
+        controller.on_joint_state(now - 0.001, setpoint)
+        controller.on_image("observation.images.front", now - 0.001, np.zeros((32, 32, 3), np.uint8))
+        command = controller.step(now)
+        assert wait_for(lambda: not controller.inference_pending)
+        delay = rng.choice([0.0002, 0.006, 0.015, 0.03], p=[0.85, 0.07, 0.05, 0.03])
+        if command is None or not controller.confirm(command, delay):
+            continue
+        controller.note_publish_delay(delay)
+        check = ledger.judge(now + delay + DELIVERY, command.times_from_start, command.positions, setpoint)
+        setpoint = command.positions[-1]
+        if not check.within_limits and not model.off_schedule:
+            content_violations.append((k, check.describe()))
+    controller.close()
+    assert ledger.off_schedule > 20, "the delivery must take some steps off schedule for this test to mean anything"
+    assert ledger.judged > 500 and content_violations == [], content_violations[:3]

@@ -71,11 +71,12 @@ class ControllerModel:
 
     ``form``: ``trajectory`` (joint_trajectory_controller) or ``step`` (forward_command_controller, JointState).
     ``step_period``: the command period a step counts as (1/command_rate). ``update_period``: the controller
-    manager's update period (1/update_rate; default: the step period). Times are seconds in any one clock.
+    manager's update period (1/update_rate; default: the step period). ``update_phase``: the time of one of its
+    updates, where known (steps). Times are seconds in any one clock.
     """
 
     def __init__(self, limits: JointLimits, form: str, interpolate_from: str = InterpolateFrom.MEASURED,
-                 step_period: float = 0.02, update_period: float | None = None):
+                 step_period: float = 0.02, update_period: float | None = None, update_phase: float | None = None):
         if form not in COMMAND_FORMS:
             raise ValueError(f"form must be one of {COMMAND_FORMS}; got {form!r}")
         if interpolate_from not in INTERPOLATE_FROM:
@@ -89,7 +90,8 @@ class ControllerModel:
             raise ValueError(f"the controller's update period ({self.update_period}s) must not be longer than the "
                              f"command period ({step_period}s): it would drop commands")
         self._updates_per_step = max(1, int(round(step_period / self.update_period)))
-        self._phase: float | None = None
+        self._phase: float | None = update_phase
+        """The time of one controller update (None: unknown, placed half an update before the first receipt)."""
         self.off_schedule = False
         """Steps: the last one was taken in the same update as the one before (a double step) or after updates
         without one while the stream moved (a hold), or right after such a step (it enters at the speed that
@@ -146,6 +148,13 @@ class ControllerModel:
 
     def update_time(self, index: int) -> float:
         return self._phase + index * self.update_period
+
+    def single_step_receipt(self, receipt: float) -> float:
+        """Steps: ``receipt``, or the start of the update after the last step's where ``receipt`` falls in the
+        same update (a double step for a controller at this phase; at another phase, the next step)."""
+        if self.form != CommandForm.STEP or self._step is None or self.update_index(receipt) > self._step.update:
+            return receipt
+        return self.update_time(self._step.update + 1)
 
     def step_velocity_at(self, receipt: float, slack: int = 0) -> np.ndarray:
         """The set-point velocity a step taken at ``receipt`` follows: the last step's, when it is taken no later

@@ -110,12 +110,25 @@ class CommandShaper:
         self.last_check = LimitCheck()
         self._publish_delays: deque[float] = deque(maxlen=PUBLISH_DELAY_WINDOW)
         self._before_last: tuple | None = None
+        self._last_sent: tuple | None = None
         self.reserved_delay = 0.0
         """The publish delay the last command was shaped for."""
 
     def note_publish_delay(self, seconds: float) -> None:
         """How long after its ``now`` the last command left the process (measured by whoever publishes it)."""
         self._publish_delays.append(max(0.0, float(seconds)))
+
+    def note_sent(self, seconds: float) -> None:
+        """The last command was sent ``seconds`` after its ``now``: noted as a publish delay, and a step is
+        taken at the controller update its sending falls in (an update the node's model now places it in)."""
+        self.note_publish_delay(seconds)
+        if self.settings.form != CommandForm.STEP or seconds <= 0 or self._last_sent is None or self._before_last is None:
+            return
+        receipt, times, positions, measured = self._last_sent
+        if self.published.update_index(receipt + seconds) > self.published.update_index(receipt):
+            # taken in a later update than it was computed for: the next step enters at the speed it has there
+            self.published.restore(self._before_last[0])
+            self._record(receipt + seconds, times, positions, measured)
 
     @property
     def lead_time(self) -> float:
@@ -315,13 +328,12 @@ class CommandShaper:
         return False
 
     def _step_velocity(self, now: float) -> np.ndarray:
-        """The set-point speed a step computed now enters at, as the controller will take it: still after a
-        withdrawn step; otherwise the last step's, unless more than one update more than a command period passed
-        (the controller takes a command computed up to an update late in its own update, as far as the node can
-        tell: where it did not, the judge counts a step taken off schedule)."""
-        if self._held:
-            return np.zeros(self.safety.limits.velocity.shape)
-        return self.published.step_velocity_at(now, slack=1)
+        """The set-point speed a step computed now enters at, as the controller will take it: the last step's,
+        unless more than one update more than a command period passed (the controller takes a command computed
+        up to an update late in its own update, as far as the node can tell: where it did not, the judge counts
+        a step taken off schedule). After a withdrawn step the controller holds for an update unless this step
+        lands in the update after the last one sent (ticks that bunch up): no slack then."""
+        return self.published.step_velocity_at(now, slack=0 if self._held else 1)
 
     def retract(self) -> None:
         """The last command was not sent after all (too late): forget it, the controller still runs the one
@@ -341,8 +353,17 @@ class CommandShaper:
         self.reserved_delay = self.publish_delay
         start = self.published.start_for(now, measured) if self.published.active else np.asarray(measured, float)
         self._speeds.append((now, np.abs(positions[0] - start) / (times[0] or self.settings.command_period)))
-        check = self.published.execute(now, times, positions, measured)
-        self.last_check = check
+        check = self._record(now, times, positions, measured)
         if not check.within_limits:
             self.self_check_failures += 1
         return Command(now, times, positions)
+
+    def _record(self, now: float, times: np.ndarray, positions: np.ndarray, measured: np.ndarray) -> LimitCheck:
+        """The command as the controller will execute it. A step is shaped from the last step's target and speed,
+        so it is recorded as taken in the update after it, never as a double step: whether two steps close in
+        time share an update depends on the controller's phase, which the node cannot know (a double step is a
+        delivery fault the judge counts, not a speed the next step may enter at)."""
+        receipt = self.published.single_step_receipt(now)
+        self._last_sent = (receipt, times, positions, measured)
+        self.last_check = self.published.execute(receipt, times, positions, measured)
+        return self.last_check

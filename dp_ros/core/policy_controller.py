@@ -215,7 +215,7 @@ class PolicyController:
         """The command of ``step(now)`` left the process ``seconds`` after ``now``; later commands keep the
         slowest recent delay in reserve."""
         with self._lock:
-            self.shaper.note_publish_delay(seconds)
+            self.shaper.note_sent(seconds)
             self.stats.worst_publish_delay = max(self.stats.worst_publish_delay, seconds)
             settings = self.shaper.settings
             starved = settings.form == CommandForm.TRAJECTORY and self.shaper.lead_time > settings.lead_time
