@@ -122,7 +122,8 @@ class CommandShaper:
         """The last command was sent ``seconds`` after its ``now``: noted as a publish delay, and a step is
         taken at the controller update its sending falls in (an update the node's model now places it in)."""
         self.note_publish_delay(seconds)
-        if self.settings.form != CommandForm.STEP or seconds <= 0 or self._last_sent is None or self._before_last is None:
+        if (self.settings.form != CommandForm.STEP or seconds <= 0 or self._last_sent is None
+                or self._before_last is None):
             return
         receipt, times, positions, measured = self._last_sent
         if self.published.update_index(receipt + seconds) > self.published.update_index(receipt):
