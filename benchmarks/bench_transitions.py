@@ -67,7 +67,9 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--config", action="append", default=None,
                         help="policy_node parameters of one configuration over the node's defaults, comma-separated "
                              "name=value (repeatable; 'defaults' = the node's defaults; 'equal_reserve' = the "
-                             "n_action_steps and replan_steps that give guided's reserve; default: defaults, and "
+                             "n_action_steps and replan_steps that give guided's reserve; 'step_commands=A' = the "
+                             "arm commanded by float64_multi_array steps, as through forward_command_controller, "
+                             "with an acceleration limit of A rad/s^2 on every joint; default: defaults, and "
                              "blend, ensemble and replace with equal_reserve)")
     parser.add_argument("--delays", nargs="+", default=["0", "0.3", "heavy"],
                         help="added chunk delivery delays: seconds, or 'heavy' (log-normal around 0.15 s with a 1 s "
@@ -96,6 +98,8 @@ def config_params(config: str, runtime) -> dict:
 
     params = {}
     for item in ([] if config == "defaults" else [p.strip() for p in config.split(",") if p.strip()]):
+        if item == "defaults" or item.startswith("step_commands="):
+            continue  # step_commands: the robot's, see robot_for
         if item == "equal_reserve":
             guided = controller_for("defaults", runtime)
             params["n_action_steps"] = runtime.future_steps
@@ -106,6 +110,23 @@ def config_params(config: str, runtime) -> dict:
             raise SystemExit(f"--config {config}: {name} is not a policy_node parameter")
         params[name] = yaml.safe_load(value)
     return params
+
+
+def robot_for(config: str, robot):
+    """The robot a configuration commands: the demo's arm, or (``step_commands=A``) the same arm commanded by
+    steps with an acceleration limit of A rad/s^2 on every joint."""
+    for item in config.split(","):
+        name, _, value = item.strip().partition("=")
+        if name == "step_commands":
+            from dp_ros.robot_interface import parse_robot_interface, robot_interface_to_dict
+
+            data = robot_interface_to_dict(robot)
+            section = data.get("robot", data)
+            for joint in section["joints"]:
+                joint["acceleration_limit"] = float(value)
+            section["command"] = {"topic": section["command"]["topic"], "type": "float64_multi_array"}
+            return parse_robot_interface(data, f"the demo's arm with {item.strip()}")
+    return robot
 
 
 def controller_for(config: str, runtime):
@@ -154,7 +175,7 @@ def delay_label(delay: str) -> str:
 def run_cell(runtime, robot, config: str, delay: str, run: int, episodes: int, seeds: str = "evaluation") -> dict:
     from tqdm import tqdm
 
-    controller_config = controller_for(config, runtime)
+    controller_config, robot = controller_for(config, runtime), robot_for(config, robot)
     chunk_length = config_params(config, runtime).get("n_action_steps") or runtime.n_action_steps
     runtime.generator.manual_seed(run)
     default_length, runtime.n_action_steps = runtime.n_action_steps, chunk_length

@@ -5,8 +5,10 @@ requests, the transition, the safety filter) runs against SimEnvironment (MuJoCo
 the task's success and collision tests, the camera) in lock-step: joint states at
 100 Hz and camera frames at 15 Hz are fed stamped with the simulated time, a command
 is taken every 1/command_rate and executed as the robot interface's controller
-executes it (a JointTrajectory for the demo's arm, judged against the limits by
-the simulator as the ROS simulator judges it). When the controller requests a chunk, simulated
+executes it (a JointTrajectory for the demo's arm, or steps as a forward controller
+takes them, each judged against the limits by the simulator as the ROS simulator
+judges it). When an episode ends, the commands that bring the arm to rest are
+executed and judged too (for steps, several: a stream that just ends stops at once). When the controller requests a chunk, simulated
 time stops while it is computed; the chunk is then held until the simulation reaches
 the observation time plus its compute time plus ``added_delay``, and merged then.
 The compute time is the CPU time of the inference (one torch thread, as the policy
@@ -213,7 +215,7 @@ class ClosedLoop:
             if predictor.arrival is not None:
                 predictor.release()
             time.sleep(0.0002)
-        self._execute(controller.step(self.clock.now))  # the command that brings the arm to rest, in this episode
+        self._finish_stop(next_command)
         record.success, record.collided, record.solution = status.success, status.collided, status.solution
         record.success_time = status.success_time
         record.chunks = stats.chunks_produced - before[0]
@@ -223,6 +225,21 @@ class ClosedLoop:
         record.compute_times = list(predictor.compute_times)
         record.outlier_reactions = outlier_reactions(predictor.chunk_log)
         return record
+
+
+    def _finish_stop(self, next_command: float) -> None:
+        """Execute the commands that bring the arm to rest, in this episode, at the command ticks after the episode
+        ended: one trajectory, or steps while the controller brakes (a stream of steps that just ended would stop
+        from full speed)."""
+        env, controller = self.env, self.controller
+        while True:   # from the next command tick on (a step now would share an update with the last one)
+            env.step()
+            self.clock.now = env.time
+            if env.time >= next_command - 1e-9:
+                self._execute(controller.step(env.time))
+                next_command += 1.0 / self.robot.command_rate
+                if not controller.shaper.braking:
+                    return
 
 
 def outlier_reactions(chunks: list[dict]) -> list[float]:
