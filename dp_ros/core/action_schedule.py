@@ -32,9 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dp_ros.core.choices import Transition
+from dp_ros.core.choices import Transition, values
 
-TRANSITIONS = tuple(t.value for t in Transition)
+TRANSITIONS = values(Transition)
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,11 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 
+def values(choice: type[StrEnum]) -> tuple[str, ...]:
+    """The texts of a choice's members, in their order (a parameter's or option's allowed values)."""
+    return tuple(member.value for member in choice)
+
+
 class Transition(StrEnum):
     """How a new chunk joins the plan (node parameter ``transition``)."""
 

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dp_ros.core.choices import CommandForm, InterpolateFrom
+from dp_ros.core.choices import CommandForm, InterpolateFrom, values
 from dp_ros.core.joint_limits import RATIO_TOLERANCE, JointLimits, LimitCheck, check_path
 
-INTERPOLATE_FROM = tuple(s.value for s in InterpolateFrom)
-COMMAND_FORMS = tuple(f.value for f in CommandForm)
+INTERPOLATE_FROM = values(InterpolateFrom)
+COMMAND_FORMS = values(CommandForm)
 UPDATE_TOLERANCE = 1e-6
 """Seconds by which a receipt may pass an update and still be taken by it (rounding of stamps)."""
 

@@ -1,5 +1,5 @@
 """policy_node's parameters (config/policy.yaml, `dp-ros run-policy` options)."""
-from dp_ros.core.choices import SAMPLERS, PlanPublishing, StampSource, Transition
+from dp_ros.core.choices import SAMPLERS, PlanPublishing, StampSource, Transition, values
 from dp_ros.node_params.declaration import NodeParameters, Param
 from dp_ros.robot_interface import COMMAND_TYPES, TRAJECTORY_MODES
 
@@ -32,7 +32,7 @@ POLICY = NodeParameters("policy_node", [
           "is guided towards it; real-time chunking for Diffusion Policy), blend (cross-fade), ensemble (temporal "
           "ensembling) or replace (switch at once). guided keeps to one solution at any delay (88% on the demo's "
           "task with +300 ms where the others reach 40-43%); see the README's transition benchmark",
-          choices=tuple(t.value for t in Transition)),
+          choices=values(Transition)),
     Param("blend_steps", 4, "blend: actions over which the plan moves from the old chunk to the new", minimum=1),
     Param("blend_max_deviation", 0.15, "blend: a chunk that differs from the plan by more than this (rad or m) "
           "anywhere in the overlap is another solution of a multimodal task and replaces the plan instead of being "
@@ -67,13 +67,13 @@ POLICY = NodeParameters("policy_node", [
           option="--no-autostart", section="behaviour"),
     Param("warmup_runs", 2, "inference runs before reporting ready, so the first real chunk is fast", minimum=0),
     Param("stamp_source", StampSource.HEADER.value, "time of a sensor message: header (its stamp) or receive "
-          "(arrival time)", choices=tuple(s.value for s in StampSource)),
+          "(arrival time)", choices=values(StampSource)),
     Param("publish_plan", PlanPublishing.ON_DEMAND.value, "~/plan (the executing plan as a JointTrajectory), "
           "~/chunks (each chunk: observation stamp, compute time, pinned span, late actions) and "
           "~/safety_interventions: on_demand = "
           "each message is built only while someone subscribes to its topic; always = also without subscribers "
           "(a recorder that subscribes late misses nothing); off = no such topics",
-          choices=tuple(m.value for m in PlanPublishing)),
+          choices=values(PlanPublishing)),
     Param("status_rate", 5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)", above=0.0),
     Param("inference_threads", 0, "torch CPU threads for inference; 0 = all cores but one", minimum=0),
     Param("command_priority", 50, "SCHED_FIFO priority of the command loop thread, so inference cannot delay its "

@@ -21,11 +21,11 @@ import threading
 import numpy as np
 
 from dp_ros.conversions.plan import Intervention, chunk_message, intervention_message, plan_message
-from dp_ros.core.choices import PlanPublishing
+from dp_ros.core.choices import PlanPublishing, values
 from dp_ros.core.command_shaping import Command
 from dp_ros.core.plan_events import ChunkRecord
 
-PUBLISH_PLAN_MODES = tuple(m.value for m in PlanPublishing)
+PUBLISH_PLAN_MODES = values(PlanPublishing)
 PLAN_TOPIC, CHUNKS_TOPIC, INTERVENTIONS_TOPIC = "~/plan", "~/chunks", "~/safety_interventions"
 
 

@@ -4,12 +4,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from dp_ros.core.choices import StampSource
+from dp_ros.core.choices import StampSource, values
 from dp_ros.data.datasets.dataset_to_bag import MARKER_TOPIC
 from dp_ros.node_params.recorder import RECORDER
 from dp_ros.robot_interface import ACTION_SOURCES
 
-TIME_SOURCES = tuple(s.value for s in StampSource)
+TIME_SOURCES = values(StampSource)
 SPLIT_MODES = ("auto", "bag", "marker", "gap")
 STALE_POLICIES = ("split", "fail")
 
