@@ -39,13 +39,14 @@ setup(
     maintainer_email="maintainers@dp-ros.dev",
     entry_points={
         "console_scripts": [
-            "dp-ros = dp_ros.cli.main:main",
-            "policy_node = dp_ros.nodes.policy_node:main",
-            "train_node = dp_ros.nodes.train_node:main",
-            "recorder_node = dp_ros.nodes.recorder_node:main",
-            "bag2lerobot = dp_ros.cli.bag2lerobot:main",
-            "sim_node = dp_ros.nodes.sim_node:main",
-            "expert_node = dp_ros.nodes.expert_node:main",
+            # each checks the installed LeRobot first (dp_ros/entry_points.py)
+            "dp-ros = dp_ros.entry_points:dp_ros",
+            "policy_node = dp_ros.entry_points:policy_node",
+            "train_node = dp_ros.entry_points:train_node",
+            "recorder_node = dp_ros.entry_points:recorder_node",
+            "bag2lerobot = dp_ros.entry_points:bag2lerobot",
+            "sim_node = dp_ros.entry_points:sim_node",
+            "expert_node = dp_ros.entry_points:expert_node",
         ],
     },
 )

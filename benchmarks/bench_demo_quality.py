@@ -36,6 +36,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_transitions import run_cell  # noqa: E402 - the closed loop and its task instances
+from dp_ros.core.checkpoint_sampler import DEFAULT_CHOICE  # noqa: E402
+from dp_ros.core.choices import SamplerChoice  # noqa: E402
 
 # name -> (what it changes, training-config overrides over the demo's)
 CONFIGS: dict[str, tuple[str, dict]] = {
@@ -74,7 +76,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--runs", type=int, default=1, help="runs of --episodes per checkpoint (each its own instances)")
     parser.add_argument("--only-steps", type=int, nargs="+", default=None,
                         help="run only the checkpoints of these steps (default: all)")
-    parser.add_argument("--sampler", default="sde-dpmsolver++:5", help="sampler:steps of the policy (the demo's)")
+    parser.add_argument("--sampler", default=DEFAULT_CHOICE.text,
+                        help="sampler:steps of the policy (default %(default)s: the node's and the demo's)")
     parser.add_argument("--quiet-step-seconds", type=float, default=QUIET_STEP_SECONDS,
                         help="seconds per step of the demo's options on a quiet machine (the plot's time scale)")
     parser.add_argument("--cost-ratio", action="append", default=[], metavar="NAME=R",
@@ -185,9 +188,9 @@ def evaluate(model_dir: Path, args: argparse.Namespace, robot) -> list[dict]:
     """The checkpoint in the closed loop on --runs runs of --episodes task instances; one summary per run."""
     from dp_ros.core.policy_runtime import PolicyRuntime
 
-    sampler, _, steps = args.sampler.partition(":")
-    runtime = PolicyRuntime.load(model_dir, device="cpu", noise_scheduler=sampler,
-                                 num_inference_steps=int(steps or 10), seed=0)
+    sampler = SamplerChoice.parse(args.sampler)
+    runtime = PolicyRuntime.load(model_dir, device="cpu", noise_scheduler=sampler.name,
+                                 num_inference_steps=sampler.steps, seed=0)
     runtime.warm_up()
     runs = TUNING_RUNS if args.seed_set == "tuning" else EVALUATION_RUNS
     summaries = []

@@ -52,6 +52,8 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from closed_loop import ClosedLoop, DelaySchedule, evaluation_seeds, tuning_seeds  # noqa: E402
+from dp_ros.core.checkpoint_sampler import DEFAULT_CHOICE  # noqa: E402
+from dp_ros.core.choices import SamplerChoice  # noqa: E402
 
 DEMO_DIR = Path("outputs/demo")
 DEFAULT_CONFIGS = ("defaults", "transition=blend,equal_reserve", "transition=ensemble,equal_reserve",
@@ -76,7 +78,8 @@ def parse_args() -> argparse.Namespace:
                         help="task instances: evaluation (reported) or tuning (for choosing settings; disjoint)")
     parser.add_argument("--runs", type=int, default=3, help="runs per cell, each on its own task instances")
     parser.add_argument("--episodes", type=int, default=20, help="episodes per run (default 20)")
-    parser.add_argument("--sampler", default="sde-dpmsolver++:5", help="sampler:steps (default: the demo's)")
+    parser.add_argument("--sampler", default=DEFAULT_CHOICE.text,
+                        help="sampler:steps (default %(default)s: the policy node's and the demo's)")
     parser.add_argument("--checkpoint", default=None,
                         help="pretrained_model folder (default <demo>/train/checkpoints/last/pretrained_model)")
     parser.add_argument("--cost-chunks", type=int, default=30,
@@ -255,6 +258,7 @@ def table(cells: list[dict], configs: list[str], delays: list[str], seeds: str =
 def chunk_cost(runtime, chunks: int, gradient_steps: int) -> dict:
     """Median seconds per chunk with and without guidance, alternating, on a real observation of the simulator."""
     from dp_ros.core.chunk_guidance import ChunkGuide
+    from dp_ros.node_params.policy import POLICY
     from dp_ros.sim.environment import SimEnvironment
 
     env = SimEnvironment(seed=10_001)
@@ -267,7 +271,8 @@ def chunk_cost(runtime, chunks: int, gradient_steps: int) -> dict:
     plan = runtime.predict_chunk(history, guide=ChunkGuide())
     steps = np.arange(len(plan)) - 2.0
     variants = {"unguided": None, "guided": ChunkGuide(steps, plan, delay=2.0),
-                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=gradient_steps)}
+                "guided_gradient": ChunkGuide(steps, plan, delay=2.0, gradient_steps=gradient_steps,
+                                              max_weight=POLICY["guidance_max_weight"].default)}
     times = {key: [] for key in variants}
     runtime.warm_up(history)
     for _ in range(chunks):
@@ -293,8 +298,6 @@ def main() -> int:
     configs = args.config or list(DEFAULT_CONFIGS)
     results = json.loads(output.read_text()) if output.is_file() else {"cells": []}
     robot = load_robot_interface(default_robot_config_path())
-    from dp_ros.training.evaluation import SamplerChoice
-
     choice = SamplerChoice.parse(args.sampler)
     checkpoint = Path(args.checkpoint) if args.checkpoint else demo / "train" / "checkpoints" / "last" / "pretrained_model"
     runtime = PolicyRuntime.load(checkpoint, device="cpu", noise_scheduler=choice.name,

@@ -7,8 +7,13 @@ from typing import Any, Callable, Sequence
 
 
 def run_node(factory: Callable[[], Any], name: str, startup_errors: tuple[type[BaseException], ...] = (),
-             args: list[str] | None = None) -> int:
-    """The ``main()`` of a node executable: start it, spin until Ctrl-C / SIGTERM, exit code 1 if it cannot start."""
+             args: list[str] | None = None, needs_lerobot: bool = True) -> int:
+    """The ``main()`` of a node executable: start it, spin until Ctrl-C / SIGTERM, exit code 1 if it cannot start
+    (2, with one line, if it needs LeRobot and the installed one is not supported)."""
+    if needs_lerobot:
+        from dp_ros.lerobot_compat import exit_unless_supported
+
+        exit_unless_supported(name)
     return spin_nodes([factory], startup_errors, args, logger_name=name)
 
 

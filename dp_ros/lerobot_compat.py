@@ -3,11 +3,13 @@
 dp_ros is pinned to one LeRobot release (requirements.txt). A few things it
 needs have no public handle in that release; they are reached here, each
 checked so that a LeRobot that renamed them fails loudly, naming what is gone,
-instead of silently behaving differently. Importing this module checks the
-installed LeRobot version against :data:`SUPPORTED_LEROBOT`.
+instead of silently behaving differently. Every entry point (``dp-ros``, the
+nodes' ``main()``, the console scripts) calls :func:`exit_unless_supported`
+before it loads LeRobot; ``dp-ros doctor`` reports the same check.
 """
 from __future__ import annotations
 
+import sys
 from importlib import metadata
 from pathlib import Path
 from typing import Any, Callable
@@ -16,7 +18,10 @@ from packaging.specifiers import SpecifierSet
 from packaging.version import Version
 
 SUPPORTED_LEROBOT = SpecifierSet(">=0.6.1,<0.7")
-"""LeRobot releases whose internals match what this module reaches for."""
+"""LeRobot releases whose internals match what this module reaches for (the one statement of the range;
+requirements.txt pins the release tested, inside it)."""
+EXIT_UNSUPPORTED = 2
+"""Exit code of an entry point that finds an unsupported LeRobot."""
 
 
 class LeRobotCompatError(RuntimeError):
@@ -37,6 +42,15 @@ def check_lerobot_version(version: str | None = None) -> str:
             f"lerobot {version} is installed but dp_ros supports lerobot {SUPPORTED_LEROBOT}: install the pinned "
             "version (`pip install -r requirements.txt`, or `make setup`)")
     return version
+
+
+def exit_unless_supported(program: str) -> None:
+    """Exit with one line on stderr and :data:`EXIT_UNSUPPORTED` unless the installed LeRobot is supported."""
+    try:
+        check_lerobot_version()
+    except LeRobotCompatError as exc:
+        print(f"{program}: {exc}", file=sys.stderr)
+        raise SystemExit(EXIT_UNSUPPORTED) from None
 
 
 def _missing(what: str) -> LeRobotCompatError:
@@ -201,5 +215,3 @@ def abandon_dataset(dataset) -> None:
     _replace(meta, "_finalized", True, "LeRobotDatasetMetadata")
     _replace(dataset, "_is_finalized", True, "LeRobotDataset")
 
-
-check_lerobot_version()

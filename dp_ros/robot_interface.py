@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from dp_ros.core import choices
+
 STATE_FEATURE = "observation.state"
 ACTION_FEATURE = "action"
 IMAGE_FEATURE_PREFIX = "observation.images."
@@ -21,7 +23,7 @@ IMAGE_FEATURE_PREFIX = "observation.images."
 CameraType = Literal["image", "compressed"]
 CommandType = Literal["joint_trajectory", "float64_multi_array", "joint_state"]
 TrajectoryMode = Literal["chunk", "single_point"]
-InterpolateFrom = Literal["measured", "desired"]
+InterpolateFrom = Literal[tuple(s.value for s in choices.InterpolateFrom)]
 ActionSourceKind = Literal["leader", "command", "next_state"]
 CAMERA_TYPES, COMMAND_TYPES, TRAJECTORY_MODES, INTERPOLATE_FROM, ACTION_SOURCES = (
     get_args(kind) for kind in (CameraType, CommandType, TrajectoryMode, InterpolateFrom, ActionSourceKind))
@@ -118,8 +120,9 @@ class CommandInterface(_Section):
                               "float64_multi_array (forward_command_controller) or joint_state.")
     trajectory_mode: TrajectoryMode = Field("chunk", description="joint_trajectory: chunk publishes the remaining "
                                             "plan as one time-parameterised trajectory; single_point one point.")
-    interpolate_from: InterpolateFrom = Field("measured", description="joint_trajectory: where the controller starts a "
-                                              "new trajectory. measured: the measured joint position (the "
+    interpolate_from: InterpolateFrom = Field(choices.InterpolateFrom.MEASURED.value,
+                                              description="joint_trajectory: where the controller starts a new "
+                                              "trajectory. measured: the measured joint position (the "
                                               "controller's default); desired: the set-point of the trajectory it "
                                               "replaces (its interpolate_from_desired_state: true).")
     update_rate: Positive | None = Field(None, description="The controller manager's update rate (Hz, its "

@@ -116,3 +116,13 @@ def make_checkpoint(directory: Path, robot: RobotInterface, seed: int = 0, stats
     preprocessor.save_pretrained(directory)
     postprocessor.save_pretrained(directory)
     return directory
+
+
+def node_controller_config(n_action_steps: int = 8, **changes):
+    """A ControllerConfig with the policy node's declared defaults, except ``changes`` (the node's own way to
+    make one: dp_ros.node_params.policy.controller_config)."""
+    from dp_ros.node_params.policy import POLICY, controller_config
+
+    unknown = set(changes) - set(POLICY.defaults())
+    assert not unknown, f"not policy_node parameters: {unknown}"
+    return controller_config({**POLICY.defaults(), **changes}, n_action_steps)

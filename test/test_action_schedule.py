@@ -2,7 +2,17 @@
 import numpy as np
 import pytest
 
-from dp_ros.core.action_schedule import ActionSchedule
+from dp_ros.core.action_schedule import ActionSchedule as Schedule
+from dp_ros.node_params.policy import POLICY
+
+
+def ActionSchedule(period, **settings):
+    """A schedule with the policy node's defaults, except blend with no deviation limit unless ``settings`` say."""
+    names = ("transition", "blend_steps", "ensemble_decay", "late_margin", "blend_max_deviation")
+    values = {name: POLICY[name].default for name in names}
+    values.update(transition="blend", blend_max_deviation=float("inf"))
+    values.update(settings)
+    return Schedule(period, **values)
 
 
 def chunk(values, joints=2):

@@ -6,9 +6,11 @@ import torch
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning, soft_mask
 from dp_ros.core.policy_runtime import CheckpointError, PolicyRuntime
 from dp_ros.core.samplers import SAMPLERS, NoiseSchedule, make_denoiser
+from dp_ros.node_params.policy import POLICY
 from lerobot_fixtures import make_checkpoint, tiny_robot
 
 ROBOT = tiny_robot()
+MAX_WEIGHT = POLICY["guidance_max_weight"].default  # the policy node's
 
 
 def plan_at(steps, plan, at):
@@ -81,7 +83,8 @@ def test_the_plan_is_placed_on_the_horizon_after_the_observation_steps():
 def test_the_returned_pinned_prefix_equals_the_plan_for_every_sampler(loaded, sampler, gradient_steps):
     runtime = with_sampler(loaded, sampler)
     steps, plan = wavy_plan(-1.0, 12)
-    chunk = runtime.predict_chunk(history(runtime), guide=ChunkGuide(steps, plan, delay=3.2, gradient_steps=gradient_steps))
+    guide = ChunkGuide(steps, plan, delay=3.2, gradient_steps=gradient_steps, max_weight=MAX_WEIGHT)
+    chunk = runtime.predict_chunk(history(runtime), guide=guide)
     assert chunk.shape == (runtime.future_steps, 3) and np.all(np.isfinite(chunk))
     np.testing.assert_allclose(chunk[:4], plan_at(steps, plan, np.arange(4.0)), atol=1e-5)
 
@@ -157,7 +160,8 @@ def test_guidance_pulls_a_sample_predicting_checkpoint_towards_the_plan(sample_p
     steps = np.arange(-1.0, 14.0)
     plan = np.full((steps.size, 3), 0.4)
     distances = []
-    for guide in (None, ChunkGuide(steps, plan, delay=2.0), ChunkGuide(steps, plan, delay=2.0, gradient_steps=2)):
+    gradient = ChunkGuide(steps, plan, delay=2.0, gradient_steps=2, max_weight=MAX_WEIGHT)
+    for guide in (None, ChunkGuide(steps, plan, delay=2.0), gradient):
         errors = []
         for draw in range(4):
             noise = torch.randn(1, runtime.horizon, 3, generator=torch.Generator().manual_seed(draw))
@@ -181,3 +185,13 @@ def test_other_prediction_types_are_refused_by_name(sample_predicting, tmp_path)
     (folder / "config.json").write_text(json.dumps(config))
     with pytest.raises(CheckpointError, match="prediction_type 'v_prediction' is not supported"):
         PolicyRuntime.load(folder, device="cpu")
+
+
+def test_gradient_guidance_without_its_largest_weight_is_refused():
+    """A weight of 0 would turn the guidance off without a word."""
+    with pytest.raises(ValueError, match="max_weight above 0"):
+        ChunkGuide(np.arange(3.0), np.zeros((3, 2)), delay=1.0, gradient_steps=2)
+    with pytest.raises(ValueError, match="max_weight above 0"):
+        PlanConditioning(torch.zeros(1, 16, 3), np.zeros(16), torch.zeros(1, 16, 3), torch.linspace(0.99, 0.01, 100),
+                         gradient_steps=1)
+    assert ChunkGuide(np.arange(3.0), np.zeros((3, 2)), delay=1.0).gradient_steps == 0  # inpainting only

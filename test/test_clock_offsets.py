@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from dp_ros.core.observation_history import FUTURE_TOLERANCE
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController
-from lerobot_fixtures import tiny_robot
+from dp_ros.core.policy_controller import PolicyController
+from lerobot_fixtures import node_controller_config, tiny_robot
 
 TICK, T0, STALL_AT = 0.02, 100.0, 101.0
 
@@ -41,7 +41,7 @@ def run(offset, command_type="joint_trajectory", watchdog_timeout=0.0, seconds=2
     clock, logs = Clock(), []
     robot = tiny_robot(control_rate=10, command_rate=50, command_type=command_type, trajectory_mode="chunk",
                        limit=5.0)
-    controller = PolicyController(robot, RampPredictor(clock), ControllerConfig(
+    controller = PolicyController(robot, RampPredictor(clock), node_controller_config(
         replan_steps=4, transition="replace", watchdog_timeout=watchdog_timeout), clock=clock,
         log=lambda level, text: logs.append((level, text)))
     controller.start()

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from dp_ros.core.controller_states import TRANSITIONS, Event, InvalidTransition, Phase, next_phase
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController
-from lerobot_fixtures import tiny_robot
+from dp_ros.core.policy_controller import PolicyController
+from lerobot_fixtures import node_controller_config, tiny_robot
 from test_policy_controller import ManualClock, ScriptedPredictor, feed, make, wait_for
 
 ROBOT_EVENTS = {
@@ -117,7 +117,7 @@ def test_no_chunk_from_before_a_stall_is_executed_or_guides_after_recovery():
     predictor = GatedPredictor(clock)
     predictor.future_steps = 12
     robot = tiny_robot(control_rate=10, command_rate=50, velocity_limit=100.0)
-    controller = PolicyController(robot, predictor, ControllerConfig(replan_steps=4, watchdog_timeout=0.2,
+    controller = PolicyController(robot, predictor, node_controller_config(replan_steps=4, watchdog_timeout=0.2,
                                                                      transition="guided"), clock=clock)
     running(controller, clock)
     # run until the second chunk is requested, then hold it in inference while the camera goes silent
@@ -199,7 +199,7 @@ def test_a_late_chunk_and_a_one_second_outlier_join_the_plan_without_a_jump():
     delays = [0.25] * 12 + [0.45] + [0.25] * 8 + [1.0] + [0.25] * 12
     predictor = PlanFollowingPredictor(clock, delays)
     robot = tiny_robot(control_rate=10, command_rate=50, velocity_limit=3.0)
-    controller = PolicyController(robot, predictor, ControllerConfig(replan_steps=4, watchdog_timeout=0.3,
+    controller = PolicyController(robot, predictor, node_controller_config(replan_steps=4, watchdog_timeout=0.3,
                                                                      transition="guided", delay_margin=0.05),
                                   clock=clock)
     feed(controller, 99.7, 100.0)

@@ -10,6 +10,8 @@ import pytest
 from dp_ros.core.policy_runtime import PolicyRuntime
 from dp_ros.robot_interface import default_robot_config_path, load_robot_interface
 
+pytestmark = pytest.mark.training
+
 
 @pytest.mark.slow
 def test_demo_pipeline_end_to_end(tmp_path):

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 
+from dp_ros.node_params.policy import POLICY
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE
 from lerobot_fixtures import make_checkpoint, make_dataset, synthetic_frame, tiny_robot
 from ros_testing import python_process, ros_node, spin_for, spin_until, stop_process
@@ -181,7 +182,8 @@ def test_the_student_with_guided_continues_the_plan(student):
     steps = np.arange(-1.0, 14.0)
     plan = np.stack([0.4 * np.sin(0.3 * steps + j) for j in range(3)], axis=1)
     distances = []
-    for guide in (None, ChunkGuide(steps, plan, delay=3.2), ChunkGuide(steps, plan, delay=3.2, gradient_steps=2)):
+    gradient = dict(gradient_steps=2, max_weight=POLICY["guidance_max_weight"].default)
+    for guide in (None, ChunkGuide(steps, plan, delay=3.2), ChunkGuide(steps, plan, delay=3.2, **gradient)):
         errors = []
         for draw in range(4):
             runtime.generator.manual_seed(draw)

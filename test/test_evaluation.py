@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from dp_ros.cli.main import main as dp_ros
+from dp_ros.core.choices import SamplerChoice, SamplerChoiceError
 from dp_ros.robot_interface import ACTION_FEATURE, STATE_FEATURE
 from dp_ros.training.evaluation import (
     EvaluationError,
-    SamplerChoice,
     action_diversity,
     action_errors,
     evaluate,
@@ -93,9 +93,11 @@ def test_sampler_choices_parse():
     assert SamplerChoice.parse("ddim:10") == SamplerChoice("ddim", 10)
     assert SamplerChoice.parse("DDPM") == SamplerChoice("ddpm", None)
     assert SamplerChoice.parse("checkpoint") == SamplerChoice()
-    with pytest.raises(EvaluationError, match="unknown sampler 'euler'"):
+    assert SamplerChoice.parse(SamplerChoice("ddim", 10).text) == SamplerChoice("ddim", 10)
+    assert SamplerChoice.parse(SamplerChoice().text) == SamplerChoice()
+    with pytest.raises(SamplerChoiceError, match="unknown sampler 'euler'"):
         SamplerChoice.parse("euler:5")
-    with pytest.raises(EvaluationError, match="positive whole number"):
+    with pytest.raises(SamplerChoiceError, match="positive whole number"):
         SamplerChoice.parse("ddim:0")
 
 

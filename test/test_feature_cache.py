@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController
+from dp_ros.core.policy_controller import PolicyController
 from dp_ros.core.policy_runtime import PolicyRuntime
 from dp_ros.lerobot_compat import diffusion_global_conditioning
-from lerobot_fixtures import make_checkpoint, tiny_robot
+from lerobot_fixtures import make_checkpoint, node_controller_config, tiny_robot
 
 TOLERANCE = dict(rtol=1e-5, atol=1e-5)
 """Encoding frames one at a time instead of in one batch changes float rounding only."""
@@ -105,7 +105,7 @@ def test_the_controller_clears_the_cache_on_reset_and_on_a_camera_gap(runtime):
     clock, rng = Clock(), np.random.default_rng(3)
     runtime.forget_frames()
     robot = tiny_robot(cameras=("front", "wrist"), control_rate=10, command_rate=50, velocity_limit=100.0)
-    controller = PolicyController(robot, runtime, ControllerConfig(replan_steps=4, watchdog_timeout=0.2,
+    controller = PolicyController(robot, runtime, node_controller_config(replan_steps=4, watchdog_timeout=0.2,
                                                                    transition="replace"), clock=clock)
     try:
         feed(controller, 99.7, 100.0, rng)

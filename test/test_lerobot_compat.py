@@ -1,6 +1,8 @@
 """The one module that reaches into LeRobot's internals: version check, and loud failures when an internal is gone."""
 from __future__ import annotations
 
+import json
+import subprocess
 import types
 
 import pytest
@@ -55,3 +57,51 @@ def test_the_training_loop_hooks_find_lerobots_functions_or_fail_by_name():
     renamed = types.SimpleNamespace(update_policy=print, save_checkpoint=print)   # a LeRobot that renamed one
     with pytest.raises(LeRobotCompatError, match=r"lerobot_train\.update_last_checkpoint"):
         lerobot_compat.hook_training_loop(renamed, print, print, print, print)
+
+
+def _with_lerobot_version(tmp_path, version: str) -> dict:
+    """An environment in which the installed distribution metadata says lerobot ``version``: a dist-info folder
+    ahead of site-packages on the path, which is what importlib.metadata (and so the check) reads first."""
+    import os
+
+    site = tmp_path / "site"
+    info = site / f"lerobot-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: lerobot\nVersion: {version}\n")
+    return {"PYTHONPATH": os.pathsep.join([str(site), *filter(None, [os.environ.get("PYTHONPATH")])])}
+
+
+@pytest.mark.parametrize("entry_point", [
+    ["-m", "dp_ros.cli.main", "run-policy", "--checkpoint", "nowhere"],
+    ["-m", "dp_ros.nodes.policy_node"],
+    ["-m", "dp_ros.entry_points", "policy_node"],
+    ["-m", "dp_ros.cli.main", "train", "--help"],
+])
+def test_an_unsupported_lerobot_gives_one_line_and_exit_code_2(tmp_path, entry_point):
+    from ros_testing import python_process
+
+    proc = python_process(entry_point, env=_with_lerobot_version(tmp_path, "0.5.0"), stderr=subprocess.PIPE)
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 2, (out, err)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    assert "lerobot 0.5.0 is installed but dp_ros supports lerobot" in lines[0]
+    assert str(lerobot_compat.SUPPORTED_LEROBOT) in lines[0]
+
+
+def test_doctor_reports_an_unsupported_lerobot(tmp_path):
+    from ros_testing import python_process
+
+    code = "import json, dp_ros.cli.doctor as d; print(json.dumps(d.check_lerobot().__dict__))"
+    proc = python_process(code, env=_with_lerobot_version(tmp_path, "0.7.2"))
+    out, _ = proc.communicate(timeout=120)
+    check = json.loads(out.strip().splitlines()[-1])
+    assert not check["ok"] and "lerobot 0.7.2 is installed" in check["detail"], out
+
+
+def test_the_pinned_release_is_inside_the_supported_range():
+    from pathlib import Path
+
+    pins = [line for line in (Path(__file__).parent.parent / "requirements.txt").read_text().splitlines()
+            if line.startswith("lerobot")]
+    assert len(pins) == 1 and lerobot_compat.SUPPORTED_LEROBOT.contains(pins[0].split("==")[1])

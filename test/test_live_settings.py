@@ -8,8 +8,8 @@ import pytest
 from dp_ros.core.command_execution import CommandLedger, ControllerModel
 from dp_ros.core.joint_limits import JointLimits
 from dp_ros.core.live_settings import LimitEasing
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController
-from lerobot_fixtures import tiny_robot
+from dp_ros.core.policy_controller import PolicyController
+from lerobot_fixtures import node_controller_config, tiny_robot
 from test_policy_controller import ManualClock, feed, make, wait_for
 
 VELOCITY, ACCELERATION, COMMAND_PERIOD = 1.0, 5.0, 0.02
@@ -54,8 +54,8 @@ def run(controller, clock, seconds, commands, ledger, follower):
 
 def test_a_lower_velocity_scale_eases_in_at_the_next_chunk_within_the_limits():
     robot, clock = step_robot(), ManualClock()
-    controller = PolicyController(robot, FarPredictor(), ControllerConfig(replan_steps=4, watchdog_timeout=1.0,
-                                                                          transition="replace"), clock=clock)
+    controller = PolicyController(robot, FarPredictor(), node_controller_config(
+        replan_steps=4, watchdog_timeout=1.0, transition="replace"), clock=clock)
     ledger = CommandLedger(ControllerModel(JointLimits.for_robot(robot), "step", "measured", COMMAND_PERIOD))
     follower, commands = [np.zeros(3)], []
     feed(controller, 99.7, 100.0)

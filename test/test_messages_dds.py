@@ -1,7 +1,10 @@
 """dp_ros_msgs messages cross a process boundary over real DDS."""
+import pytest
 import textwrap
 
 from ros_testing import python_process, ros_node, spin_until, stop_process
+
+pytestmark = pytest.mark.dds
 
 PUBLISHER = textwrap.dedent("""
     import time, rclpy

@@ -88,7 +88,7 @@ def test_setup_installs_launch_config_and_marker(tmp_path):
         assert f"share/dp_ros/config/{config_file.name}" in data
     assert "share/dp_ros/config/robot.yaml" in data
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
-    assert "dp-ros = dp_ros.cli.main:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
+    assert "dp-ros = dp_ros.entry_points:dp_ros" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
 
 def test_console_scripts_resolve():

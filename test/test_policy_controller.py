@@ -11,8 +11,8 @@ import time
 import numpy as np
 import pytest
 
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController, State
-from lerobot_fixtures import tiny_robot
+from dp_ros.core.policy_controller import PolicyController, State
+from lerobot_fixtures import node_controller_config, tiny_robot
 
 PERIOD = 0.1
 
@@ -64,7 +64,8 @@ def make(latency=0.25, nan=False, future_steps=8, **config):
     robot = tiny_robot(control_rate=10, command_rate=50, velocity_limit=100.0)
     settings = dict(replan_steps=4, watchdog_timeout=0.2, transition="replace")
     settings.update(config)
-    controller = PolicyController(robot, predictor, ControllerConfig(**settings), clock=clock)
+    controller = PolicyController(robot, predictor, node_controller_config(predictor.n_action_steps, **settings),
+                                  clock=clock)
     return controller, clock, predictor
 
 

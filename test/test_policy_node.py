@@ -17,6 +17,7 @@ from lerobot_fixtures import make_checkpoint, tiny_robot
 from ros_testing import change_state, python_process, ros_node, spin_for, spin_until, stop_process
 
 pytestmark = pytest.mark.dds
+
 LIMIT, VELOCITY = 1.0, 1.5
 _names = itertools.count()
 

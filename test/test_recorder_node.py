@@ -7,6 +7,7 @@ is loaded with LeRobotDataset.
 """
 from __future__ import annotations
 
+import pytest
 import signal
 import uuid
 
@@ -14,6 +15,8 @@ import numpy as np
 import yaml
 
 from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
+
+pytestmark = pytest.mark.dds
 
 
 CAMERAS = [{"name": "front", "type": "image"}, {"name": "wrist", "type": "compressed"}]

@@ -22,7 +22,7 @@ def make_limits(acceleration=None):
 
 
 def test_limits_come_from_the_robot_interface():
-    safety = SafetyFilter.for_robot(tiny_robot(limit=1.0, velocity_limit=2.0), velocity_scale=0.5)
+    safety = SafetyFilter.for_robot(tiny_robot(limit=1.0, velocity_limit=2.0), scale=0.5)
     np.testing.assert_allclose(safety.limits.velocity, 1.0)
     assert safety.limits.acceleration is None
 

@@ -13,9 +13,11 @@ import torch
 from dp_ros.core.chunk_guidance import ChunkGuide, PlanConditioning
 from dp_ros.core.policy_runtime import PolicyRuntime
 from dp_ros.core.samplers import SAMPLERS, NoiseSchedule, make_denoiser
+from dp_ros.node_params.policy import POLICY
 from lerobot_fixtures import make_checkpoint, tiny_robot
 
 ROBOT = tiny_robot()
+MAX_WEIGHT = POLICY["guidance_max_weight"].default  # the policy node's
 DEFAULT_STEPS = {"ddpm": 100, "ddim": 10, "dpmsolver++": 5, "unipc": 5, "sde-dpmsolver++": 5, "consistency": 2}
 """The step counts the README recommends for each sampler (LeRobot's 100 for DDPM)."""
 PINNED_TOLERANCE = 0.05
@@ -62,7 +64,8 @@ def test_every_sampler_reaches_the_plan_before_the_final_overwrite(runtime, samp
                                      steps_for(sampler))
     steps = np.arange(-1.0, 11.0)
     plan = np.stack([0.8 * np.sin(0.35 * steps + j) for j in range(3)], axis=1)
-    runtime.predict_chunk(observations(runtime), guide=ChunkGuide(steps, plan, delay=3.4, gradient_steps=gradient_steps))
+    guide = ChunkGuide(steps, plan, delay=3.4, gradient_steps=gradient_steps, max_weight=MAX_WEIGHT)
+    runtime.predict_chunk(observations(runtime), guide=guide)
     assert len(probe.errors) == 1
     assert max(probe.errors) < PINNED_TOLERANCE, (runtime.config.prediction_type, sampler, probe.errors)
 
@@ -103,12 +106,14 @@ def test_the_first_unpinned_action_continues_the_plan(sampler, prediction_type):
     for seed in range(4):
         generator = torch.Generator().manual_seed(seed)
         plan = np.stack([0.5 * np.sin(0.3 * steps + 2 * j + seed) for j in range(2)], axis=1)
-        guide = ChunkGuide(steps, plan, delay=3.5, gradient_steps=2)
+        guide = ChunkGuide(steps, plan, delay=3.5, gradient_steps=2, max_weight=MAX_WEIGHT)
         targets, weights = guide.on_horizon(horizon, n_obs_steps)
         pinned = int(np.count_nonzero(weights >= 1.0))
         noise = torch.randn(1, horizon, 2, generator=generator)
         conditioning = PlanConditioning(torch.from_numpy(targets).float()[None], weights, noise,
-                                        alphas_cumprod, gradient_steps=2, prediction_type=prediction_type)
+                                        alphas_cumprod, gradient_steps=2,
+                                        max_weight=MAX_WEIGHT,
+                                        prediction_type=prediction_type)
         before_finish = []
         chunk = denoiser(noise, torch.zeros(1, 1), generator=generator, guidance=conditioning,
                          on_step=lambda i, s: before_finish.append(s.clone()))[0].numpy()

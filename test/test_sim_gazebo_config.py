@@ -122,5 +122,5 @@ def test_the_package_installs_the_gazebo_files(tmp_path):
     assert "dp_ros/sim/assets/arm.xml" in names
     entry_points = zipfile.ZipFile(next(tmp_path.glob("dp_ros-*.whl"))).read(
         next(n for n in names if n.endswith("entry_points.txt"))).decode()
-    assert "sim_node = dp_ros.nodes.sim_node:main" in entry_points
-    assert "expert_node = dp_ros.nodes.expert_node:main" in entry_points
+    assert "sim_node = dp_ros.entry_points:sim_node" in entry_points
+    assert "expert_node = dp_ros.entry_points:expert_node" in entry_points

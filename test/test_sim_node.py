@@ -15,6 +15,8 @@ from dp_ros.sim.kinematics import scene_geometry
 from dp_ros.sim.task import TaskInstance
 from ros_testing import call_trigger, python_process, ros_node, spin_for, spin_until, stop_process
 
+pytestmark = pytest.mark.dds
+
 JOINTS = ["shoulder_pan", "shoulder_lift", "elbow"]
 
 

@@ -14,8 +14,8 @@ import time
 import numpy as np
 import pytest
 
-from dp_ros.core.policy_controller import ControllerConfig, PolicyController
-from lerobot_fixtures import tiny_robot
+from dp_ros.core.policy_controller import PolicyController
+from lerobot_fixtures import node_controller_config, tiny_robot
 
 UPDATE = 0.02          # the controller's update period = the command period
 DELIVERY = 0.003       # seconds from a command's computation to its receipt
@@ -102,7 +102,7 @@ class Run:
         self.predictor = SweepPredictor(self.clock, stall_after)
         robot = tiny_robot(control_rate=10, command_rate=50, command_type=command_type, limit=10.0,
                            velocity_limit=VELOCITY_LIMIT, acceleration_limit=ACCELERATION_LIMIT)
-        self.controller = PolicyController(robot, self.predictor, ControllerConfig(
+        self.controller = PolicyController(robot, self.predictor, node_controller_config(
             replan_steps=4, watchdog_timeout=0.2, transition="replace"), clock=self.clock)
         self.judge = ForwardControllerJudge(np.zeros(3))
         self.camera = True
@@ -239,7 +239,7 @@ def test_steps_whose_ticks_bunch_up_or_leave_late_keep_the_limits_at_any_control
     rng, clock = np.random.default_rng(7), ManualClock()
     robot = tiny_robot(control_rate=10, command_rate=50, command_type="float64_multi_array", limit=1.0,
                        velocity_limit=1.5, acceleration_limit=20.0)
-    controller = PolicyController(robot, WildPredictor(3), ControllerConfig(), clock=clock)
+    controller = PolicyController(robot, WildPredictor(3), node_controller_config(), clock=clock)
     model = ControllerModel(JointLimits.for_robot(robot), "step", "measured", UPDATE, update_phase=T0 + phase)
     ledger = CommandLedger(model)
     setpoint, now, content_violations = np.zeros(3), T0, []

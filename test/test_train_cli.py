@@ -21,6 +21,8 @@ from training_fixtures import (
     write_train_yaml,
 )
 
+pytestmark = pytest.mark.training
+
 
 def dp_ros_train(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
     proc = python_process(["-m", "dp_ros.cli.main", "train", *map(str, args)], stderr=subprocess.PIPE)

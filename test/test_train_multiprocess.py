@@ -31,7 +31,7 @@ from training_fixtures import (
     write_train_yaml,
 )
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.training]
 
 
 @pytest.fixture(scope="module")

@@ -41,6 +41,7 @@ import sys
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     from dp_ros.data.bags.conversion_options import SPLIT_MODES, STALE_POLICIES, TIME_SOURCES, ConversionOptions
+    from dp_ros.data.datasets.dataset_writer import DATASET_LABEL
 
     defaults = ConversionOptions()
     parser.add_argument("bags", nargs="+", metavar="BAG",
@@ -49,8 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--robot-config", default="", help="robot interface YAML (default: dp_ros's config/robot.yaml)")
     parser.add_argument("--task", default=defaults.task, help="task description stored with every frame "
                                                              f"(default: {defaults.task!r})")
-    parser.add_argument("--repo-id", default="local/dataset", help="LeRobot repo_id written into the dataset "
-                                                                   "(a label for a local dataset)")
+    parser.add_argument("--repo-id", default=DATASET_LABEL, help="LeRobot repo_id of the dataset (default %(default)s)")
     parser.add_argument("--tolerance", type=float, default=defaults.tolerance, metavar="SECONDS",
                         help="a frame whose newest message of some feature is older than this is stale "
                              f"(default: {defaults.tolerance})")
@@ -156,6 +156,9 @@ def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The ``bag2lerobot`` console script (same as ``dp-ros bag2lerobot``)."""
+    from dp_ros.lerobot_compat import exit_unless_supported
+
+    exit_unless_supported("bag2lerobot")
     parser = argparse.ArgumentParser(prog="bag2lerobot", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     add_arguments(parser)

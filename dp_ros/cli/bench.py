@@ -30,6 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dp_ros.core.checkpoint_sampler import DEFAULT_CHOICE
+
 DEMO_DIR = Path("outputs/demo")
 
 
@@ -38,8 +40,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trained LeRobot checkpoint (default: the demo's)")
     parser.add_argument("--dataset", default=str(DEMO_DIR / "dataset"),
                         help="LeRobot dataset with recorded actions for the offline error (default: the demo's)")
-    parser.add_argument("--fast", default="sde-dpmsolver++:5",
-                        help="the fast configuration, sampler:steps (default sde-dpmsolver++:5)")
+    parser.add_argument("--fast", default=DEFAULT_CHOICE.text,
+                        help="the fast configuration, sampler:steps (default %(default)s, the policy node's)")
     parser.add_argument("--student", default="", help="a student distilled from the checkpoint (`dp-ros distill`): "
                         "adds its consistency sampler at 1 and 2 steps, and the distillation's cost")
     parser.add_argument("--teacher-run", default="", help="the checkpoint's training run folder (its dp_ros_train.log "
@@ -183,8 +185,8 @@ def print_jitter(label: str, jitter: dict) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
+    from dp_ros.core.choices import SamplerChoice, SamplerChoiceError
     from dp_ros.core.policy_runtime import CheckpointError, resolve_checkpoint
-    from dp_ros.training.evaluation import SamplerChoice
 
     try:
         checkpoint = resolve_checkpoint(args.checkpoint)
@@ -193,7 +195,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"dp-ros bench: {exc}\n  run `make demo` first (it trains the checkpoint this benchmark uses), "
               "or pass --checkpoint and --dataset", file=sys.stderr)
         return 2
-    fast = SamplerChoice.parse(args.fast)
+    try:
+        fast = SamplerChoice.parse(args.fast)
+    except SamplerChoiceError as exc:
+        print(f"dp-ros bench: --fast: {exc}", file=sys.stderr)
+        return 2
     torch.set_num_threads(max(1, (os.cpu_count() or 2) - 1))
     report: dict = {"machine": machine(), "load_average": os.getloadavg(), "checkpoint": str(checkpoint),
                     "student": str(student) if student else None, "fast_configuration": args.fast}

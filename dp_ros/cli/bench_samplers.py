@@ -21,6 +21,8 @@ from pathlib import Path
 
 import numpy as np
 
+from dp_ros.node_params.policy import POLICY
+
 
 @dataclass(frozen=True)
 class Cell:
@@ -74,7 +76,9 @@ def time_cell(runtime, cell: Cell, chunks: int) -> list[float]:
         for i in range(1, chunks + 1):
             guide = None
             if cell.guided:  # the previous chunk, one policy step old, is the plan to continue
-                guide = ChunkGuide(np.arange(len(plan), dtype=float) - 1.0, plan, delay=3.0, gradient_steps=2)
+                guide = ChunkGuide(np.arange(len(plan), dtype=float) - 1.0, plan, delay=3.0,
+                                   gradient_steps=POLICY["guidance_gradient_steps"].default,
+                                   max_weight=POLICY["guidance_max_weight"].default)
             start = time.perf_counter()
             with torch.inference_mode():
                 out = runtime.predict_chunk(stream[i:i + n], guide=guide)

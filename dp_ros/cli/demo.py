@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -82,11 +83,17 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
 def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
+    from dp_ros.core.choices import SamplerChoice, SamplerChoiceError
     from dp_ros.robot_interface import default_robot_config_path, load_robot_interface
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
     settings = settings_from(args)
+    try:
+        SamplerChoice.parse(settings.sampler)  # refused now, not after recording and training
+    except SamplerChoiceError as exc:
+        print(f"dp-ros demo: --sampler: {exc}", file=sys.stderr)
+        return 2
     robot_config = settings.robot_config or str(default_robot_config_path())
     robot = load_robot_interface(robot_config)
     settings.output.mkdir(parents=True, exist_ok=True)

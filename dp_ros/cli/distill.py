@@ -27,7 +27,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from dp_ros.cli.train import _yaml_scalar
+from dp_ros.cli.train import _yaml_scalar, add_run_flags
 
 DEFAULTS = {"steps": 3000, "batch_size": 64, "save_freq": 1000, "log_freq": 100}
 """Distillation's defaults where training's differ (a distillation is a short fine-tuning run)."""
@@ -56,10 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="training YAML (config/train.yaml's train: section, with a distillation: section)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="NAME=VALUE",
                         help="any training option by its dotted name, e.g. --set num_workers=0 (repeatable)")
-    parser.add_argument("--dry-run", action="store_true", help="check everything and print the trainer's command")
-    parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
-    parser.add_argument("--verbose", action="store_true", help="also print the trainer's log lines")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar; one line per logged step instead")
+    add_run_flags(parser, "check everything and print the trainer's command")
 
 
 def collect_overrides(args: argparse.Namespace) -> list[str]:

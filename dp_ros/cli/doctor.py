@@ -131,6 +131,20 @@ def check_module(name: str, dist: str, fix: str = SETUP_HINT) -> Check:
     return Check(name, True, f"{version} from {_location(module)}")
 
 
+def check_lerobot() -> Check:
+    """LeRobot importable, and a release dp_ros supports (every other entry point exits 2 otherwise)."""
+    from dp_ros.lerobot_compat import LeRobotCompatError, check_lerobot_version
+
+    try:
+        version = check_lerobot_version()
+    except LeRobotCompatError as exc:
+        return Check("lerobot", False, str(exc), "pip install -r requirements.txt (pins the release tested)")
+    found = check_module("lerobot", "lerobot")
+    if not found.ok:
+        return found
+    return Check("lerobot", True, f"{version} (supported) from {found.detail.split(' from ', 1)[-1]}")
+
+
 def check_device() -> Check:
     try:
         import torch
@@ -155,7 +169,7 @@ def run_checks(robot_rmw: str | None = None, robot_domain: int | None = None) ->
     middleware, rmw = check_middleware()
     checks.append(middleware)
     checks.append(environment_check.check_robot_side(rmw, environment_check.node_domain_id(), robot_rmw, robot_domain))
-    checks.append(check_module("lerobot", "lerobot"))
+    checks.append(check_lerobot())
     checks.append(check_module("torch", "torch"))
     checks.append(check_module("diffusers", "diffusers"))
     checks.append(check_module("mujoco", "mujoco"))

@@ -48,14 +48,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dp_ros.core.policy_runtime import CheckpointError, resolve_checkpoint
     from dp_ros.robot_interface import RobotInterfaceError
-    from dp_ros.training.evaluation import EvaluationError, SamplerChoice
+    from dp_ros.core.choices import SamplerChoice, SamplerChoiceError
+    from dp_ros.training.evaluation import EvaluationError
 
     try:
         if args.diversity_samples < 2:
             raise EvaluationError("--diversity-samples must be at least 2 (a standard deviation needs two samples)")
         choices = [SamplerChoice.parse(s) for s in args.sampler] or [SamplerChoice()]
         results = evaluate_all(args, resolve_checkpoint(args.checkpoint), choices)
-    except (CheckpointError, EvaluationError, RobotInterfaceError) as exc:
+    except (CheckpointError, EvaluationError, SamplerChoiceError, RobotInterfaceError) as exc:
         print(f"dp-ros eval: {exc}", file=sys.stderr)
         return 2
     from dp_ros.training.evaluation import format_results

@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from dp_ros.lerobot_compat import exit_unless_supported
+
 # name -> (module, one-line help). Order is the order shown in --help.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("dp_ros.cli.demo", "the end-to-end demo on the simulated arm: record, train, run in closed loop, report"),
@@ -29,6 +31,10 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "view": ("dp_ros.cli.view", "see what the policy saw, planned and executed on one timeline (Rerun): live, a bag, a dataset or a saved .rrd"),
     "bench": ("dp_ros.cli.bench", "benchmark inference against stock LeRobot: time per chunk, action error, command jitter"),
 }
+
+
+WITHOUT_LEROBOT = {"doctor", "params", "sim"}
+"""Subcommands that run whatever LeRobot is installed (doctor reports an unsupported one)."""
 
 
 def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
@@ -54,6 +60,8 @@ def build_parser(selected: str | None = None) -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = next((a for a in argv if not a.startswith("-")), None)
+    if selected in SUBCOMMANDS and selected not in WITHOUT_LEROBOT:
+        exit_unless_supported(f"dp-ros {selected}")
     parser = build_parser(selected if selected in SUBCOMMANDS else None)
     args = parser.parse_args(argv)
     if not getattr(args, "_run", None):

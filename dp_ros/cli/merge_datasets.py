@@ -21,7 +21,10 @@ import sys
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("parts", nargs="+", metavar="DATASET", help="LeRobot dataset folders, merged in this order")
     parser.add_argument("-o", "--output", required=True, help="folder of the merged dataset (must not exist)")
-    parser.add_argument("--repo-id", default="local/dataset", help="LeRobot repo_id written into the dataset")
+    from dp_ros.data.datasets.dataset_writer import DATASET_LABEL
+
+    parser.add_argument("--repo-id", default=DATASET_LABEL,
+                        help="LeRobot repo_id written into the dataset (default %(default)s)")
     parser.add_argument("--overwrite", action="store_true",
                         help="replace an existing dataset at --output (only once the merged one is complete)")
 

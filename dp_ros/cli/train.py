@@ -61,8 +61,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--accelerate-arg", dest="accelerate_args", action="append", default=[], metavar="OPTION",
                         help="an `accelerate launch` option, passed unchanged, e.g. --accelerate-arg=--machine_rank=1 "
                              "(repeatable) = accelerate.launch_args")
-    parser.add_argument("--dry-run", action="store_true",
-                        help="check the configuration and print the lerobot-train command, without training")
+    add_run_flags(parser, "check the configuration and print the lerobot-train command, without training")
+
+
+def add_run_flags(parser: argparse.ArgumentParser, dry_run_help: str) -> None:
+    """The flags of how a training run is shown (dp-ros train and dp-ros distill share them)."""
+    parser.add_argument("--dry-run", action="store_true", help=dry_run_help)
     parser.add_argument("--print-config", action="store_true", help="print the resolved configuration as YAML and exit")
     parser.add_argument("--verbose", action="store_true", help="also print the trainer's log lines")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar; one line per logged step instead")

@@ -37,12 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from dp_ros.core.policy_runtime import CheckpointError
+    from dp_ros.core.choices import SamplerChoiceError
     from dp_ros.training.evaluation import EvaluationError
 
     try:
         for path in make_plots(args):
             print(f"wrote {path}")
-    except (CheckpointError, EvaluationError) as exc:
+    except (CheckpointError, EvaluationError, SamplerChoiceError) as exc:
         print(f"dp-ros visualize: {exc}", file=sys.stderr)
         return 2
     return 0
@@ -51,7 +52,8 @@ def run(args: argparse.Namespace) -> int:
 def make_plots(args: argparse.Namespace) -> list[Path]:
     from dp_ros.core.policy_runtime import PolicyRuntime
     from dp_ros.robot_interface import ACTION_FEATURE
-    from dp_ros.training.evaluation import SamplerChoice, dataset_info, load_dataset
+    from dp_ros.core.choices import SamplerChoice
+    from dp_ros.training.evaluation import dataset_info, load_dataset
     from dp_ros.training.plots import plot_denoising, plot_episode_actions
     from dp_ros.training.visualization import denoising_trace, episode_rollout
 

@@ -14,6 +14,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from dp_ros.conversions.commands import make_trajectory
+from dp_ros.core.choices import Transition
 from dp_ros.core.plan_events import ChunkRecord
 from dp_ros.core.time_alignment import stamp_to_seconds
 
@@ -93,7 +94,7 @@ class ChunkView:
         """guided: its first executed action is due after the time it was sampled to arrive by, so the node
         cross-faded its first actions into the plan (dp_ros.core.action_schedule) instead of splicing it."""
         on_time = self.times[self.executable]
-        return self.transition == "guided" and bool(len(on_time)) and \
+        return self.transition == Transition.GUIDED and bool(len(on_time)) and \
             on_time[0] > self.observation_time + self.expected_delay + 1e-9
 
     @property

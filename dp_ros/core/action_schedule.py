@@ -32,7 +32,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-TRANSITIONS = ("blend", "ensemble", "replace", "guided")
+from dp_ros.core.choices import Transition, values
+
+TRANSITIONS = values(Transition)
 
 
 @dataclass(frozen=True)
@@ -44,8 +46,9 @@ class MergeResult:
 class ActionSchedule:
     """The plan: sorted action times and the action for each."""
 
-    def __init__(self, period: float, transition: str = "blend", blend_steps: int = 4, ensemble_decay: float = 0.1,
-                 late_margin: float = 0.0, blend_max_deviation: float = float("inf")):
+    def __init__(self, period: float, *, transition: str, blend_steps: int, ensemble_decay: float,
+                 late_margin: float, blend_max_deviation: float):
+        """The settings are the policy node's parameters of the same names (their defaults are declared there)."""
         if transition not in TRANSITIONS:
             raise ValueError(f"transition must be one of {', '.join(TRANSITIONS)}; got {transition!r}")
         if period <= 0:
@@ -83,11 +86,12 @@ class ActionSchedule:
             if times.size == 0:
                 return MergeResult(0, dropped)
             self._drop_before(now)
-            if self._times.size == 0 or self.transition == "replace" or self._actions.shape[1] != actions.shape[1]:
+            replaced = self.transition == Transition.REPLACE or self._actions.shape[1] != actions.shape[1]
+            if self._times.size == 0 or replaced:
                 self._set(times, actions, np.ones(times.size))
-            elif self.transition == "blend":
+            elif self.transition == Transition.BLEND:
                 self._blend(times, actions)
-            elif self.transition == "guided":
+            elif self.transition == Transition.GUIDED:
                 late = pinned_until is not None and times[0] > pinned_until + 1e-9
                 self._cross_fade(times, actions) if late else self._splice(times, actions)
             else:

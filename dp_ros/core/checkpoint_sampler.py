@@ -13,11 +13,15 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from dp_ros.core.choices import SamplerChoice
+
 SAMPLER_FILE = "dp_ros_sampler.json"
 DEFAULT_SAMPLER = "sde-dpmsolver++"
 DEFAULT_STEPS = 5
 """SDE-DPM-Solver++ with 5 steps: 90% on the demo's task (DDPM-100: 95%, ±10% at 20 episodes) at 1/14 of the cost;
 the deterministic few-step samplers reach 60-65% there."""
+DEFAULT_CHOICE = SamplerChoice(DEFAULT_SAMPLER, DEFAULT_STEPS)
+"""The same as a sampler choice (``DEFAULT_CHOICE.text``: the "sampler:steps" default of the demo and benchmarks)."""
 CONSISTENCY_STEPS = 2
 """A consistency student's steps when none is recorded (one step is unreliable in the published results)."""
 

@@ -35,6 +35,13 @@ import numpy as np
 import torch
 
 
+def check_guidance(gradient_steps: int, max_weight: float) -> None:
+    """Clean-sample guidance needs its largest weight (a weight of 0 would silently turn it off)."""
+    if gradient_steps < 0 or (gradient_steps > 0 and not max_weight > 0):
+        raise ValueError(f"guidance on {gradient_steps} denoising steps needs gradient_steps >= 0 and, when above "
+                         f"0, a max_weight above 0 (got {max_weight})")
+
+
 @dataclass(frozen=True)
 class ChunkGuide:
     """The plan a new chunk should continue, in the chunk's own time frame."""
@@ -48,9 +55,14 @@ class ChunkGuide:
     """Policy steps after the newest observation at which the chunk is expected to arrive: the plan's actions
     before that are pinned."""
     gradient_steps: int = 0
-    """Denoising steps (after the first) that also get RTC's clean-sample guidance (see PlanConditioning)."""
-    max_weight: float = 5.0
-    """Largest weight of that guidance (RTC's beta)."""
+    """Denoising steps (after the first) that also get RTC's clean-sample guidance (see PlanConditioning);
+    0 = inpainting only."""
+    max_weight: float = 0.0
+    """Largest weight of that guidance (RTC's beta), needed (> 0) with gradient_steps; the policy node's is its
+    parameter guidance_max_weight."""
+
+    def __post_init__(self) -> None:
+        check_guidance(self.gradient_steps, self.max_weight)
 
     @property
     def is_empty(self) -> bool:
@@ -107,8 +119,9 @@ class PlanConditioning:
     """
 
     def __init__(self, targets: torch.Tensor, weights: np.ndarray, noise: torch.Tensor, alphas_cumprod: torch.Tensor,
-                 gradient_steps: int = 0, max_weight: float = 5.0, clip_range: float | None = None,
+                 gradient_steps: int = 0, max_weight: float = 0.0, clip_range: float | None = None,
                  prediction_type: str = "epsilon"):
+        check_guidance(gradient_steps, max_weight)
         if prediction_type not in PREDICTION_TYPES:
             raise ValueError(f"guided continuation supports prediction_type {' or '.join(PREDICTION_TYPES)}; this "
                              f"checkpoint predicts {prediction_type!r}")

@@ -15,6 +15,7 @@ from typing import Callable
 import numpy as np
 
 from dp_ros.core.action_schedule import ActionSchedule
+from dp_ros.core.choices import Transition
 from dp_ros.core.chunk_delay import DelayEstimate
 from dp_ros.core.chunk_guidance import ChunkGuide
 from dp_ros.core.controller_states import ChunkTicket
@@ -37,8 +38,10 @@ class ChunkPlanner:
         self.history = history
         self._lock, self.stats, self.safety, self.log = lock, stats, safety, log
         self._accepts, self._on_failure = accepts, on_failure
-        self.schedule = ActionSchedule(robot.control_period, config.transition, config.blend_steps,
-                                       config.ensemble_decay, config.late_margin, config.blend_max_deviation)
+        self.schedule = ActionSchedule(robot.control_period, transition=config.transition,
+                                       blend_steps=config.blend_steps, ensemble_decay=config.ensemble_decay,
+                                       late_margin=config.late_margin,
+                                       blend_max_deviation=config.blend_max_deviation)
         self.delays = DelayEstimate(config.delay_margin)
         self.use_config()
         self._epoch = 0
@@ -59,7 +62,7 @@ class ChunkPlanner:
         chunk pending, so the next chunk is the first requested, sampled and merged with them)."""
         self.schedule.transition = self.config.transition  # one of TRANSITIONS (the parameter says so)
         self.delays.margin = float(self.config.delay_margin)
-        self._guided = self.config.transition == "guided"
+        self._guided = self.config.transition == Transition.GUIDED
         # guided: the next chunk is requested when replan_steps of the committed actions remain; the
         # reserve after them keeps the plan going while it is computed
         reserve = self.predictor.future_steps - self.predictor.n_action_steps if self._guided else 0

@@ -38,11 +38,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from dp_ros.core.joint_limits import (POSITION_TOLERANCE, RATIO_TOLERANCE, JointLimits, LimitCheck,  # noqa: F401
-                                      check_path)
+from dp_ros.core.choices import CommandForm, InterpolateFrom, values
+from dp_ros.core.joint_limits import RATIO_TOLERANCE, JointLimits, LimitCheck, check_path
 
-INTERPOLATE_FROM = ("measured", "desired")
-COMMAND_FORMS = ("trajectory", "step")
+INTERPOLATE_FROM = values(InterpolateFrom)
+COMMAND_FORMS = values(CommandForm)
 UPDATE_TOLERANCE = 1e-6
 """Seconds by which a receipt may pass an update and still be taken by it (rounding of stamps)."""
 
@@ -75,8 +75,8 @@ class ControllerModel:
     updates, where known (steps). Times are seconds in any one clock.
     """
 
-    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = "measured", step_period: float = 0.02,
-                 update_period: float | None = None, update_phase: float | None = None):
+    def __init__(self, limits: JointLimits, form: str, interpolate_from: str = InterpolateFrom.MEASURED,
+                 step_period: float = 0.02, update_period: float | None = None, update_phase: float | None = None):
         if form not in COMMAND_FORMS:
             raise ValueError(f"form must be one of {COMMAND_FORMS}; got {form!r}")
         if interpolate_from not in INTERPOLATE_FROM:
@@ -152,7 +152,7 @@ class ControllerModel:
     def single_step_receipt(self, receipt: float) -> float:
         """Steps: ``receipt``, or the start of the update after the last step's where ``receipt`` falls in the
         same update (a double step for a controller at this phase; at another phase, the next step)."""
-        if self.form != "step" or self._step is None or self.update_index(receipt) > self._step.update:
+        if self.form != CommandForm.STEP or self._step is None or self.update_index(receipt) > self._step.update:
             return receipt
         return self.update_time(self._step.update + 1)
 
@@ -168,7 +168,7 @@ class ControllerModel:
         """Lowest and highest set-point velocity per joint over [t0, t1] (None before any command)."""
         if not self.active:
             return None
-        if self.form == "step":
+        if self.form == CommandForm.STEP:
             step, zero = self._step, np.zeros(self._positions.shape[1])
             if step is None:
                 return zero, zero.copy()
@@ -195,9 +195,9 @@ class ControllerModel:
 
     def start_for(self, receipt: float, measured: np.ndarray | None) -> np.ndarray:
         """Where the controller starts interpolating a command taken at ``receipt``."""
-        if self.form == "step":
+        if self.form == CommandForm.STEP:
             return self._positions[-1].copy() if self.active else np.asarray(measured, dtype=np.float64)
-        if self.interpolate_from == "desired" and self.active:
+        if self.interpolate_from == InterpolateFrom.DESIRED and self.active:
             return self.setpoint(receipt)
         if measured is None:
             raise ValueError("the measured position is needed where the controller interpolates from it")
@@ -214,7 +214,7 @@ class ControllerModel:
         positions = np.asarray(positions, dtype=np.float64).reshape(len(times_from_start), -1)
         times_from_start = np.asarray(times_from_start, dtype=np.float64)
         start = self.start_for(receipt, measured)
-        if self.form == "step":
+        if self.form == CommandForm.STEP:
             check = self._execute_step(receipt, start, positions[-1])
         else:
             start = self.limits.shortest_way(start, positions[0])
@@ -227,7 +227,7 @@ class ControllerModel:
         command received up to ``now`` is left unjudged): the set-point stopped from the last step's speed
         at once. That stop judged (None when there is nothing to judge); the stream is still from then on."""
         step = self._step
-        if self.form != "step" or step is None or not np.any(step.velocity):
+        if self.form != CommandForm.STEP or step is None or not np.any(step.velocity):
             return None
         due = step.update + self._updates_per_step
         if now < self.update_time(due) - UPDATE_TOLERANCE:
@@ -326,7 +326,7 @@ class CommandLedger:
         check = self.model.execute(receipt, times_from_start, positions, measured)
         self.judged += 1
         self.violations += not check.within_limits
-        if self.model.form == "step" and self.model.off_schedule:
+        if self.model.form == CommandForm.STEP and self.model.off_schedule:
             self.off_schedule += 1
             self.off_schedule_violations += not check.within_limits
         self.worst = self.worst.worst(check)

@@ -18,6 +18,7 @@ from typing import Callable
 
 import numpy as np
 
+from dp_ros.core.choices import CommandForm, InterpolateFrom
 from dp_ros.core.command_execution import ControllerModel, LimitCheck
 from dp_ros.core.safety import SafetyFilter, StartState
 
@@ -53,11 +54,11 @@ class CommandSettings:
 
     @classmethod
     def for_robot(cls, robot, command_type: str | None = None, trajectory_mode: str | None = None,
-                  lead_time: float = 0.0, timing_margin: float = 0.02) -> "CommandSettings":
+                  *, lead_time: float, timing_margin: float) -> "CommandSettings":
         """Commands for the robot interface's controller (command type and trajectory mode may be overridden);
         ``lead_time`` 0 = one policy step."""
         command_type = command_type or robot.command.type
-        return cls(form="trajectory" if command_type == "joint_trajectory" else "step",
+        return cls(form=CommandForm.of(command_type),
                    single_point=(trajectory_mode or robot.command.trajectory_mode) == "single_point",
                    interpolate_from=robot.command.interpolate_from, command_period=1.0 / robot.command_rate,
                    control_period=robot.control_period, lead_time=lead_time or robot.control_period,
@@ -121,7 +122,8 @@ class CommandShaper:
         """The last command was sent ``seconds`` after its ``now``: noted as a publish delay, and a step is
         taken at the controller update its sending falls in (an update the node's model now places it in)."""
         self.note_publish_delay(seconds)
-        if self.settings.form != "step" or seconds <= 0 or self._last_sent is None or self._before_last is None:
+        if (self.settings.form != CommandForm.STEP or seconds <= 0 or self._last_sent is None
+                or self._before_last is None):
             return
         receipt, times, positions, measured = self._last_sent
         if self.published.update_index(receipt + seconds) > self.published.update_index(receipt):
@@ -166,7 +168,7 @@ class CommandShaper:
         """
         self._braking = False   # the plan goes on: a stop under way ends here
         plan_at = self._shortest_way_plan(plan_at, plan_after)
-        if self.settings.form == "step":
+        if self.settings.form == CommandForm.STEP:
             target = plan_at(now)
             if target is None:
                 return None
@@ -190,7 +192,7 @@ class CommandShaper:
         Steps: the first step of a stop within the acceleration limits (:meth:`continue_stop`). A still
         set-point needs none.
         """
-        if self.settings.form == "step":
+        if self.settings.form == CommandForm.STEP:
             return self.continue_stop(now)
         if not self.published.active or now >= self.published.end_time:
             return None
@@ -222,7 +224,7 @@ class CommandShaper:
         within the limit). Without acceleration limits, or for trajectories (which come to rest at their end by
         themselves), there is nothing to do."""
         acceleration = self.safety.limits.acceleration
-        if self.settings.form != "step" or acceleration is None or not self.published.active:
+        if self.settings.form != CommandForm.STEP or acceleration is None or not self.published.active:
             return self._stopped()
         period = self.settings.command_period
         velocity = self._step_velocity(now)
@@ -283,16 +285,17 @@ class CommandShaper:
         settings, published = self.settings, self.published
         margin = settings.timing_margin + self.publish_delay
         velocities = published.velocities_between(now - margin, now + margin) if published.active else None
-        if published.active and (settings.form == "step" or settings.interpolate_from == "desired"):
+        from_set_point = settings.form == CommandForm.STEP or settings.interpolate_from == InterpolateFrom.DESIRED
+        if published.active and from_set_point:
             position = published.start_for(now, measured)
             # the set-point moves on (or back) while the command is on its way, and an error in where the
             # last few commands started carries over, fading, into this one
-            spread = 0.0 if settings.form == "step" else DESIRED_RESERVE * margin * self._recent_speed(now)
+            spread = 0.0 if settings.form == CommandForm.STEP else DESIRED_RESERVE * margin * self._recent_speed(now)
         else:
             # the arm moves on, at most at full speed, after its position was measured and while the command travels
             position = np.asarray(measured, dtype=np.float64)
             spread = self.safety.limits.velocity * (margin + max(0.0, measured_age))
-        if settings.form == "step":
+        if settings.form == CommandForm.STEP:
             # the stream goes on at the last step's speed if this step is taken on time; after a pause it is still
             velocity = self._step_velocity(now) if published.active else np.zeros_like(np.asarray(position))
             return StartState(position, spread, (velocity, velocity.copy()), settings.command_period)
@@ -343,7 +346,7 @@ class CommandShaper:
         while len(self._speeds) > speeds:
             self._speeds.pop()
         self._before_last = None
-        self._held = self.settings.form == "step"
+        self._held = self.settings.form == CommandForm.STEP
 
     def _publish(self, now: float, times: np.ndarray, positions: np.ndarray, measured: np.ndarray) -> Command:
         self._before_last = (self.published.state(), len(self._speeds))

@@ -34,7 +34,7 @@ from typing import Callable
 
 import torch
 
-from dp_ros.core.samplers import NoiseSchedule
+from dp_ros.core.noise_schedule import NoiseSchedule
 
 SAMPLER_NAME = "consistency"
 MAX_STEPS = 4

@@ -27,15 +27,16 @@ class JointLimits:
     """Per joint, whether it turns without end (its position limits are then -inf, inf); None: none does."""
 
     @classmethod
-    def for_robot(cls, robot, velocity_scale: float = 1.0) -> "JointLimits":
-        """The robot interface's limits, velocities (and accelerations) scaled by ``velocity_scale``."""
-        if not 0 < velocity_scale <= 1:
-            raise ValueError(f"velocity_scale must be in (0, 1]; got {velocity_scale}")
+    def for_robot(cls, robot, scale: float = 1.0) -> "JointLimits":
+        """The robot interface's limits, velocities (and accelerations) scaled by ``scale`` (the policy node's
+        velocity_scale; 1: as they are)."""
+        if not 0 < scale <= 1:
+            raise ValueError(f"velocity_scale must be in (0, 1]; got {scale}")
         acceleration = robot.acceleration_limits
         continuous = np.array([bool(getattr(j, "continuous", False)) for j in robot.joints])
         return cls(np.array(robot.lower_limits, dtype=np.float64), np.array(robot.upper_limits, dtype=np.float64),
-                   np.array(robot.velocity_limits, dtype=np.float64) * velocity_scale,
-                   None if acceleration is None else np.array(acceleration, dtype=np.float64) * velocity_scale,
+                   np.array(robot.velocity_limits, dtype=np.float64) * scale,
+                   None if acceleration is None else np.array(acceleration, dtype=np.float64) * scale,
                    continuous if continuous.any() else None)
 
     def shortest_way(self, position: np.ndarray, toward: np.ndarray) -> np.ndarray:

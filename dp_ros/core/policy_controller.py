@@ -18,14 +18,14 @@ dp_ros.core.controller_states.
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
-from typing import Callable, Protocol, Sequence
+from typing import Callable
 
 import numpy as np
 
-from dp_ros.core.chunk_guidance import ChunkGuide
+from dp_ros.core.choices import CommandForm
 from dp_ros.core.chunk_planner import ChunkPlanner
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
+from dp_ros.core.controller_config import ChunkPredictor, ControllerConfig
 from dp_ros.core.controller_states import Event, InvalidTransition, PendingStop, Phase, State, next_phase
 from dp_ros.core.controller_stats import Stats
 from dp_ros.core.live_settings import LiveSettings
@@ -34,58 +34,6 @@ from dp_ros.core.observation_history import JOINT_STATE_STREAM, HistoryNotReady,
 from dp_ros.core.plan_events import ChunkListener
 from dp_ros.core.safety import SafetyFilter
 from dp_ros.robot_interface import RobotInterface
-
-
-class ChunkPredictor(Protocol):
-    n_obs_steps: int
-    n_action_steps: int
-    future_steps: int
-    """Actions a guided chunk holds (from the newest observation's time to the end of the horizon)."""
-
-    def predict_chunk(self, history: Sequence[dict[str, np.ndarray]], guide: ChunkGuide | None = None) -> np.ndarray: ...
-
-
-
-@dataclass
-class ControllerConfig:
-    """Behaviour of the policy controller (the policy node's parameters of the same names)."""
-
-    replan_steps: int = 4
-    """Request the next chunk when this many planned actions or fewer remain (guided: this many of the
-    chunk's first n_action_steps; the actions after those are a reserve that runs while the next chunk
-    is late)."""
-    transition: str = "guided"
-    """How a new chunk joins the old plan: blend, ensemble, replace or guided (the chunk is sampled as a
-    continuation of the plan, see dp_ros.core.chunk_guidance)."""
-    blend_steps: int = 4
-    """Actions over which blend moves from the old plan to the new one."""
-    blend_max_deviation: float = 0.15
-    """blend: plans differing by more than this (rad or m) anywhere in the overlap are different
-    solutions; the new chunk then replaces the old instead of being averaged with it."""
-    ensemble_decay: float = 0.1
-    """ensemble: weight exp(-decay * age) of older predictions."""
-    watchdog_timeout: float = 0.0
-    """Seconds after which a silent camera or joint state stops commanding. 0: two control periods from the
-    newest sample to the last command (longer only for a sensor slower than that; see watchdog_limit)."""
-    velocity_scale: float = 1.0
-    """Fraction of the velocity (and acceleration) limits the commands may use."""
-    late_margin: float = 0.0
-    """Actions due within this many seconds after a chunk arrives count as late too."""
-    trajectory_lead_time: float = 0.0
-    """Seconds after the controller takes a trajectory at which its first point is reached; 0: one policy step."""
-    timing_margin: float = 0.02
-    """Seconds by which the controller may start a command earlier or later than expected (its update period
-    plus the delivery jitter); the first segment keeps that much full-speed motion in reserve."""
-    delay_margin: float = 0.05
-    """guided: seconds added to the expected delay of a chunk (a capped high quantile of the recent delays from
-    observation to merge, see dp_ros.core.chunk_delay); the plan's actions due before then are pinned in the
-    new chunk."""
-    guidance_gradient_steps: int = 2
-    """guided: denoising steps (after the first) that also get RTC's guidance on the predicted clean sample, a
-    vector-Jacobian product through the network costing about two network calls each; 0 = inpainting only."""
-    guidance_max_weight: float = 5.0
-    """guided: largest weight of that guidance (RTC's beta)."""
-
 
 __all__ = ["ChunkPredictor", "ControllerConfig", "PolicyController", "State", "Stats"]
 
@@ -109,7 +57,8 @@ class PolicyController:
         self.command_type = command_type or robot.command.type
         self.trajectory_mode = trajectory_mode or robot.command.trajectory_mode
         self.shaper = CommandShaper(CommandSettings.for_robot(robot, self.command_type, self.trajectory_mode,
-                                                              config.trajectory_lead_time, config.timing_margin),
+                                                              lead_time=config.trajectory_lead_time,
+                                                              timing_margin=config.timing_margin),
                                     self.safety)
         self.stats = Stats()
         self._lock = threading.Lock()
@@ -271,7 +220,7 @@ class PolicyController:
             self.shaper.note_sent(seconds)
             self.stats.worst_publish_delay = max(self.stats.worst_publish_delay, seconds)
             settings = self.shaper.settings
-            starved = settings.form == "trajectory" and self.shaper.lead_time > settings.lead_time
+            starved = settings.form == CommandForm.TRAJECTORY and self.shaper.lead_time > settings.lead_time
             if starved and not self._publish_delay_warned:
                 self.log("warn", f"commands leave this node up to {self.shaper.publish_delay * 1000:.0f} ms after "
                                  f"they are computed: trajectories start {self.shaper.lead_time * 1000:.0f} ms ahead "

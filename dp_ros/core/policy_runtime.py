@@ -98,7 +98,7 @@ class PolicyRuntime:
 
     # --- loading ----------------------------------------------------------------
     @classmethod
-    def load(cls, checkpoint: str | Path, device: str = "auto", noise_scheduler: str | None = None,
+    def load(cls, checkpoint: str | Path, device: str, noise_scheduler: str | None = None,
              num_inference_steps: int | None = None, n_action_steps: int | None = None,
              seed: int | None = None) -> "PolicyRuntime":
         """Load a checkpoint; ``None`` takes the checkpoint's recorded sampler, else dp_ros's default

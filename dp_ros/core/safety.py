@@ -62,8 +62,9 @@ class SafetyFilter:
     counters: SafetyCounters = field(default_factory=SafetyCounters)
 
     @classmethod
-    def for_robot(cls, robot, velocity_scale: float = 1.0) -> "SafetyFilter":
-        return cls(JointLimits.for_robot(robot, velocity_scale))
+    def for_robot(cls, robot, scale: float = 1.0) -> "SafetyFilter":
+        """The robot interface's limits, velocities and accelerations times ``scale`` (1: as they are)."""
+        return cls(JointLimits.for_robot(robot, scale))
 
     # --- public -------------------------------------------------------------------------
     def shape_trajectory(self, start: StartState, times: np.ndarray, targets: np.ndarray) -> np.ndarray | None:

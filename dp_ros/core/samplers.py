@@ -15,30 +15,12 @@ A checkpoint is trained with one noise schedule (``num_train_timesteps``,
 from __future__ import annotations
 
 import inspect
-from dataclasses import dataclass
 from typing import Callable, Protocol
 
 import torch
 
-SAMPLERS = ("ddpm", "ddim", "dpmsolver++", "unipc", "sde-dpmsolver++", "consistency")
-
-
-@dataclass(frozen=True)
-class NoiseSchedule:
-    """The training-time noise schedule of a checkpoint (fields of LeRobot's DiffusionConfig)."""
-
-    num_train_timesteps: int
-    beta_schedule: str
-    beta_start: float
-    beta_end: float
-    prediction_type: str
-    clip_sample: bool
-    clip_sample_range: float
-
-    @classmethod
-    def from_config(cls, config) -> "NoiseSchedule":
-        return cls(config.num_train_timesteps, config.beta_schedule, config.beta_start, config.beta_end,
-                   config.prediction_type, config.clip_sample, config.clip_sample_range)
+from dp_ros.core.choices import SAMPLERS  # the names, listed once
+from dp_ros.core.noise_schedule import NoiseSchedule
 
 
 def make_scheduler(name: str, schedule: NoiseSchedule):

@@ -5,6 +5,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from dp_ros.core.choices import SamplerChoice
 from dp_ros.demo.client import POLICY, DemoClient
 from dp_ros.demo.pipeline import DemoSettings, reset_task, robot_args, wait_episode_end
 from dp_ros.demo.processes import ProcessGroup
@@ -45,7 +46,7 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
     from dp_ros.sim.kinematics import SceneGeometry, load_model
     from dp_ros.sim.task import TaskConfig, TaskInstance
 
-    sampler, _, steps = settings.sampler.partition(":")
+    sampler = SamplerChoice.parse(settings.sampler)
     geometry = SceneGeometry.from_model(load_model())
     to_arm = [robot.joint_names.index(n) for n in _arm_joints()]
     results: list[EpisodeResult] = []
@@ -53,7 +54,8 @@ def evaluate(settings: DemoSettings, robot: RobotInterface, checkpoint: Path, ba
     with ProcessGroup(settings.logs) as processes:
         processes.start("eval_sim", ["sim", "--seed", str(eval_seed), *robot_args(settings)])
         processes.start("policy", ["run-policy", "--checkpoint", str(checkpoint), "--no-autostart",
-                                   "--noise-scheduler", sampler, "--num-inference-steps", steps or "10",
+                                   *(["--noise-scheduler", sampler.name] if sampler.name else []),
+                                   *(["--num-inference-steps", str(sampler.steps)] if sampler.steps else []),
                                    "--device", settings.device, "--param", "status_rate=20.0",
                                    *[a for p in settings.policy_params for a in ("--param", p)],
                                    *robot_args(settings)])

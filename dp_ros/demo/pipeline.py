@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+from dp_ros.core.checkpoint_sampler import DEFAULT_CHOICE
 from dp_ros.demo.client import RECORDER, SIM_RESET, DemoClient, ServiceRefused
 from dp_ros.demo.processes import ProcessGroup
+from dp_ros.node_params.policy import POLICY as POLICY_PARAMETERS
 from dp_ros.robot_interface import RobotInterface
 
 TASK_DESCRIPTION = "reach the red target, going around the blue pillar"
@@ -60,13 +62,13 @@ class DemoSettings:
     """Threads per training process on a CPU; None = torch's default (all cores). On the quiet 2-core
     machine two threads trained 1.2x faster than one; on one busy with other work, one thread was
     faster (benchmarks/bench_demo_training.py)."""
-    sampler: str = "sde-dpmsolver++:5"
-    """Sampler and steps of the policy node in closed loop."""
+    sampler: str = DEFAULT_CHOICE.text
+    """Sampler and steps of the policy node in closed loop (sampler:steps; default: the node's own default)."""
     seed: int = 1
     """Seed of the recorded task instances and of the training; evaluation uses other seeds."""
     redo: tuple[str, ...] = ()
     """Stages to redo even when their outputs exist: record, train, evaluate."""
-    device: str = "auto"
+    device: str = POLICY_PARAMETERS["device"].default
     """Training and inference device: auto (CUDA when available, else CPU), cpu or cuda."""
     policy_params: tuple[str, ...] = ()
     """policy_node parameters for the closed loop over the node's defaults, as name=value (none: the

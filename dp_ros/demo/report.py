@@ -100,6 +100,14 @@ def format_summary(summary: dict, timings: dict, recording: RecordingResult, con
     return "\n".join(lines)
 
 
+def _save(plt, fig, path: Path) -> Path:
+    """Lay out, write and close a figure of the report."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _pyplot():
     import matplotlib
 
@@ -138,10 +146,7 @@ def plot_tip_paths(path: Path, results: list[EpisodeResult]) -> Path | None:
     ax.set_aspect("equal")
     ax.set_title("Tip paths of the policy in closed loop (red: targets)")
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_latency(path: Path, results: list[EpisodeResult]) -> Path | None:
@@ -158,10 +163,7 @@ def plot_latency(path: Path, results: list[EpisodeResult]) -> Path | None:
     ax.set_ylabel("chunks")
     ax.set_title("Policy node inference latency in closed loop")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_solutions(path: Path, summary: dict) -> Path:
@@ -178,10 +180,7 @@ def plot_solutions(path: Path, summary: dict) -> Path:
     ax.set_ylim(0, 1)
     ax.set_title("Both solutions of the multimodal task")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_example_trajectory(path: Path, results: list[EpisodeResult], joint_names: list[str]) -> Path | None:
@@ -199,7 +198,4 @@ def plot_example_trajectory(path: Path, results: list[EpisodeResult], joint_name
     outcome = f"success in {example.episode_time:.2f} s" if example.success else "failed"
     ax.set_title(f"Closed-loop episode {example.index} (seed {example.seed}, {example.solution or 'no side'}, {outcome})")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)

@@ -1,14 +1,12 @@
 """policy_node's parameters (config/policy.yaml, `dp-ros run-policy` options)."""
-from dp_ros.core.samplers import SAMPLERS
+from dp_ros.core.choices import SAMPLERS, PlanPublishing, StampSource, Transition, values
 from dp_ros.node_params.declaration import NodeParameters, Param
+from dp_ros.robot_interface import COMMAND_TYPES, TRAJECTORY_MODES
 
 HEADER = """\
 Parameters of dp_ros's policy_node, with their defaults (`dp-ros params policy_node` prints this file).
   ros2 launch dp_ros policy.launch.py params_file:=<this file> checkpoint:=<dir>
   dp-ros run-policy --checkpoint <dir> --params-file <this file>"""
-
-TRANSITIONS = ("guided", "blend", "ensemble", "replace")
-COMMAND_TYPES = ("joint_trajectory", "float64_multi_array", "joint_state")
 
 POLICY = NodeParameters("policy_node", [
     Param("checkpoint", "", "LeRobot checkpoint folder: pretrained_model/ with config.json, model.safetensors and "
@@ -29,12 +27,12 @@ POLICY = NodeParameters("policy_node", [
 
     Param("replan_steps", -1, "request the next chunk when this many planned actions remain; -1 = n_action_steps "
           "// 2. Raise it when inference is slow", minimum=-1, section="chunk execution"),
-    Param("transition", "guided", "how a new chunk joins the plan: guided (the chunk is sampled as a continuation "
-          "of the plan: actions due before it arrives are pinned to the plan, the rest of the overlap is guided "
-          "towards it; real-time chunking for Diffusion Policy), blend (cross-fade), ensemble (temporal "
+    Param("transition", Transition.GUIDED.value, "how a new chunk joins the plan: guided (the chunk is sampled as "
+          "a continuation of the plan: actions due before it arrives are pinned to the plan, the rest of the overlap "
+          "is guided towards it; real-time chunking for Diffusion Policy), blend (cross-fade), ensemble (temporal "
           "ensembling) or replace (switch at once). guided keeps to one solution at any delay (88% on the demo's "
           "task with +300 ms where the others reach 40-43%); see the README's transition benchmark",
-          choices=TRANSITIONS),
+          choices=values(Transition)),
     Param("blend_steps", 4, "blend: actions over which the plan moves from the old chunk to the new", minimum=1),
     Param("blend_max_deviation", 0.15, "blend: a chunk that differs from the plan by more than this (rad or m) "
           "anywhere in the overlap is another solution of a multimodal task and replaces the plan instead of being "
@@ -69,13 +67,14 @@ POLICY = NodeParameters("policy_node", [
           "warm-up is done); false = configure only, then wait for the lifecycle transition activate",
           option="--no-autostart", section="behaviour"),
     Param("warmup_runs", 2, "inference runs before reporting ready, so the first real chunk is fast", minimum=0),
-    Param("stamp_source", "header", "time of a sensor message: header (its stamp) or receive (arrival time)",
-          choices=("header", "receive")),
-    Param("publish_plan", "on_demand", "~/plan (the executing plan as a JointTrajectory), ~/chunks (each chunk: "
-          "observation stamp, compute time, pinned span, late actions) and ~/safety_interventions: on_demand = "
+    Param("stamp_source", StampSource.HEADER.value, "time of a sensor message: header (its stamp) or receive "
+          "(arrival time)", choices=values(StampSource)),
+    Param("publish_plan", PlanPublishing.ON_DEMAND.value, "~/plan (the executing plan as a JointTrajectory), "
+          "~/chunks (each chunk: observation stamp, compute time, pinned span, late actions) and "
+          "~/safety_interventions: on_demand = "
           "each message is built only while someone subscribes to its topic; always = also without subscribers "
           "(a recorder that subscribes late misses nothing); off = no such topics",
-          choices=("on_demand", "always", "off")),
+          choices=values(PlanPublishing)),
     Param("status_rate", 5.0, "PolicyStatus messages per second on ~/status (diagnostics at 1 Hz)", above=0.0),
     Param("inference_threads", 0, "torch CPU threads for inference; 0 = all cores but one", minimum=0),
     Param("command_priority", 50, "SCHED_FIFO priority of the command loop thread, so inference cannot delay its "
@@ -88,7 +87,7 @@ POLICY = NodeParameters("policy_node", [
     Param("command_type", "", "override the robot interface's command.type; empty = the robot interface's",
           choices=("",) + COMMAND_TYPES),
     Param("trajectory_mode", "", "override command.trajectory_mode; empty = the robot interface's",
-          choices=("", "chunk", "single_point")),
+          choices=("",) + TRAJECTORY_MODES),
 ])
 
 
@@ -96,7 +95,7 @@ def controller_config(params: dict, n_action_steps: int):
     """The controller's behaviour from the node's parameters (ControllerConfig's fields share their names)."""
     from dataclasses import fields
 
-    from dp_ros.core.policy_controller import ControllerConfig
+    from dp_ros.core.controller_config import ControllerConfig
 
     values = {f.name: params[f.name] for f in fields(ControllerConfig)}
     if values["replan_steps"] < 0:

@@ -1,4 +1,5 @@
 """recorder_node's parameters (config/recorder.yaml, `dp-ros record` options)."""
+from dp_ros.core.choices import StampSource, values
 from dp_ros.node_params.declaration import NodeParameters, Param
 
 HEADER = """\
@@ -30,8 +31,9 @@ RECORDER = NodeParameters("recorder_node", [
           option=True),
     Param("max_episode_seconds", 0.0, "an episode stops and is saved after this many seconds; 0 = no limit",
           minimum=0.0, option=True),
-    Param("time_source", "receive", "receive: this node's clock when a message arrives; header: the messages' "
-          "header stamps (all publishers must share this node's clock)", choices=("receive", "header"),
+    Param("time_source", StampSource.RECEIVE.value, "receive: this node's clock when a message arrives; header: the "
+          "messages' header stamps (all publishers must share this node's clock)",
+          choices=values(StampSource),
           option=True),
     Param("input_reliability", "best_effort", "QoS of the subscriptions: best_effort matches any publisher; "
           "reliable never drops, but does not receive from best-effort publishers",

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 from typing import Callable
 
+from dp_ros.core.choices import InterpolateFrom
+
 PARAMETERS = ("interpolate_from_desired_state", "open_loop_control", "interpolation_method", "joints",
               "command_interfaces")
 BOOL, STRING, STRING_ARRAY = 1, 4, 9  # rcl_interfaces/ParameterType
@@ -27,9 +29,9 @@ def controller_node(command_topic: str) -> str | None:
 def interpolate_from(values: dict[str, bool | None]) -> str | None:
     """The start the controller uses, from its parameter values (None: unknown)."""
     if values.get("interpolate_from_desired_state") or values.get("open_loop_control"):
-        return "desired"
+        return InterpolateFrom.DESIRED.value
     if values.get("interpolate_from_desired_state") is False:
-        return "measured"
+        return InterpolateFrom.MEASURED.value
     return None
 
 
@@ -41,7 +43,8 @@ def contradictions(values: dict, robot) -> list[str]:
         problems.append(f"it starts new trajectories from the {actual} state but the robot interface says "
                         f"interpolate_from: {expected}: the safety filter would check trajectories from the wrong "
                         f"start. Set command.interpolate_from: {actual} in the robot interface (or "
-                        f"interpolate_from_desired_state: {str(expected == 'desired').lower()} on the controller)")
+                        f"interpolate_from_desired_state: {str(expected == InterpolateFrom.DESIRED).lower()} on the "
+                        "controller)")
     method = values.get("interpolation_method")
     if method is not None and method != "splines":
         problems.append(f"its interpolation_method is {method!r}, but dp_ros's model interpolates linearly between "
@@ -64,6 +67,22 @@ def _value(parameter):
         return None
     return {BOOL: lambda: parameter.bool_value, STRING: lambda: parameter.string_value,
             STRING_ARRAY: lambda: list(parameter.string_array_value)}.get(parameter.type, lambda: None)()
+
+
+def verdict(values: dict[str, bool | str | list | None], robot, target: str) -> tuple[str, str]:
+    """(level, text) of the check once ``target``'s parameters are read: an error where they contradict the
+    robot interface (no command is sent), else what the safety filter assumes."""
+    problems = contradictions(values, robot)
+    actual = interpolate_from(values)
+    if problems:
+        return "error", (f"{target} does not execute trajectories as dp_ros's safety model assumes, so no command "
+                         "is sent: " + "; ".join(problems) + ". After the change, clean up and configure the policy node again "
+                         "(ros2 lifecycle set), or restart it")
+    if actual is None:
+        return "info", (f"{target} does not say where it starts trajectories; assuming the robot interface's "
+                        f"interpolate_from: {robot.command.interpolate_from}")
+    return "info", (f"{target} starts new trajectories from the {actual} state, as the robot interface says, "
+                    "and interpolates them as dp_ros's model does")
 
 
 def check_controller_mode(node, robot, report: Callable[[str, str], None], fail: Callable[[str], None] | None = None,
@@ -107,24 +126,14 @@ def check_controller_mode(node, robot, report: Callable[[str, str], None], fail:
             conclude()
 
     def conclude() -> None:
-        problems = contradictions(values, robot)
-        actual = interpolate_from(values)
-        if problems:
-            finish("error", f"{target} does not execute trajectories as dp_ros's safety model assumes, so no command "
-                            "is sent: " + "; ".join(problems) + ". After the change, clean up and configure the policy node again (ros2 lifecycle set), or restart it")
-        elif actual is None:
-            finish("info", f"{target} does not say where it starts trajectories; assuming the robot interface's "
-                           f"interpolate_from: {expected}")
-        else:
-            finish("info", f"{target} starts new trajectories from the {actual} state, as the robot interface says, "
-                           "and interpolates them as dp_ros's model does")
+        finish(*verdict(values, robot, target))
 
     def poll() -> None:
         if client.service_is_ready():
             timer.cancel()
             ask(0)
         elif node.get_clock().now().nanoseconds * 1e-9 > deadline:
-            finish("warn" if expected == "desired" else "info",
+            finish("warn" if expected == InterpolateFrom.DESIRED else "info",
                    f"no controller node {target} answered within {timeout:g} s; the safety filter assumes the "
                    f"robot interface's interpolate_from: {expected}, linear interpolation and its joints, unchecked")
 

@@ -109,7 +109,7 @@ class ExpertNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(ExpertNode, "expert_node", STARTUP_ERRORS, args)
+    return run_node(ExpertNode, "expert_node", STARTUP_ERRORS, args, needs_lerobot=False)
 
 
 if __name__ == "__main__":

@@ -21,24 +21,25 @@ import threading
 import numpy as np
 
 from dp_ros.conversions.plan import Intervention, chunk_message, intervention_message, plan_message
+from dp_ros.core.choices import PlanPublishing, values
 from dp_ros.core.command_shaping import Command
 from dp_ros.core.plan_events import ChunkRecord
 
-PUBLISH_PLAN_MODES = ("on_demand", "always", "off")
+PUBLISH_PLAN_MODES = values(PlanPublishing)
 PLAN_TOPIC, CHUNKS_TOPIC, INTERVENTIONS_TOPIC = "~/plan", "~/chunks", "~/safety_interventions"
 
 
 class PlanPublisher:
     """Publishes the controller's plan events on behalf of ``node`` (see the module docstring)."""
 
-    def __init__(self, node, controller, joint_names: list[str], mode: str = "on_demand", qos_depth: int = 10):
+    def __init__(self, node, controller, joint_names: list[str], mode: str, qos_depth: int = 10):
         if mode not in PUBLISH_PLAN_MODES:
             raise ValueError(f"publish_plan must be one of {', '.join(PUBLISH_PLAN_MODES)}; got {mode!r}")
         self.mode = mode
         self.controller = controller
         self.joint_names = list(joint_names)
         self.published = {"plan": 0, "chunks": 0, "interventions": 0}
-        if mode == "off":
+        if mode == PlanPublishing.OFF:
             return
         from trajectory_msgs.msg import JointTrajectory
 
@@ -56,7 +57,7 @@ class PlanPublisher:
         controller.add_plan_cleared_listener(lambda: self._queue.put(("cleared", None)))
 
     def _wanted(self, publisher) -> bool:
-        return self.mode == "always" or publisher.get_subscription_count() > 0
+        return self.mode == PlanPublishing.ALWAYS or publisher.get_subscription_count() > 0
 
     def _counter_values(self) -> tuple[int, int, int, int]:
         counters, stats = self.controller.safety.counters, self.controller.stats
@@ -66,7 +67,7 @@ class PlanPublisher:
     def on_command(self, command: Command) -> None:
         """Note ``command`` (just published): if the safety filter changed it, or it stops the arm, hand it to
         the publishing thread."""
-        if self.mode == "off":
+        if self.mode == PlanPublishing.OFF:
             return
         counters = self._counter_values()
         if counters == self._counters:
@@ -121,6 +122,6 @@ class PlanPublisher:
         return [] if self.mode == "off" else [self._plan_pub, self._chunk_pub, self._intervention_pub]
 
     def close(self) -> None:
-        if self.mode != "off":
+        if self.mode != PlanPublishing.OFF:
             self._queue.put(("close", None))
             self._thread.join(timeout=2.0)

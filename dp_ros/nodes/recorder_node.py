@@ -25,6 +25,7 @@ from std_srvs.srv import Trigger
 from dp_ros.conversions.commands import CommandError, command_message_class, parse_command
 from dp_ros.conversions.images import ImageConversionError, message_to_rgb
 from dp_ros.conversions.joint_state import JointOrder, JointStateError
+from dp_ros.core.choices import StampSource
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.core.time_alignment import stamp_to_seconds
 from dp_ros.data.datasets.dataset_writer import DatasetWriterError
@@ -54,7 +55,7 @@ class RecorderNode(Node):
     def __init__(self, **node_kwargs):
         super().__init__("recorder_node", **node_kwargs)
         p = declare_parameters(self, RECORDER)
-        self.use_header = p["time_source"] == "header"
+        self.use_header = p["time_source"] == StampSource.HEADER
         self.robot = load_robot_interface(p["robot_config"] or default_robot_config_path())
         settings = RecorderSettings(
             dataset_root=Path(p["dataset_root"]).expanduser(), task=p["task"],

@@ -245,7 +245,7 @@ class SimNode(Node):
 
 
 def main(args=None) -> int:
-    return run_node(SimNode, "sim_node", STARTUP_ERRORS, args)
+    return run_node(SimNode, "sim_node", STARTUP_ERRORS, args, needs_lerobot=False)
 
 
 if __name__ == "__main__":

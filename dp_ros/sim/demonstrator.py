@@ -13,6 +13,8 @@ import numpy as np
 
 from dp_ros.core.command_shaping import Command, CommandSettings, CommandShaper
 from dp_ros.core.safety import SafetyFilter
+from dp_ros.node_params.policy import POLICY
+from dp_ros.node_params.sim import EXPERT
 from dp_ros.robot_interface import RobotInterface
 from dp_ros.sim.expert import ExpertPlan, ScriptedExpert
 from dp_ros.sim.kinematics import ARM_JOINTS
@@ -26,8 +28,9 @@ JOIN_MARGIN = 2.0
 
 
 class Demonstrator:
-    def __init__(self, robot: RobotInterface, expert: ScriptedExpert, side: str = "random", start_on_reset: bool = True,
-                 start_delay: float = 0.3):
+    def __init__(self, robot: RobotInterface, expert: ScriptedExpert, side: str = EXPERT["side"].default,
+                 start_on_reset: bool = EXPERT["start_on_reset"].default,
+                 start_delay: float = EXPERT["start_delay"].default):
         if side not in SIDE_CHOICES:
             raise ValueError(f"side must be one of {SIDE_CHOICES}, got {side!r}")
         if start_delay < 0:
@@ -36,7 +39,10 @@ class Demonstrator:
         self.start_on_reset, self.start_delay = start_on_reset, start_delay
         self._arm_index = [robot.joint_names.index(n) for n in ARM_JOINTS]
         self._knots = robot.control_period * np.arange(1, int(round(COMMAND_HORIZON / robot.control_period)) + 1)
-        self._shaper = CommandShaper(CommandSettings.for_robot(robot), SafetyFilter.for_robot(robot))
+        # the expert's commands are shaped as the policy node's are by default
+        self._shaper = CommandShaper(CommandSettings.for_robot(robot, lead_time=POLICY["trajectory_lead_time"].default,
+                                                               timing_margin=POLICY["timing_margin"].default),
+                                     SafetyFilter.for_robot(robot))
         self.episode: int | None = None
         self.task: TaskInstance | None = None
         self.demonstrations = 0

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dp_ros.core.choices import CommandForm, InterpolateFrom
 from dp_ros.core.command_execution import (CommandLedger, ControllerModel, JointLimits, LimitCheck,
                                            points_from_receipt)
 from dp_ros.robot_interface import RobotInterface, default_robot_config_path, load_robot_interface
@@ -112,7 +113,7 @@ class SimEnvironment:
         self.follower = TrajectoryFollower(self.joint_positions())
         self._measured = deque(maxlen=max(2, int(round(MEASURED_HISTORY / self.timestep))))
         self.commands = CommandLedger(ControllerModel(
-            JointLimits.for_robot(self.robot), "trajectory" if self.robot.command.type == "joint_trajectory" else "step",
+            JointLimits.for_robot(self.robot), CommandForm.of(self.robot.command.type),
             self.robot.command.interpolate_from, 1.0 / self.robot.command_rate, self.robot.update_period))
         self.reset(seed)
 
@@ -203,7 +204,8 @@ class SimEnvironment:
         check = self.commands.judge(receipt, *points_from_receipt(times_after_receipt, positions),
                                     self.measured_at(receipt))
         self.follow_trajectory(receipt + times_after_receipt, positions,
-                               from_measured=self.robot.command.interpolate_from == "measured", receipt=receipt)
+                               from_measured=self.robot.command.interpolate_from == InterpolateFrom.MEASURED,
+                               receipt=receipt)
         return check
 
     def shift_schedule(self, seconds: float) -> None:
@@ -258,6 +260,18 @@ class SimEnvironment:
             if stamp <= t + 1e-12:
                 return positions.copy()
         return self._measured[0][1].copy()
+
+    def pose_tip_at(self, positions: np.ndarray) -> np.ndarray:
+        """Where the tool tip is with the joints at ``positions`` (robot interface order), by MuJoCo's own
+        kinematics; the simulated arm is put back as it was."""
+        saved = self.data.qpos.copy()
+        try:
+            self.data.qpos[self._qpos_index] = positions
+            self._mujoco.mj_kinematics(self.model, self.data)
+            return self.tip_position()
+        finally:
+            self.data.qpos[:] = saved
+            self._mujoco.mj_kinematics(self.model, self.data)
 
     def joint_velocities(self) -> np.ndarray:
         return self.data.qvel[self._qvel_index].copy()

@@ -15,6 +15,7 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
+from dp_ros.node_params.sim import EXPERT
 from dp_ros.sim.kinematics import SceneGeometry
 from dp_ros.sim.task import LEFT, RIGHT, SOLUTIONS, TaskConfig, TaskInstance
 
@@ -23,7 +24,7 @@ from dp_ros.sim.task import LEFT, RIGHT, SOLUTIONS, TaskConfig, TaskInstance
 class ExpertConfig:
     """Shape and timing of the expert's motion."""
 
-    duration: float = 2.5
+    duration: float = EXPERT["duration"].default
     """Seconds from the start pose to the target."""
     side_offset: float = 0.14
     """How far sideways from the pillar's axis the path passes (m)."""
@@ -139,7 +140,7 @@ class ExpertEvaluation:
 
 
 def run_expert_episode(env, expert: ScriptedExpert, seed: int, side: str | None = None, command_rate: float = 50.0,
-                       start_delay: float = 0.3, settle: float = 0.5) -> ExpertEpisode:
+                       start_delay: float = EXPERT["start_delay"].default, settle: float = 0.5) -> ExpertEpisode:
     """One episode in a :class:`~dp_ros.sim.environment.SimEnvironment`, commanded like the expert node does:
     one target per command period, each to be reached by the next period."""
     task = env.reset(seed)

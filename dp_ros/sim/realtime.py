@@ -26,6 +26,7 @@ import traceback
 from concurrent.futures import Future
 from typing import Any, Callable
 
+from dp_ros.node_params.sim import SIM
 from dp_ros.sim.environment import SimEnvironment, SimState
 
 CLOCKS = ("wall", "sim")
@@ -35,7 +36,8 @@ class RealTimeSimulation:
     """Runs ``env`` in real time; see the module docstring."""
 
     def __init__(self, env: SimEnvironment, state_rate: float = 100.0,
-                 on_state: Callable[[SimState], None] | None = None, clock: str = "wall", max_lag: float = 0.1,
+                 on_state: Callable[[SimState], None] | None = None, clock: str = "wall",
+                 max_lag: float = SIM["max_lag"].default,
                  logger=None, monotonic: Callable[[], float] = time.monotonic,
                  wall_time: Callable[[], float] = time.time, sleep: Callable[[float], None] | None = None):
         """``logger``: anything with ``warning`` and ``error`` methods (a logging.Logger or an rclpy logger).

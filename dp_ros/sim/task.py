@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from dp_ros.node_params.sim import SIM
 from dp_ros.sim.kinematics import SceneGeometry
 
 TASK_NAME = "reach_around"
@@ -40,7 +41,7 @@ class TaskConfig:
     """Height of the tip above the table at the start and at the target."""
     success_radius: float = 0.03
     """The task succeeds when the tip is this close to the target point."""
-    time_limit: float = 8.0
+    time_limit: float = SIM["time_limit"].default
     """Seconds after the reset within which the target must be reached."""
 
 

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 import torch
 
 from dp_ros.core.consistency import ConsistencyFunction, consistency_timesteps
-from dp_ros.core.samplers import NoiseSchedule
+from dp_ros.core.noise_schedule import NoiseSchedule
 from dp_ros.lerobot_compat import diffusion_global_conditioning
 
 ACTION = "action"

@@ -33,33 +33,6 @@ class EvaluationError(ValueError):
     """The dataset, episodes or sampler given for an evaluation cannot be used."""
 
 
-@dataclass(frozen=True)
-class SamplerChoice:
-    """A sampler and its number of denoising steps (None: the checkpoint's own)."""
-
-    name: str | None = None
-    steps: int | None = None
-
-    @property
-    def label(self) -> str:
-        return f"{self.name or 'checkpoint'}:{self.steps or 'default'}"
-
-    @classmethod
-    def parse(cls, text: str) -> "SamplerChoice":
-        """``ddim:10``, ``ddpm`` (its default steps) or ``checkpoint`` (the checkpoint's sampler)."""
-        from dp_ros.core.samplers import SAMPLERS
-
-        name, _, steps = text.strip().lower().partition(":")
-        if name in ("", "checkpoint", "default"):
-            name = None
-        elif name not in SAMPLERS:
-            raise EvaluationError(f"unknown sampler {name!r} in {text!r}; use one of {', '.join(SAMPLERS)} "
-                                  "(optionally :steps, e.g. ddim:10)")
-        if steps and (not steps.isdigit() or int(steps) < 1):
-            raise EvaluationError(f"the step count in {text!r} must be a positive whole number")
-        return cls(name, int(steps) if steps else None)
-
-
 @dataclass
 class ActionErrors:
     """Errors between predicted and demonstrated actions."""

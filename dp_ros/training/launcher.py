@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
+from dp_ros.node_params.train import TRAIN
 from dp_ros.training.accelerate_launch import trainer_command
 from dp_ros.training.config_loading import load_training_config, with_overrides
 from dp_ros.training.configuration_training import (
@@ -90,7 +91,7 @@ class TrainingLauncher:
 
     def __init__(self, config: TrainingConfig, on_progress: ProgressCallback | None = None,
                  on_line: LineCallback | None = None, python: str = sys.executable, tail_lines: int = 40,
-                 stop_timeout: float = 120.0) -> None:
+                 stop_timeout: float = TRAIN["stop_timeout"].default) -> None:
         self.config = config
         self.on_progress = on_progress
         self.on_line = on_line

@@ -227,22 +227,35 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
     if report.owns_output_dir or config.mode == "resume":
         report.resume_step = check_output_dir(config)
     if config.mode == "resume":
-        saved = _saved_train_config(config)
-        if "steps" not in config.given:
-            report.total_steps = int(saved.get("steps", config.steps))
-        applied = [name for name in RESUME_OPTIONS if name in config.given]
-        report.notes.append(f"resuming {config.output_path} from step {report.resume_step} to step "
-                            f"{report.total_steps} with the run's saved settings"
-                            + (f"; changed here: {', '.join(applied)}" if applied else ""))
-        report.notes.append(_resumed_average_note(config))
-        if report.resume_step >= report.total_steps:
-            raise PreflightError(f"the run in {config.output_path} already reached step {report.resume_step}; set "
-                                 f"steps above {report.resume_step} to train longer")
+        _check_resume(config, report)
         return report
-
     root = dataset_root(config)
     info = read_dataset_info(root)
     report.dataset_root = root
+    shapes, cameras = _check_dataset(config, root, info)
+    if config.mode == "finetune":
+        _check_finetune(config, report, root, info, shapes)
+    else:
+        _check_images(config, shapes, cameras)
+    return report
+
+
+def _check_resume(config: TrainingConfig, report: PreflightReport) -> None:
+    saved = _saved_train_config(config)
+    if "steps" not in config.given:
+        report.total_steps = int(saved.get("steps", config.steps))
+    applied = [name for name in RESUME_OPTIONS if name in config.given]
+    report.notes.append(f"resuming {config.output_path} from step {report.resume_step} to step "
+                        f"{report.total_steps} with the run's saved settings"
+                        + (f"; changed here: {', '.join(applied)}" if applied else ""))
+    report.notes.append(_resumed_average_note(config))
+    if report.resume_step >= report.total_steps:
+        raise PreflightError(f"the run in {config.output_path} already reached step {report.resume_step}; set "
+                             f"steps above {report.resume_step} to train longer")
+
+
+def _check_dataset(config: TrainingConfig, root, info: dict) -> tuple[dict, list[str]]:
+    """The dataset's policy feature shapes and camera features, checked for a Diffusion Policy."""
     shapes = dataset_policy_shapes(info)
     missing = [k for k in (STATE_FEATURE, ACTION_FEATURE) if k not in shapes]
     if missing:
@@ -258,38 +271,41 @@ def run_preflight(config: TrainingConfig) -> PreflightReport:
         raise PreflightError(f"dataset.episodes: {wrong} do not exist; {root} holds episodes 0..{episodes - 1}")
     if config.robot_config:
         check_robot_interface(config.robot_config, info)
+    return shapes, cameras
 
-    if config.mode == "finetune":
-        model_dir = resolve_pretrained_model_dir(config.policy.pretrained_path)
-        report.pretrained_model_dir = model_dir
-        checkpoint = read_checkpoint_config(model_dir)
-        if checkpoint.get("type") != "diffusion":
-            raise PreflightError(f"{model_dir} holds a {checkpoint.get('type')!r} policy; dp_ros fine-tunes "
-                                 "Diffusion Policies only")
-        problems, notes = feature_mismatches(checkpoint_policy_shapes(checkpoint), shapes, "checkpoint")
-        trained_joints = checkpoint_joint_names(model_dir)
-        dataset_joints = (info["features"][ACTION_FEATURE].get("names") or None)
-        if trained_joints and dataset_joints and list(trained_joints) != list(dataset_joints):
-            problems.append(f"action joints: the checkpoint was trained on {trained_joints}, the dataset has "
-                            f"{list(dataset_joints)}")
-        if problems:
-            raise FeatureMismatchError(f"cannot fine-tune {model_dir} on {root}: the checkpoint and the dataset "
-                                       "describe different robots:\n  - " + "\n  - ".join(problems))
-        report.notes.extend(notes)
-        report.notes.extend(_ignored_architecture_options(config, checkpoint))
-    else:
-        crop = config.policy.crop_shape
-        if crop is not None and config.policy.resize_shape is None:  # with resize_shape, crop_ratio crops
-            too_small = [f"{k} is {shapes[k][1]}x{shapes[k][2]}" for k in cameras
-                         if crop[0] > shapes[k][1] or crop[1] > shapes[k][2]]
-            if too_small:
-                raise PreflightError(f"policy.crop_shape {crop} does not fit the images ({', '.join(too_small)}); "
-                                     "set a smaller crop_shape (about 0.875 of the image) or null")
-        sizes = {shapes[k][1:] for k in cameras}
-        if len(sizes) > 1:
-            raise PreflightError(f"the cameras have different sizes {sorted(sizes)}; LeRobot's Diffusion Policy needs "
-                                 "all images the same size (set the same width/height in the robot interface)")
-    return report
+
+def _check_finetune(config: TrainingConfig, report: PreflightReport, root, info: dict, shapes: dict) -> None:
+    model_dir = resolve_pretrained_model_dir(config.policy.pretrained_path)
+    report.pretrained_model_dir = model_dir
+    checkpoint = read_checkpoint_config(model_dir)
+    if checkpoint.get("type") != "diffusion":
+        raise PreflightError(f"{model_dir} holds a {checkpoint.get('type')!r} policy; dp_ros fine-tunes "
+                             "Diffusion Policies only")
+    problems, notes = feature_mismatches(checkpoint_policy_shapes(checkpoint), shapes, "checkpoint")
+    trained_joints = checkpoint_joint_names(model_dir)
+    dataset_joints = (info["features"][ACTION_FEATURE].get("names") or None)
+    if trained_joints and dataset_joints and list(trained_joints) != list(dataset_joints):
+        problems.append(f"action joints: the checkpoint was trained on {trained_joints}, the dataset has "
+                        f"{list(dataset_joints)}")
+    if problems:
+        raise FeatureMismatchError(f"cannot fine-tune {model_dir} on {root}: the checkpoint and the dataset "
+                                   "describe different robots:\n  - " + "\n  - ".join(problems))
+    report.notes.extend(notes)
+    report.notes.extend(_ignored_architecture_options(config, checkpoint))
+
+
+def _check_images(config: TrainingConfig, shapes: dict, cameras: list[str]) -> None:
+    crop = config.policy.crop_shape
+    if crop is not None and config.policy.resize_shape is None:  # with resize_shape, crop_ratio crops
+        too_small = [f"{k} is {shapes[k][1]}x{shapes[k][2]}" for k in cameras
+                     if crop[0] > shapes[k][1] or crop[1] > shapes[k][2]]
+        if too_small:
+            raise PreflightError(f"policy.crop_shape {crop} does not fit the images ({', '.join(too_small)}); "
+                                 "set a smaller crop_shape (about 0.875 of the image) or null")
+    sizes = {shapes[k][1:] for k in cameras}
+    if len(sizes) > 1:
+        raise PreflightError(f"the cameras have different sizes {sorted(sizes)}; LeRobot's Diffusion Policy needs "
+                             "all images the same size (set the same width/height in the robot interface)")
 
 
 def _saved_train_config(config: TrainingConfig) -> dict[str, Any]:

@@ -21,7 +21,7 @@ from dp_ros.data.bags.conversion_options import ConversionError, ConversionOptio
 from dp_ros.data.bags.conversion_report import ConversionReport
 from dp_ros.data.bags.parallel_conversion import convert_in_parallel
 from dp_ros.data.bags.topic_plan import plan_topics
-from dp_ros.data.datasets.dataset_writer import is_dataset
+from dp_ros.data.datasets.dataset_writer import DATASET_LABEL, is_dataset
 from dp_ros.robot_interface import RobotInterface
 
 
@@ -44,7 +44,7 @@ def move_into_place(staging: Path, output: Path) -> None:
 
 def convert_bags(bags: list[str | Path], output: str | Path, robot: RobotInterface,
                  options: ConversionOptions | None = None, overwrite: bool = False, progress: bool = True,
-                 repo_id: str = "local/dp_ros", image_writer_threads: int = 2, jobs: int = 1) -> ConversionReport:
+                 repo_id: str = DATASET_LABEL, image_writer_threads: int = 2, jobs: int = 1) -> ConversionReport:
     """Convert ``bags`` (in order) into one LeRobot dataset at ``output``; returns the statistics.
 
     ``jobs``: worker processes. With more than one and several bags, the bags are converted in parallel and

@@ -4,10 +4,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+from dp_ros.core.choices import StampSource, values
 from dp_ros.data.datasets.dataset_to_bag import MARKER_TOPIC
+from dp_ros.node_params.recorder import RECORDER
 from dp_ros.robot_interface import ACTION_SOURCES
 
-TIME_SOURCES = ("header", "receive")
+TIME_SOURCES = values(StampSource)
 SPLIT_MODES = ("auto", "bag", "marker", "gap")
 STALE_POLICIES = ("split", "fail")
 
@@ -18,7 +20,9 @@ class ConversionError(ValueError):
 
 @dataclass
 class ConversionOptions:
-    """How bags become episodes; every field has a ``dp-ros bag2lerobot`` option."""
+    """How bags become episodes; every field has a ``dp-ros bag2lerobot`` option. The fields the recorder node
+    shares (task, action source and topic, min_frames) take its declared defaults: a converted dataset is made
+    as a recorded one is."""
 
     tolerance: float = 0.1
     """Seconds: a frame whose newest message of some feature is older than this is unusable (stale)."""
@@ -28,7 +32,7 @@ class ConversionOptions:
     its episode's start); unusable frames at the start or the end of an episode are trimmed. ``fail``: the
     conversion stops at the first unusable frame. Dropping the frame and joining the rest would tell the
     policy that the gap took no time, so it is not offered."""
-    time_source: str = "header"
+    time_source: str = StampSource.HEADER.value
     """``header`` stamps or ``receive`` (the bag's record times). Messages without a header
     (Float64MultiArray, markers) and commands with a zero stamp always use receive times."""
     split: str = "auto"
@@ -41,17 +45,17 @@ class ConversionOptions:
     other kind ends the current episode and starts the next."""
     split_gap: float = 1.0
     """Seconds of silence on the joint-state topic that separate episodes (``split=gap``)."""
-    action_source: str = ""
+    action_source: str = RECORDER["action_source"].default
     """``leader``, ``command`` or ``next_state``; empty: the robot interface's action source."""
-    action_topic: str = ""
+    action_topic: str = RECORDER["action_topic"].default
     """Topic of the action (leader JointState or command); empty: from the robot interface."""
     joint_state_topic: str = ""
     """Joint-state topic; empty: the robot interface's."""
     camera_topics: dict[str, str] = field(default_factory=dict)
     """Camera name -> topic, replacing the robot interface's topic (e.g. a /compressed topic)."""
-    task: str = "demonstration"
+    task: str = RECORDER["task"].default
     """Task description stored with every frame."""
-    min_frames: int = 10
+    min_frames: int = RECORDER["min_frames"].default
     """Episodes (and parts of split episodes) with fewer frames are not written (reported): a Diffusion Policy
     learns little from a fragment shorter than its observation history and action horizon."""
     reorder_window: float = 0.5

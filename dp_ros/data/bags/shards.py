@@ -15,7 +15,7 @@ from dp_ros.data.bags.bag_conversion import check_output, move_into_place
 from dp_ros.data.bags.bag_episodes import staging_path
 from dp_ros.data.bags.conversion_options import ConversionError
 from dp_ros.data.bags.parallel_conversion import merge_parts
-from dp_ros.data.datasets.dataset_writer import is_dataset, read_episode_log
+from dp_ros.data.datasets.dataset_writer import DATASET_LABEL, is_dataset, read_episode_log
 
 
 def parse_shard(text: str) -> tuple[int, int]:
@@ -36,7 +36,7 @@ def shard_of(bags: list, shard: int, shards: int) -> list:
     return bags[shard * len(bags) // shards:(shard + 1) * len(bags) // shards]
 
 
-def merge_shards(parts: list[str | Path], output: str | Path, repo_id: str = "local/dataset",
+def merge_shards(parts: list[str | Path], output: str | Path, repo_id: str = DATASET_LABEL,
                  overwrite: bool = False) -> int:
     """Merge the shard datasets ``parts`` (in the order given) into a new dataset at ``output``; returns the
     number of episodes. Written to a hidden folder and moved into place only when complete."""

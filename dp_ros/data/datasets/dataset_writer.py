@@ -30,6 +30,9 @@ import numpy as np
 from dp_ros.lerobot_compat import abandon_dataset, encoder_frame_queues
 from dp_ros.robot_interface import RobotInterface
 
+DATASET_LABEL = "local/dataset"
+"""The repo_id written into a dataset that bag2lerobot, merge-datasets or a direct EpisodeWriter makes, unless told
+otherwise (only a label for a local dataset; the recorder node's is its parameter repo_id)."""
 JOURNAL = ".dp_ros_journal"
 EPISODE_LOG = "meta/dp_ros_episodes.jsonl"
 """One JSON line per saved episode with what dp_ros knows about it (dropped frames, source, sync)."""
@@ -180,7 +183,7 @@ class EpisodeWriter:
     Not thread-safe: use it from one thread (the recorder gives it a worker thread).
     """
 
-    def __init__(self, root: str | Path, robot: RobotInterface, repo_id: str = "local/dp_ros",
+    def __init__(self, root: str | Path, robot: RobotInterface, repo_id: str = DATASET_LABEL,
                  image_writer_threads: int = 0, streaming_encoding: bool = True, encoder_queue_frames: int = 300):
         self.root = Path(root).expanduser().absolute()
         self.robot = robot

@@ -29,6 +29,7 @@ import numpy as np
 from dp_ros.data.datasets.dataset_writer import DatasetWriterError, EpisodeWriter, disk_bytes
 from dp_ros.core.log_throttle import LogThrottle
 from dp_ros.data.frame_sync import FrameSync, Gap, describe_causes
+from dp_ros.node_params.recorder import RECORDER
 from dp_ros.robot_interface import ACTION_FEATURE, ACTION_SOURCES, STATE_FEATURE, RobotInterface
 
 IDLE, RECORDING, SAVING, FAULT = "idle", "recording", "saving", "fault"
@@ -42,24 +43,24 @@ Log = Callable[[str, str], None]
 
 @dataclass
 class RecorderSettings:
-    """What the recorder node's parameters set (see config/recorder.yaml)."""
+    """What the recorder node's parameters set; their defaults are the node's declaration's (node_params.recorder)."""
 
     dataset_root: Path
     """Folder of the LeRobot dataset; an existing dataset there is continued."""
-    task: str = "demonstration"
+    task: str = RECORDER["task"].default
     """Task description stored with every frame."""
-    action_source: str = ""
+    action_source: str = RECORDER["action_source"].default
     """``leader``, ``command`` or ``next_state``; empty: the robot interface's."""
-    max_input_age: float = 0.2
+    max_input_age: float = RECORDER["max_input_age"].default
     """Seconds: a frame whose newest joint state, camera frame or action is older is unusable."""
-    on_stale: str = "split"
+    on_stale: str = RECORDER["on_stale"].default
     """An unusable frame after the first frame: ``split`` saves the frames so far as an episode and starts the
     next episode at the next usable frame; ``discard`` discards the recording (to be recorded again)."""
-    min_frames: int = 10
+    min_frames: int = RECORDER["min_frames"].default
     """An episode (or a part of a split recording) with fewer frames is not saved."""
-    max_episode_seconds: float = 0.0
+    max_episode_seconds: float = RECORDER["max_episode_seconds"].default
     """An episode stops and is saved after this long; 0 = no limit."""
-    repo_id: str = "local/dp_ros"
+    repo_id: str = RECORDER["repo_id"].default
     """LeRobot repo_id of a new dataset (only a label for a local dataset)."""
 
 
