@@ -38,8 +38,8 @@ class SweepPredictor:
 
     n_obs_steps, n_action_steps, future_steps = 2, 8, 8
 
-    def __init__(self, clock, stall_after=None):
-        self.clock, self.stall_after, self.calls = clock, stall_after, 0
+    def __init__(self, clock, stall_after=None, speed=SPEED):
+        self.clock, self.stall_after, self.calls, self.speed = clock, stall_after, 0, speed
         self.release = threading.Event()
 
     def predict_chunk(self, history, guide=None):
@@ -47,7 +47,7 @@ class SweepPredictor:
         if self.stall_after is not None and self.calls > self.stall_after:
             self.release.wait(30)
         t = self.clock() - T0 + 0.1 * np.arange(8)
-        return np.repeat((SPEED * t)[:, None], 3, axis=1)
+        return np.repeat((self.speed * t)[:, None], 3, axis=1)
 
 
 class ForwardControllerJudge:
@@ -97,9 +97,9 @@ def wait_for(predicate, timeout=5.0):
 class Run:
     """The controller, its clock and the judge; ``tick`` advances one command period."""
 
-    def __init__(self, command_type="float64_multi_array", stall_after=None):
+    def __init__(self, command_type="float64_multi_array", stall_after=None, speed=SPEED):
         self.clock = ManualClock()
-        self.predictor = SweepPredictor(self.clock, stall_after)
+        self.predictor = SweepPredictor(self.clock, stall_after, speed)
         robot = tiny_robot(control_rate=10, command_rate=50, command_type=command_type, limit=10.0,
                            velocity_limit=VELOCITY_LIMIT, acceleration_limit=ACCELERATION_LIMIT)
         self.controller = PolicyController(robot, self.predictor, node_controller_config(
@@ -212,6 +212,28 @@ def test_after_a_withdrawn_step_the_stream_starts_again_from_rest_within_the_lim
     ratios = moving.judge.acceleration_ratios(until)
     assert np.count_nonzero(ratios > 1 + TOLERANCE) == 1 and ratios.max() > 5
     moving.controller.close()
+
+
+def test_a_slow_stream_that_runs_out_restarts_from_rest_within_the_limit():
+    """The plan runs out while the arm moves slowly enough to stop within one update (no braking steps): the
+    forward controller holds, so the arm is still when the next chunk arrives two updates or more later. The
+    steps after it start from rest within the acceleration limit (taken as the stream going on at its old
+    speed, they would break it)."""
+    run = Run(stall_after=3, speed=0.15)
+    run.run(1.0)
+    while run.controller.schedule.at(run.clock.t + UPDATE) is not None:
+        run.tick()
+    run.tick()
+    assert run.controller.stats.queue_underruns > 0 and run.controller.shaper.stop_steps == 0
+    run.predictor.speed = SPEED   # the next chunk wants the arm far away at full speed
+    run.predictor.stall_after = None   # from now on each tick waits for the chunk it requested
+    run.predictor.release.set()
+    until = run.clock.t + 0.5
+    run.run(0.5)
+    velocity, acceleration = run.judge.ratios(until)
+    assert velocity <= 1 + TOLERANCE and acceleration <= 1 + TOLERANCE, (velocity, acceleration)
+    assert velocity > 0.5, "the arm speeds up after the restart"
+    run.controller.close()
 
 
 class WildPredictor:

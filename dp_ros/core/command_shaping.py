@@ -100,7 +100,7 @@ class CommandShaper:
         self._braking = False
         self._reset_when_still = False
         self._held = False
-        """Steps: the last step was withdrawn, so the controller holds its target for an update."""
+        """Steps: a command tick passed without a step (withdrawn or none), so the controller holds its target."""
         self.stop_steps = 0
         """Steps sent to bring a stream of steps to rest."""
 
@@ -332,9 +332,16 @@ class CommandShaper:
         """The set-point speed a step computed now enters at, as the controller will take it: the last step's,
         unless more than one update more than a command period passed (the controller takes a command computed
         up to an update late in its own update, as far as the node can tell: where it did not, the judge counts
-        a step taken off schedule). After a withdrawn step the controller holds for an update unless this step
-        lands in the update after the last one sent (ticks that bunch up): no slack then."""
+        a step taken off schedule). After a tick without a step (withdrawn, or nothing to send) the controller
+        holds unless this step lands in the update right after the last one sent (ticks that bunch up): no
+        slack then."""
         return self.published.step_velocity_at(now, slack=0 if self._held else 1)
+
+    def skipped(self) -> None:
+        """No command was sent at this command tick: a forward controller holds its last target for the update,
+        so the next step enters from rest unless it lands in the update right after the last one sent."""
+        if self.settings.form == CommandForm.STEP:
+            self._held = True
 
     def retract(self) -> None:
         """The last command was not sent after all (too late): forget it, the controller still runs the one

@@ -230,7 +230,15 @@ class PolicyController:
             self._publish_delay_warned = starved
 
     def step(self, now: float) -> Command | None:
-        """The command to send at ``now``, or None to send nothing."""
+        """The command to send at ``now``, or None to send nothing (a stream of steps then pauses: a forward
+        controller holds its last target, so the next step starts from rest)."""
+        command = self._next_command(now)
+        if command is None:
+            with self._lock:
+                self.shaper.skipped()
+        return command
+
+    def _next_command(self, now: float) -> Command | None:
         age, stream = self.history.newest_age(now)
         with self._lock:
             self.live.ease(self.safety, self.shaper.published)
