@@ -23,7 +23,7 @@ LEROBOT_MIN_PYTHON = (3, 12)
 # The ROS 2 Python packages dp_ros imports (package.xml's exec_depends that are Python packages).
 ROS_PYTHON_PACKAGES = (
     "rclpy", "ament_index_python", "builtin_interfaces", "rcl_interfaces", "rosgraph_msgs", "std_msgs",
-    "std_srvs", "sensor_msgs", "trajectory_msgs", "diagnostic_msgs", "cv_bridge", "dp_ros_msgs",
+    "std_srvs", "sensor_msgs", "trajectory_msgs", "diagnostic_msgs", "lifecycle_msgs", "cv_bridge", "dp_ros_msgs",
 )
 # Where README explains what runs on Humble and other distributions.
 OTHER_DISTROS_HINT = "README, 'ROS 2 Humble and other distributions'"
