@@ -30,8 +30,8 @@ POLICY = NodeParameters("policy_node", [
     Param("transition", Transition.GUIDED.value, "how a new chunk joins the plan: guided (the chunk is sampled as "
           "a continuation of the plan: actions due before it arrives are pinned to the plan, the rest of the overlap "
           "is guided towards it; real-time chunking for Diffusion Policy), blend (cross-fade), ensemble (temporal "
-          "ensembling) or replace (switch at once). guided keeps to one solution at any delay (88% on the demo's "
-          "task with +300 ms where the others reach 40-43%); see the README's transition benchmark",
+          "ensembling) or replace (switch at once). guided keeps to one solution at any delay (90% on the demo's "
+          "task with +300 ms where the others reach 33-48%); see the README's transition benchmark",
           choices=values(Transition)),
     Param("blend_steps", 4, "blend: actions over which the plan moves from the old chunk to the new", minimum=1),
     Param("blend_max_deviation", 0.15, "blend: a chunk that differs from the plan by more than this (rad or m) "
