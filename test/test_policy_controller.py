@@ -250,6 +250,25 @@ def test_stop_reset_and_start():
     assert controller.step(clock.t) is None and controller.state == State.WARMING_UP
 
 
+def test_a_command_keeps_the_plan_it_was_shaped_from_when_a_stop_discards_the_plan():
+    """The plan topics name what a clamped command departed from; a stop from another thread (a deactivate) may
+    discard the plan between the command's step and its publication."""
+    controller, clock, _ = make(latency=0.0)
+    feed(controller, 99.7, 100.0)
+    controller.start()
+    controller.step(clock.t)
+    assert wait_for(lambda: controller.stats.chunks_produced == 1)
+    command = controller.step(clock.t + 0.02)
+    times, actions = controller.command_plan
+    assert command is not None and len(times) and actions.shape == (len(times), 3)
+    controller.stop()
+    assert controller.queue_depth(clock.t + 0.02) == 0, "the stop discarded the plan"
+    np.testing.assert_array_equal(controller.command_plan[0], times)
+    stop = controller.step(clock.t + 0.04)
+    assert stop is not None and controller.command_plan is None, "a stop command has no plan behind it"
+    controller.close()
+
+
 def test_a_command_ready_too_late_is_withdrawn_but_a_stop_command_always_goes():
     controller, clock, _ = make(latency=0.0)
     logs = []

@@ -75,6 +75,9 @@ class PolicyController:
         """The last command came from the plan (so the arm may be moving)."""
         self._pending_stop: PendingStop | None = None
         self._withdrawable: Command | None = None
+        self.command_plan: tuple[np.ndarray, np.ndarray] | None = None
+        """The plan (times, actions) the last command of :meth:`step` was shaped from; None for a stop command
+        or none (read it before the next step: another thread may discard the plan meanwhile)."""
         self._publish_delay_warned = False
         self._late_log = LogThrottle(5.0)
 
@@ -241,6 +244,7 @@ class PolicyController:
     def _next_command(self, now: float) -> Command | None:
         age, stream = self.history.newest_age(now)
         with self._lock:
+            self.command_plan = None
             self.live.ease(self.safety, self.shaper.published)
             if self._pending_stop is not None or self.shaper.braking:
                 return self._stop_command(now)
@@ -266,6 +270,7 @@ class PolicyController:
             command = self._plan_command(now)
             if command is None:
                 return None
+            self.command_plan = self.schedule.plan()
             self._moving = True
             self._withdrawable = command
             self.stats.commands_published += 1

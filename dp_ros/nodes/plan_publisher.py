@@ -76,8 +76,8 @@ class PlanPublisher:
         self._counters = counters
         kinds = tuple(name for name, hit in zip(("position", "velocity", "acceleration", "stop"), changed) if hit)
         if self._wanted(self._intervention_pub):
-            # the plan as it was when the command was shaped (the publishing thread runs later)
-            self._queue.put(("intervention", (command, kinds, self.controller.schedule.plan())))
+            # the plan the command was shaped from (a deactivate or reset may have discarded it since)
+            self._queue.put(("intervention", (command, kinds, self.controller.command_plan)))
 
     # --- the publishing thread ------------------------------------------------------------------
     def _run(self) -> None:
@@ -106,11 +106,11 @@ class PlanPublisher:
             self.published["plan"] += 1
 
     def _publish_intervention(self, command: Command, kinds: tuple[str, ...], plan) -> None:
-        times, actions = plan
         due = command.stamp + np.asarray(command.times_from_start)
-        if len(times):  # past its end the plan holds its last action (the command aims for it too)
+        if plan is not None and len(plan[0]):  # past its end the plan holds its last action (so does the command)
+            times, actions = plan
             planned_array = np.stack([np.interp(due, times, actions[:, j]) for j in range(actions.shape[1])], axis=1)
-        else:  # the plan was forgotten (a stop command)
+        else:  # a stop command: no plan behind it
             planned_array = np.empty((0, len(self.joint_names)))
         intervention = Intervention(command.stamp, kinds, command.times_from_start, planned_array,
                                     np.asarray(command.positions))
