@@ -3,6 +3,8 @@ process, clean exit on Ctrl-C or SIGTERM. (Their parameters come from
 ``dp_ros.node_params``, handed to each node as rclpy arguments.)"""
 from __future__ import annotations
 
+import signal
+import threading
 from typing import Any, Callable, Sequence
 
 
@@ -21,16 +23,20 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
                args: list[str] | None = None, logger_name: str = "dp_ros") -> int:
     """Create the nodes (in order) and spin them together until Ctrl-C / SIGTERM; returns an exit code.
 
-    rclpy's own signal handlers (SIGINT and SIGTERM) end the spin. Every dp_ros node process gives up the
-    GIL quickly (rate_loop.GIL_SWITCH_INTERVAL): command loops, physics, cameras and callbacks share it.
+    The signal ends the spin, and each node that has ``on_interrupt()`` runs it while ROS is still up (the
+    policy node brings the arm to rest with a last bounded stop); then the nodes are destroyed. A second
+    Ctrl-C interrupts that at once. (rclpy's own signal handlers shut ROS down first, so nothing could be
+    published after the signal.) Every dp_ros node process gives up the GIL quickly
+    (rate_loop.GIL_SWITCH_INTERVAL): command loops, physics, cameras and callbacks share it.
     """
     import rclpy
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.signals import SignalHandlerOptions
 
     from dp_ros.core.rate_loop import prefer_short_gil_waits
 
     prefer_short_gil_waits()
-    rclpy.init(args=args)
+    rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     nodes = []
     try:
         for factory in factories:
@@ -47,7 +53,13 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
     for node in nodes:
         executor.add_node(node)
     try:
-        executor.spin()
+        with _StopSignals() as stop:
+            while not stop.is_set() and rclpy.ok():
+                executor.spin_once(timeout_sec=SIGNAL_POLL_SECONDS)
+            for node in nodes:
+                interrupted = getattr(node, "on_interrupt", None)
+                if interrupted is not None and rclpy.ok():
+                    interrupted()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     finally:
@@ -56,3 +68,26 @@ def spin_nodes(factories: Sequence[Callable[[], Any]], startup_errors: tuple[typ
             node.destroy_node()
         rclpy.try_shutdown()
     return 0
+
+
+SIGNAL_POLL_SECONDS = 0.1
+"""The longest the spin takes to notice Ctrl-C / SIGTERM."""
+
+
+class _StopSignals:
+    """While entered: the first SIGINT or SIGTERM sets the event (the spin ends cleanly); a second SIGINT raises
+    KeyboardInterrupt as usual. The previous handlers come back on exit."""
+
+    def __enter__(self) -> threading.Event:
+        self._event = threading.Event()
+        self._previous = {number: signal.signal(number, self._on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+        return self._event
+
+    def _on_signal(self, number, frame) -> None:
+        if self._event.is_set() and number == signal.SIGINT:
+            raise KeyboardInterrupt
+        self._event.set()
+
+    def __exit__(self, *exc) -> None:
+        for number, handler in self._previous.items():
+            signal.signal(number, handler)

@@ -33,6 +33,9 @@ def main():
     parser.add_argument("--joint-rate", type=float, default=50.0)
     parser.add_argument("--camera-rate", type=float, default=30.0)
     parser.add_argument("--extra-joint", action="store_true", help="add a joint the robot interface does not list")
+    parser.add_argument("--still", action="store_true",
+                        help="joint positions held still, as a position-controlled arm is (default: a slow motion of "
+                             "its own, 0.4 rad/s at most)")
     args = parser.parse_args()
     robot = load_robot_interface(args.robot_config)
     rclpy.init()
@@ -50,6 +53,7 @@ def main():
         return rclpy.time.Time(seconds=sec, nanoseconds=int((t - sec) * 1e9)).to_msg()
 
     def positions(t):
+        t = 0.0 if args.still else t
         return [0.5 * math.sin(0.8 * t + k) for k in range(robot.num_joints)]
 
     def publish_joints():

@@ -9,6 +9,8 @@
   limits, for every command form), then nothing more is sent;
 - *cleanup* / *shutdown*: release the checkpoint, the topics and the command loop.
 
+Ctrl-C or SIGTERM while commanding sends the same bounded stop as deactivate before the process exits.
+
 ``autostart`` (default true) configures and activates the node as soon as it is up, so ``ros2 launch`` and
 ``dp-ros run-policy`` command in one step; false: configure only, then ``activate``. ``~/reset`` clears the
 observation history and the plan. Parameters of node_params.policy_live.LIVE change at any time
@@ -173,6 +175,14 @@ class PolicyNode(LifecycleNode):
             session.check_speed(session.controller.stats.mean_inference_time)
         self.diagnostics_pub.publish(policy_diagnostics_msg(self.get_name(), session.snapshot(),
                                                             self.get_clock().now().to_msg()))
+
+    def on_interrupt(self) -> None:
+        """Ctrl-C or SIGTERM (dp_ros.bringup): while commanding, the same bounded stop as deactivate, sent
+        before ROS shuts down."""
+        if self.session is not None and self.stage == "active":
+            self.get_logger().warning("interrupted: bringing the arm to rest before exiting")
+            self.session.deactivate("interrupted: the arm was brought to rest")
+            self.stage = "inactive"
 
     def destroy_node(self) -> bool:
         self._close_session()
