@@ -75,12 +75,15 @@ SIGNAL_POLL_SECONDS = 0.1
 
 
 class _StopSignals:
-    """While entered: the first SIGINT or SIGTERM sets the event (the spin ends cleanly); a second SIGINT raises
-    KeyboardInterrupt as usual. The previous handlers come back on exit."""
+    """While entered (in the main thread): the first SIGINT or SIGTERM sets the event (the spin ends cleanly); a
+    second SIGINT raises KeyboardInterrupt as usual. The previous handlers come back on exit."""
 
     def __enter__(self) -> threading.Event:
         self._event = threading.Event()
-        self._previous = {number: signal.signal(number, self._on_signal) for number in (signal.SIGINT, signal.SIGTERM)}
+        self._previous = {}
+        if threading.current_thread() is threading.main_thread():   # Python takes signals in the main thread only
+            self._previous = {number: signal.signal(number, self._on_signal)
+                              for number in (signal.SIGINT, signal.SIGTERM)}
         return self._event
 
     def _on_signal(self, number, frame) -> None:
