@@ -3,10 +3,12 @@ fine-tune, refuse mismatches before starting, report a failing trainer, stop on 
 from __future__ import annotations
 
 import json
+import queue
 import re
 import shutil
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -138,19 +140,30 @@ def test_a_failing_trainer_is_reported_with_its_exit_code_and_last_lines(train_y
 
 def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(train_yaml, tmp_path):
     out = tmp_path / "interrupted"
+    # 60 steps (a checkpoint every 2, ~190 MB each): a stop that never arrives ends the run, not the disk
     proc = python_process(["-m", "dp_ros.cli.main", "train", "--config", str(train_yaml), "--output-dir", str(out),
-                           "--steps", "1000", "--no-progress"])
-    lines = []
+                           "--steps", "60", "--no-progress"])
+    lines, incoming = [], queue.Queue()
+    reader = threading.Thread(target=lambda: [incoming.put(line) for line in iter(proc.stdout.readline, "")]
+                              + [incoming.put(None)], daemon=True)
+    reader.start()
     deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, "dp-ros train ended early:\n" + "".join(lines)
+    while not any(line.startswith("checkpoint of step") for line in lines):
+        try:
+            line = incoming.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            proc.kill()
+            pytest.fail("no checkpoint line from dp-ros train within 240 s:\n" + "".join(lines)[-3000:])
+        assert line is not None, "dp-ros train ended early:\n" + "".join(lines)
         lines.append(line)
-        if line.startswith("checkpoint of step"):
-            break
+    ignored = int(next(line for line in open(f"/proc/{proc.pid}/status") if line.startswith("SigIgn:")).split()[1], 16)
+    assert not ignored & (1 << (signal.SIGINT - 1)), "dp-ros train was started ignoring SIGINT (inherited)"
     proc.send_signal(signal.SIGINT)
-    rest, _ = proc.communicate(timeout=180)
-    output = "".join(lines) + rest
+    proc.wait(timeout=180)
+    reader.join(timeout=10)
+    while not incoming.empty():
+        lines.append(incoming.get() or "")
+    output = "".join(lines)
     assert proc.returncode == 130, output[-3000:]
     assert "stopped on request at step" in output and "last checkpoint kept" in output
     names = assert_checkpoints_complete(out)
