@@ -157,7 +157,9 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(train_yaml, tmp_path
         assert line is not None, "dp-ros train ended early:\n" + "".join(lines)
         lines.append(line)
     ignored = int(next(line for line in open(f"/proc/{proc.pid}/status") if line.startswith("SigIgn:")).split()[1], 16)
-    assert not ignored & (1 << (signal.SIGINT - 1)), "dp-ros train was started ignoring SIGINT (inherited)"
+    if ignored & (1 << (signal.SIGINT - 1)):
+        proc.kill()
+        pytest.fail("dp-ros train was started ignoring SIGINT (inherited from the test process)")
     proc.send_signal(signal.SIGINT)
     proc.wait(timeout=180)
     reader.join(timeout=10)
