@@ -3,13 +3,10 @@ fine-tune, refuse mismatches before starting, report a failing trainer, stop on 
 from __future__ import annotations
 
 import json
-import queue
 import re
 import shutil
 import signal
 import subprocess
-import threading
-import time
 
 import pytest
 from safetensors.torch import load_file
@@ -20,6 +17,7 @@ from training_fixtures import (
     assert_checkpoints_complete,
     check_policy_runs,
     processes_mentioning,
+    read_until,
     write_train_yaml,
 )
 
@@ -143,29 +141,15 @@ def test_ctrl_c_stops_cleanly_and_keeps_the_last_checkpoint(train_yaml, tmp_path
     # 60 steps (a checkpoint every 2, ~190 MB each): a stop that never arrives ends the run, not the disk
     proc = python_process(["-m", "dp_ros.cli.main", "train", "--config", str(train_yaml), "--output-dir", str(out),
                            "--steps", "60", "--no-progress"])
-    lines, incoming = [], queue.Queue()
-    reader = threading.Thread(target=lambda: [incoming.put(line) for line in iter(proc.stdout.readline, "")]
-                              + [incoming.put(None)], daemon=True)
-    reader.start()
-    deadline = time.monotonic() + 240
-    while not any(line.startswith("checkpoint of step") for line in lines):
-        try:
-            line = incoming.get(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            proc.kill()
-            pytest.fail("no checkpoint line from dp-ros train within 240 s:\n" + "".join(lines)[-3000:])
-        assert line is not None, "dp-ros train ended early:\n" + "".join(lines)
-        lines.append(line)
+    lines: list[str] = []
+    read_until(proc, "checkpoint of step", lines)
     ignored = int(next(line for line in open(f"/proc/{proc.pid}/status") if line.startswith("SigIgn:")).split()[1], 16)
     if ignored & (1 << (signal.SIGINT - 1)):
         proc.kill()
         pytest.fail("dp-ros train was started ignoring SIGINT (inherited from the test process)")
     proc.send_signal(signal.SIGINT)
-    proc.wait(timeout=180)
-    reader.join(timeout=10)
-    while not incoming.empty():
-        lines.append(incoming.get() or "")
-    output = "".join(lines)
+    rest, _ = proc.communicate(timeout=180)
+    output = "".join(lines) + rest
     assert proc.returncode == 130, output[-3000:]
     assert "stopped on request at step" in output and "last checkpoint kept" in output
     names = assert_checkpoints_complete(out)

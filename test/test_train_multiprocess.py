@@ -15,7 +15,6 @@ import os
 import signal
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -27,6 +26,7 @@ from training_fixtures import (
     assert_checkpoints_complete,
     check_policy_runs,
     processes_mentioning,
+    read_until,
     rank_processes,
     write_train_yaml,
 )
@@ -43,17 +43,6 @@ def train_yaml(tmp_path_factory):
 def train_args(train_yaml: Path, out: Path, *args: str) -> list[str]:
     return ["-m", "dp_ros.cli.main", "train", "--config", str(train_yaml), "--output-dir", str(out),
             "--num-processes", "2", "--no-progress", *args]
-
-
-def read_until(proc: subprocess.Popen, prefix: str, lines: list[str], timeout: float = 240) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        line = proc.stdout.readline()
-        assert line, "dp-ros train ended early:\n" + "".join(lines)
-        lines.append(line)
-        if line.startswith(prefix):
-            return
-    raise AssertionError(f"no line starting with {prefix!r} within {timeout} s:\n" + "".join(lines))
 
 
 def test_two_processes_stop_together_keep_the_checkpoint_and_resume(train_yaml, tmp_path):

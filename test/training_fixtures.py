@@ -1,7 +1,11 @@
 """Tiny training configurations for tests: LeRobot's real trainer, a few steps on a tiny dataset."""
 from __future__ import annotations
 
+import codecs
 import os
+import select
+import subprocess
+import time
 from pathlib import Path
 
 import numpy as np
@@ -90,3 +94,24 @@ def rank_processes(text: str) -> dict[int, int]:
         if "RANK" in values and "dp_ros.training.lerobot_entry" in Path(f"/proc/{pid}/cmdline").read_text(errors="replace"):
             ranks[int(values["RANK"])] = pid
     return ranks
+
+
+def read_until(proc: subprocess.Popen, prefix: str, lines: list[str], timeout: float = 240) -> None:
+    """Read ``proc``'s output into ``lines`` until a line starts with ``prefix``; fails (killing ``proc``) if none
+    has within ``timeout`` seconds, however quiet the process is. Reads the pipe's file descriptor, so
+    ``proc.communicate()`` returns the rest afterwards (a partial last line stays in ``lines``)."""
+    deadline, decoder, pending = time.monotonic() + timeout, codecs.getincrementaldecoder("utf-8")(), ""
+    fd = proc.stdout.fileno()
+    while True:
+        ready, _, _ = select.select([fd], [], [], max(0.0, deadline - time.monotonic()))
+        if not ready:
+            proc.kill()
+            raise AssertionError(f"no line starting with {prefix!r} within {timeout} s:\n" + "".join(lines + [pending]))
+        chunk = os.read(fd, 65536)
+        assert chunk, "dp-ros train ended early:\n" + "".join(lines + [pending])
+        *complete, pending = (pending + decoder.decode(chunk)).split("\n")
+        lines.extend(line + "\n" for line in complete)
+        if any(line.startswith(prefix) for line in complete):
+            if pending:
+                lines.append(pending)
+            return
