@@ -8,7 +8,8 @@ or from the last checkpoint when resuming) gets the distillation loss as its
 
 - ``pretrained_model/dp_ros_sampler.json``: the student's sampler (consistency, its steps), which the policy
   node, ``dp-ros eval`` and ``dp-ros bench`` use;
-- ``training_state/consistency_target.safetensors``: the target network, for a resume.
+- ``training_state/consistency_target.safetensors``: the target network (``target: target-network``), for a
+  resume.
 """
 from __future__ import annotations
 
@@ -54,7 +55,8 @@ def distil(policy, settings: DistillationSettings):
 
     device = str(next(policy.parameters()).device)
     teacher = load_teacher(settings.teacher, device)
-    target = target_from_last_checkpoint(settings.output_dir) if settings.resume else None
+    bootstrapped = settings.loss.target == "target-network"
+    target = target_from_last_checkpoint(settings.output_dir) if settings.resume and bootstrapped else None
     distillation = ConsistencyDistillation(policy, teacher, settings.loss, target)
     if rank_and_world_size()[0] == 0 and not settings.resume:
         out = Path(settings.output_dir)
@@ -70,6 +72,8 @@ def distil(policy, settings: DistillationSettings):
         save_model(save_directory, *args, **kwargs)
         write_checkpoint_sampler(Path(save_directory), "consistency", int(settings.student_steps),
                                  distilled_from=str(settings.teacher))
+        if distillation.target is None:
+            return
         state = Path(save_directory).parent / "training_state"
         state.mkdir(parents=True, exist_ok=True)
         save_file({k: v.detach().contiguous().cpu() for k, v in distillation.target.state_dict().items()},

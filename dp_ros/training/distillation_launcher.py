@@ -53,9 +53,11 @@ def check_teacher(settings: DistillationSettings) -> None:
         raise TrainingConfigError(f"distillation.teacher: {folder} holds a {config.get('type')!r} policy, not a "
                                   "Diffusion Policy")
     timesteps = int(config.get("num_train_timesteps", 100))
-    if timesteps % settings.loss.solver_intervals:
-        raise TrainingConfigError(f"distillation.solver_intervals ({settings.loss.solver_intervals}) must divide the "
-                                  f"teacher's num_train_timesteps ({timesteps})")
+    for name in ("solver_intervals", "teacher_steps"):
+        value = getattr(settings.loss, name)
+        if timesteps % value:
+            raise TrainingConfigError(f"distillation.{name} ({value}) must divide the teacher's num_train_timesteps "
+                                      f"({timesteps})")
     if config.get("prediction_type") not in ("epsilon", "sample"):
         raise TrainingConfigError(f"distillation.teacher: prediction_type {config.get('prediction_type')!r} is not "
                                   "epsilon or sample")
