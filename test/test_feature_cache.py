@@ -66,6 +66,24 @@ def test_the_encoding_equals_lerobots(runtime):
     torch.testing.assert_close(ours, lerobot, **TOLERANCE)
 
 
+def test_the_channels_last_encoder_gives_the_same_chunks_as_pytorchs_default_layout(runtime):
+    """On CPU the runtime keeps the encoder's weights channels-last (oneDNN's fast layout): same chunks."""
+    convolutions = [m for m in runtime.policy.diffusion.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert convolutions and all(m.weight.is_contiguous(memory_format=torch.channels_last) for m in convolutions)
+    history = frames(2, seed=3)
+    noise = torch.randn((1, runtime.horizon, runtime.action_dim), generator=torch.Generator().manual_seed(1))
+    runtime.forget_frames()
+    fast = runtime.predict_chunk(history, noise=noise)
+    runtime.channels_last_encoder(False)
+    try:
+        assert not convolutions[0].weight.is_contiguous(memory_format=torch.channels_last)
+        runtime.forget_frames()
+        np.testing.assert_allclose(fast, runtime.predict_chunk(history, noise=noise), **TOLERANCE)
+    finally:
+        runtime.channels_last_encoder(True)
+        runtime.forget_frames()
+
+
 def test_a_changed_frame_is_encoded_again(runtime):
     history = frames(2, seed=2)
     noise = torch.randn((1, runtime.horizon, runtime.action_dim), generator=torch.Generator().manual_seed(1))
