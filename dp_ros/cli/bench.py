@@ -3,7 +3,7 @@
 1. Time per action chunk of stock LeRobot (DiffusionPolicy.predict_action_chunk
    with the checkpoint's own sampler, DDPM with 100 steps for LeRobot's default),
    of dp_ros's default (--fast), with and without `guided` and the frame-feature
-   cache, and of a distilled student (--student) at 1 and 2 consistency steps,
+   cache and the channels-last encoder, and of a distilled student (--student) at 1, 2 and 3 consistency steps,
    with ratios against stock (see dp_ros.cli.bench_samplers).
 2. Offline action error (MSE) of each against the recorded actions of a dataset,
    so speed is never bought with silent quality loss; with --student and
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fast", default=DEFAULT_CHOICE.text,
                         help="the fast configuration, sampler:steps (default %(default)s, the policy node's)")
     parser.add_argument("--student", default="", help="a student distilled from the checkpoint (`dp-ros distill`): "
-                        "adds its consistency sampler at 1 and 2 steps, and the distillation's cost")
+                        "adds its consistency sampler at 1, 2 and 3 steps, and the distillation's cost")
     parser.add_argument("--teacher-run", default="", help="the checkpoint's training run folder (its dp_ros_train.log "
                         "gives the teacher's training cost)")
     parser.add_argument("--teacher-steps", type=int, default=None, help="count the teacher run's steps up to this one "
@@ -247,11 +247,15 @@ def sampler_table(args, checkpoint: Path, student: Path | None, default: tuple[s
         runtime = runtimes.get(cell.checkpoint) or PolicyRuntime.load(cell.checkpoint, device="cpu", seed=0)
         runtimes[cell.checkpoint] = runtime
         if cell.sampler is not None:
-            runtime.denoiser = _denoiser(runtime, cell.sampler, cell.steps)
+            runtime.use_sampler(runtime.prepare_sampler(cell.sampler, cell.steps))
         row = {"cell": cell.label, **summarise(time_cell(runtime, cell, args.chunks))}
+        if cell.sampler is not None:
+            row["sampled_with"] = runtime.last_chunk_sampler
+            if row["sampled_with"] != f"{cell.sampler} x{cell.steps}":
+                raise RuntimeError(f"{cell.label}: the chunks were sampled with {row['sampled_with']}")
         if data is None and Path(args.dataset).exists() and args.frames > 0:
             data = offline_data(Path(args.dataset), runtime, args.frames)
-        if data is not None and not cell.guided and cell.cache:
+        if data is not None and not cell.guided and cell.cache and cell.channels_last:
             errors = offline_mse(runtime, cell, *data, args.repeats)
             row.update(mse=float(np.mean(errors)), mse_std=float(np.std(errors)))
         results.append(row)
@@ -259,12 +263,6 @@ def sampler_table(args, checkpoint: Path, student: Path | None, default: tuple[s
         mse = f"MSE {row['mse']:.5f} ± {row['mse_std']:.5f}" if "mse" in row else ""
         print(f"   {cell.label:<36} {row['median_ms']:8.1f} ms  ({stock / row['median_ms']:5.1f}x stock)  {mse}")
     return results
-
-
-def _denoiser(runtime, sampler: str, steps: int):
-    from dp_ros.core.samplers import NoiseSchedule, make_denoiser
-
-    return make_denoiser(sampler, runtime.policy.diffusion.unet, NoiseSchedule.from_config(runtime.config), steps)
 
 
 def offline_data(dataset_root: Path, runtime, frames: int):

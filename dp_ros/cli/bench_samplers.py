@@ -3,12 +3,13 @@
 Cells: stock LeRobot (its ``predict_action_chunk`` with the checkpoint's own
 scheduler, DDPM-100 for LeRobot's default), dp_ros's default for a checkpoint
 without a sampler of its own (``sde-dpmsolver++`` with 5 steps), and a distilled
-student's ``consistency`` sampler at 1 and 2 steps; dp_ros's cells unguided and
+student's ``consistency`` sampler at 1, 2 and 3 steps (3: what a student records); dp_ros's cells unguided and
 ``guided`` (the node's default transition: a plan to continue, 3 actions pinned,
 clean-sample guidance on 2 steps). Latency is timed on a sliding stream of
 distinct frames (each chunk brings one new frame per camera, as in operation),
 so the frame-feature cache helps exactly as much as on the robot; one cell
-repeats the default without the cache. Offline error: MSE against the recorded
+repeats the default without the cache, one with the image encoder in PyTorch's
+default layout instead of channels-last (stock LeRobot runs in that layout). Offline error: MSE against the recorded
 action chunks, averaged over noise draws. ROS-free.
 """
 from __future__ import annotations
@@ -16,6 +17,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,14 +35,16 @@ class Cell:
     steps: int
     guided: bool = False
     cache: bool = True
+    channels_last: bool = True
 
 
-def cells_for(teacher: Path, student: Path | None, default: tuple[str, int], student_steps=(1, 2)) -> list[Cell]:
+def cells_for(teacher: Path, student: Path | None, default: tuple[str, int], student_steps=(1, 2, 3)) -> list[Cell]:
     name, steps = default
     cells = [Cell("stock LeRobot", teacher, None, 0),
              Cell(f"{name} {steps}", teacher, name, steps),
              Cell(f"{name} {steps}, guided", teacher, name, steps, guided=True),
-             Cell(f"{name} {steps}, no frame cache", teacher, name, steps, cache=False)]
+             Cell(f"{name} {steps}, no frame cache", teacher, name, steps, cache=False),
+             Cell(f"{name} {steps}, encoder not channels-last", teacher, name, steps, channels_last=False)]
     for k in student_steps if student else ():
         cells += [Cell(f"student consistency {k}", student, "consistency", k),
                   Cell(f"student consistency {k}, guided", student, "consistency", k, guided=True)]
@@ -68,8 +72,11 @@ def time_cell(runtime, cell: Cell, chunks: int) -> list[float]:
     stream = frame_stream(runtime, chunks + runtime.n_obs_steps + 1)
     n = runtime.n_obs_steps
     if cell.sampler is None:
-        return _time_stock(runtime, stream, chunks)
+        with pytorch_layout(runtime):
+            return _time_stock(runtime, stream, chunks)
     cache, runtime.feature_cache = runtime.feature_cache, (runtime.feature_cache if cell.cache else None)
+    if not cell.channels_last:
+        runtime.channels_last_encoder(False)
     try:
         plan = runtime.predict_chunk(stream[:n], guide=ChunkGuide() if cell.guided else None)
         times = []
@@ -87,6 +94,17 @@ def time_cell(runtime, cell: Cell, chunks: int) -> list[float]:
         return times
     finally:
         runtime.feature_cache = cache
+        runtime.channels_last_encoder(runtime.device.type == "cpu")
+
+
+@contextmanager
+def pytorch_layout(runtime):
+    """Stock LeRobot's encoder layout (PyTorch's default) for the time of a stock cell."""
+    runtime.channels_last_encoder(False)
+    try:
+        yield
+    finally:
+        runtime.channels_last_encoder(runtime.device.type == "cpu")
 
 
 def _time_stock(runtime, stream: list[dict], chunks: int) -> list[float]:
@@ -118,7 +136,7 @@ def offline_mse(runtime, cell: Cell, batches, demonstrated: np.ndarray, valid: n
         predicted = []
         for batch in batches:
             if cell.sampler is None:
-                with torch.inference_mode():
+                with torch.inference_mode(), pytorch_layout(runtime):
                     chunk = runtime.policy.predict_action_chunk(runtime.preprocessor(dict(batch)))
                 predicted.append(runtime.postprocessor(chunk).numpy()[:, :runtime.n_action_steps])
             else:
