@@ -68,9 +68,15 @@ def test_demo_pipeline_end_to_end(tmp_path):
         layout = layout_of_saved(output / episode["view"])
         assert layout.chunk_count >= episode["chunks"] > 0 and layout.cameras == ["front"] and layout.scene
 
-    # a second run reuses the dataset and the checkpoint
+    # a second run reuses the dataset and the checkpoint; with --distill it distils a student of that checkpoint
+    # and closes the loop with the student and its own sampler
     again_command = [sys.executable, "-m", "dp_ros.cli.main", "demo", "--output", str(output), "--episodes", "3",
-                     "--eval-episodes", "1", "--train-steps", "6", "--batch-size", "4"]
+                     "--eval-episodes", "1", "--train-steps", "6", "--batch-size", "4", "--distill", "2"]
     again = subprocess.run(again_command, capture_output=True, text=True, timeout=900)
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
-    assert "(reused)" in again.stdout
+    assert "(reused)" in again.stdout and "2/3 student: " in again.stdout
+    student = output / "distill" / "checkpoints" / "last" / "pretrained_model"
+    assert json.loads((student / "dp_ros_sampler.json").read_text())["noise_scheduler"] == "consistency"
+    report = json.loads((output / "report.json").read_text())
+    assert report["checkpoint"] == str(student) and report["stage_seconds"]["distill"] > 0
+    assert "consistency x3 steps (checkpoint)" in (output / "logs" / "policy.log").read_text()

@@ -14,6 +14,7 @@ unless --redo names the stage. The defaults took 37 minutes on a busy
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 import time
@@ -65,6 +66,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--policy-param", action="append", default=None, metavar="NAME=VALUE",
                         help="a policy_node parameter for the closed loop, e.g. transition=ensemble (repeatable; "
                              f"default: {' '.join(d.policy_params) or 'none, the node defaults'})")
+    parser.add_argument("--distill", type=int, default=d.distill_steps, metavar="STEPS", dest="distill_steps",
+                        help="distil the trained policy into a consistency student with this many steps "
+                             "(`dp-ros distill`; into <output>/distill) and close the loop with the student and its "
+                             f"own sampler (--sampler then applies to nothing); default {d.distill_steps}: the "
+                             "teacher (the README says why)")
     parser.add_argument("--redo", nargs="+", default=[], choices=[*STAGES, "all"],
                         help="stages to redo although their outputs exist")
 
@@ -76,6 +82,7 @@ def settings_from(args: argparse.Namespace) -> DemoSettings:
                         down_dims=tuple(args.down_dims), backbone_size=args.backbone_size, learning_rate=args.lr,
                         warmup_steps=args.warmup_steps, ema=args.ema, processes=args.processes, cpu_threads=args.cpu_threads,
                         sampler=args.sampler, seed=args.seed, redo=redo, device=args.device,
+                        distill_steps=args.distill_steps,
                         policy_params=tuple(args.policy_param) if args.policy_param is not None
                         else DemoSettings().policy_params)
 
@@ -89,6 +96,9 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("WANDB_MODE", "disabled")
     settings = settings_from(args)
+    if settings.distill_steps < 0:
+        print("dp-ros demo: --distill: the distillation's steps must be 0 (off) or more", file=sys.stderr)
+        return 2
     try:
         SamplerChoice.parse(settings.sampler)  # refused now, not after recording and training
     except SamplerChoiceError as exc:
@@ -128,6 +138,11 @@ def _run_stages(settings, robot, robot_config, tqdm) -> int:
     checkpoint, timings["train"], reused = pipeline.train(settings, robot_config, tqdm)
     conditions["load_average_after"]["train"] = os.getloadavg()[0]
     print(f"2/3 checkpoint: {checkpoint}{' (reused)' if reused else ''}")
+    if settings.distill_steps > 0:
+        checkpoint, timings["distill"], reused = pipeline.distill(settings, checkpoint, tqdm)
+        conditions["load_average_after"]["distill"] = os.getloadavg()[0]
+        print(f"2/3 student: {checkpoint}{' (reused)' if reused else ''}, closing the loop with its own sampler")
+        settings = dataclasses.replace(settings, sampler="checkpoint")
 
     started = time.monotonic()
     results = evaluation.evaluate(settings, robot, checkpoint, tqdm)

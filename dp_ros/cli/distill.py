@@ -29,10 +29,7 @@ import argparse
 import sys
 
 from dp_ros.cli.train import _yaml_scalar, add_run_flags
-
-DEFAULTS = {"steps": 1000, "batch_size": 32, "save_freq": 250, "log_freq": 100, "policy.scheduler_warmup_steps": 20}
-"""Distillation's defaults where training's differ (a distillation is a short fine-tuning run): on the demo's
-teacher these gave a 3-step student with the teacher's closed-loop success in 28% of its training time."""
+from dp_ros.training.configuration_distillation import RUN_DEFAULTS as DEFAULTS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -323,7 +323,9 @@ def run_training(config: TrainingConfig | str | Path, overrides: Mapping[str, An
         config = with_overrides(config, overrides)
     else:
         config = load_training_config(config, overrides)
-    launcher = TrainingLauncher(config, on_progress=on_progress, on_line=on_line)
+    from dp_ros.training.distillation_launcher import make_launcher
+
+    launcher = make_launcher(config, on_progress=on_progress, on_line=on_line)  # a distillation: section distils
     launcher.start()
     try:
         result = launcher.wait()
