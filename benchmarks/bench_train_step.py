@@ -9,7 +9,14 @@ change no ratio):
 - ema: the same, plus one update of the weight average (dp_ros.training.weight_average);
 - channels-last: the model and the images in channels-last memory format;
 - obs1: one observation per sample (``n_obs_steps: 1``): half the images;
-- compile: ``torch.compile`` of the model (its compilation time reported apart; the steps after it timed).
+- compile: ``torch.compile`` of the model (its compilation time reported apart; the steps after it timed);
+- distill: one step of ``dp-ros distill``'s default loss (the teacher's DDIM trajectory to its end, the
+  teacher's image encoder kept) with a copy of the model as the teacher;
+- distill-lcm: the same with ``target: target-network`` (LCM's loss: teacher, target and student each encode
+  the images).
+
+A distillation's cost against the teacher's training is then (distillation steps x distill) / (training
+steps x demo), both measured in the same process.
 
 Usage: .venv/bin/python benchmarks/bench_train_step.py --dataset outputs/demo/dataset [--steps 6]
     [--variants demo ema channels-last obs1 compile]
@@ -22,7 +29,7 @@ import statistics
 import time
 from pathlib import Path
 
-VARIANTS = ("demo", "ema", "channels-last", "obs1", "compile")
+VARIANTS = ("demo", "ema", "channels-last", "obs1", "compile", "distill", "distill-lcm")
 
 
 def parse_args() -> argparse.Namespace:
@@ -82,8 +89,10 @@ class Trainer:
                 for key in meta.camera_keys:
                     batch[key] = batch[key].contiguous(memory_format=torch.channels_last) \
                         if batch[key].ndim == 4 else batch[key]
-        self.optimizer = torch.optim.AdamW(self.policy.parameters(), lr=1e-4)
         self.forward = self.policy.forward
+        if name.startswith("distill"):
+            self.forward = self._distillation(name)
+        self.optimizer = torch.optim.AdamW([p for p in self.policy.parameters() if p.requires_grad], lr=1e-4)
         self.compile_seconds = None
         if name == "compile":
             started = time.process_time()
@@ -91,6 +100,15 @@ class Trainer:
             self.step(0)  # compiles
             self.compile_seconds = time.process_time() - started
         self.policy.train()
+
+    def _distillation(self, name: str):
+        import copy
+
+        from dp_ros.training.distillation import ConsistencyDistillation, DistillationLoss
+
+        teacher = copy.deepcopy(self.policy)
+        target = "target-network" if name == "distill-lcm" else "teacher-ode"
+        return ConsistencyDistillation(self.policy, teacher, DistillationLoss(target=target))
 
     def step(self, index: int) -> float:
         import torch

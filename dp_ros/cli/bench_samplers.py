@@ -150,24 +150,40 @@ def summarise(times: list[float]) -> dict:
             "chunks": len(times)}
 
 
-UPDATE_SECONDS = re.compile(r"step:(\d+)\b.*?updt_s:([0-9.]+)")
+UPDATE_SECONDS = re.compile(r"step:([0-9.]+[KMB]?) .*?updt_s:([0-9.]+)")
+
+
+def logged_windows(text: str) -> list[tuple[int, float]]:
+    """(step, mean update seconds) of each of LeRobot's log lines. From step 1000 on LeRobot abbreviates the
+    step ("step:1K", "step:2K" for 1500): such a step is the previous one plus the log interval (the smallest
+    step between two exact ones)."""
+    found = [(None if step[-1].isalpha() else int(step), float(update)) for step, update in UPDATE_SECONDS.findall(text)]
+    exact = [step for step, _ in found if step is not None]
+    gaps = [b - a for a, b in zip(exact, exact[1:]) if b > a]
+    interval = min(gaps) if gaps else (exact[0] if exact else 0)
+    windows, previous = [], 0
+    for step, update in found:
+        step = step if step is not None else previous + interval
+        windows.append((step, update))
+        previous = step
+    return windows
 
 
 def run_cost(run_dir: Path, max_step: int | None = None) -> dict | None:
     """Steps and optimisation minutes of a training (or distillation) run, from LeRobot's log lines in its log.
 
     LeRobot logs the mean update time of each log window (``updt_s``); steps x that mean is the compute
-    the run took on its machine at the time (loaded or not: say so beside the figure).
+    the run took on its machine at the time (loaded or not: say so beside the figure). A resumed run's log
+    goes on from the step it resumed at.
     """
     log = Path(run_dir) / "dp_ros_train.log"
     if not log.is_file():
         return None
-    windows = [(int(s), float(u)) for s, u in UPDATE_SECONDS.findall(log.read_text(errors="replace"))
-               if max_step is None or int(s) <= max_step]
+    windows = [(s, u) for s, u in logged_windows(log.read_text(errors="replace")) if max_step is None or s <= max_step]
     if not windows:
         return None
     seconds, previous = 0.0, 0
     for step, update in windows:
-        seconds += (step - previous) * update
-        previous = step
+        seconds += max(0, step - previous) * update
+        previous = max(previous, step)
     return {"steps": previous, "update_minutes": seconds / 60, "seconds_per_step": seconds / previous}

@@ -33,9 +33,11 @@ SETTINGS_FILE = "dp_ros_distillation.json"
 ENTRY_MODULE = "dp_ros.training.distillation_entry"
 ARGUMENT = "--dp_ros.distillation="
 
-RUN_DEFAULTS = {"steps": 1000, "batch_size": 32, "save_freq": 250, "log_freq": 100, "policy.scheduler_warmup_steps": 20}
-"""Distillation's defaults where training's differ (a distillation is a short fine-tuning run): on the demo's
-teacher these gave a 3-step student with the teacher's closed-loop success in 28% of its training time."""
+RUN_DEFAULTS = {"steps": 500, "batch_size": 32, "save_freq": 250, "log_freq": 50, "policy.scheduler_warmup_steps": 20}
+"""Distillation's defaults where training's differ (a distillation is a short fine-tuning run). On the demo's
+teacher (1500 training steps) 500 steps gave a 3-step student with the teacher's closed-loop success, for 23% of
+the teacher's training compute (a distillation step costs 0.68x a training step: benchmarks/bench_train_step.py);
+1000 steps were no better on the tuning instances (README, "Distillation, measured")."""
 
 
 @dataclass
