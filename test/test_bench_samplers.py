@@ -42,3 +42,15 @@ def test_the_stock_cell_runs_in_pytorchs_layout_and_the_runtime_gets_its_own_bac
     time_cell(runtime, Cell("stock LeRobot", checkpoint, None, 0), chunks=1)
     assert layouts and not any(layouts)
     assert first_conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_the_run_cost_counts_the_steps_lerobot_abbreviates(tmp_path):
+    """LeRobot logs step 1000 and on as 1K, 2K (1500 rounds to 2K): those windows count a log interval each."""
+    from dp_ros.cli.bench_samplers import logged_windows, run_cost
+
+    lines = [f"INFO ot_train.py:641 step:{s} smpl:1K ep:3 epch:0.1 loss:0.2 grdn:1.0 lr:1.0e-04 updt_s:2.000 data_s:0.03"
+             for s in ("500", "1K", "2K")]
+    (tmp_path / "dp_ros_train.log").write_text("\n".join(lines) + "\n")
+    assert logged_windows((tmp_path / "dp_ros_train.log").read_text()) == [(500, 2.0), (1000, 2.0), (1500, 2.0)]
+    assert run_cost(tmp_path) == {"steps": 1500, "update_minutes": 50.0, "seconds_per_step": 2.0}
+    assert run_cost(tmp_path, max_step=1000)["steps"] == 1000

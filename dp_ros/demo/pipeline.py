@@ -315,6 +315,7 @@ def distill(settings: DemoSettings, teacher: Path, bar_factory) -> tuple[Path, f
     if settings.distill_dir.exists():
         shutil.rmtree(settings.distill_dir)  # an unfinished earlier run: start over
     from dp_ros.training.configuration_distillation import RUN_DEFAULTS
+    from dp_ros.training.distillation_launcher import make_launcher
 
     overrides = {**RUN_DEFAULTS, "dataset.root": str(settings.dataset.resolve()), "dataset.repo_id": "local/dp_ros_demo",
                  "output_dir": str(settings.distill_dir.resolve()), "job_name": "dp_ros_demo_distill",
@@ -328,7 +329,8 @@ def distill(settings: DemoSettings, teacher: Path, bar_factory) -> tuple[Path, f
             if progress.step > bar.n:
                 bar.update(progress.step - bar.n)
 
-        student = run_training(_default_train_config(), overrides=overrides, on_progress=on_progress)
+        student = run_training(_default_train_config(), overrides=overrides, on_progress=on_progress,
+                               launcher_for=make_launcher)
     seconds = time.monotonic() - started
     summary.write_text(json.dumps({"seconds": seconds, "steps": settings.distill_steps}, indent=2))
     return Path(student), seconds, False

@@ -309,7 +309,8 @@ def _checkpoint_step(model_dir: Path) -> int | None:
 
 
 def run_training(config: TrainingConfig | str | Path, overrides: Mapping[str, Any] | Sequence[str] | None = None,
-                 on_progress: ProgressCallback | None = None, on_line: LineCallback | None = None) -> Path | None:
+                 on_progress: ProgressCallback | None = None, on_line: LineCallback | None = None,
+                 launcher_for: Callable[..., TrainingLauncher] | None = None) -> Path | None:
     """Train until done and return the final checkpoint's pretrained_model/ folder.
 
     ``config``: a TrainingConfig or the path of a training YAML; ``overrides``: dotted options
@@ -317,15 +318,14 @@ def run_training(config: TrainingConfig | str | Path, overrides: Mapping[str, An
     snapshots (from a reader thread). Raises TrainingConfigError (bad config, nothing started),
     TrainingFailed (exit code and last log lines in the message) or TrainingStopped (Ctrl-C:
     the trainer stops cleanly first, keeping its last checkpoint). Returns None only when
-    save_checkpoint is false.
+    save_checkpoint is false. ``launcher_for(config, on_progress=, on_line=)`` makes the launcher (default
+    TrainingLauncher; ``distillation_launcher.make_launcher`` distils a config with a distillation section).
     """
     if isinstance(config, TrainingConfig):
         config = with_overrides(config, overrides)
     else:
         config = load_training_config(config, overrides)
-    from dp_ros.training.distillation_launcher import make_launcher
-
-    launcher = make_launcher(config, on_progress=on_progress, on_line=on_line)  # a distillation: section distils
+    launcher = (launcher_for or TrainingLauncher)(config, on_progress=on_progress, on_line=on_line)
     launcher.start()
     try:
         result = launcher.wait()
