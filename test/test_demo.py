@@ -4,6 +4,7 @@ short cannot reach one)."""
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -78,5 +79,5 @@ def test_demo_pipeline_end_to_end(tmp_path):
     student = output / "distill" / "checkpoints" / "last" / "pretrained_model"
     assert json.loads((student / "dp_ros_sampler.json").read_text())["noise_scheduler"] == "consistency"
     report = json.loads((output / "report.json").read_text())
-    assert report["checkpoint"] == str(student) and report["stage_seconds"]["distill"] > 0
+    assert Path(report["checkpoint"]).resolve() == student.resolve() and report["stage_seconds"]["distill"] > 0
     assert "consistency x3 steps (checkpoint)" in (output / "logs" / "policy.log").read_text()
