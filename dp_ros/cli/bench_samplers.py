@@ -17,7 +17,7 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -65,36 +65,39 @@ def frame_stream(runtime, count: int, seed: int = 0) -> list[dict]:
 
 def time_cell(runtime, cell: Cell, chunks: int) -> list[float]:
     """Seconds per chunk, after one warm-up chunk."""
-    import torch
-
-    from dp_ros.core.chunk_guidance import ChunkGuide
-
     stream = frame_stream(runtime, chunks + runtime.n_obs_steps + 1)
-    n = runtime.n_obs_steps
     if cell.sampler is None:
         with pytorch_layout(runtime):
             return _time_stock(runtime, stream, chunks)
     cache, runtime.feature_cache = runtime.feature_cache, (runtime.feature_cache if cell.cache else None)
-    if not cell.channels_last:
-        runtime.channels_last_encoder(False)
     try:
-        plan = runtime.predict_chunk(stream[:n], guide=ChunkGuide() if cell.guided else None)
-        times = []
-        for i in range(1, chunks + 1):
-            guide = None
-            if cell.guided:  # the previous chunk, one policy step old, is the plan to continue
-                guide = ChunkGuide(np.arange(len(plan), dtype=float) - 1.0, plan, delay=3.0,
-                                   gradient_steps=POLICY["guidance_gradient_steps"].default,
-                                   max_weight=POLICY["guidance_max_weight"].default)
-            start = time.perf_counter()
-            with torch.inference_mode():
-                out = runtime.predict_chunk(stream[i:i + n], guide=guide)
-            times.append(time.perf_counter() - start)
-            plan = out if cell.guided else plan
-        return times
+        with nullcontext() if cell.channels_last else pytorch_layout(runtime):
+            return _time_chunks(runtime, cell, stream, chunks)
     finally:
         runtime.feature_cache = cache
-        runtime.channels_last_encoder(runtime.device.type == "cpu")
+
+
+def _time_chunks(runtime, cell: Cell, stream: list[dict], chunks: int) -> list[float]:
+    """dp_ros's runtime on the sliding stream (``guided``: each chunk continues the previous one)."""
+    import torch
+
+    from dp_ros.core.chunk_guidance import ChunkGuide
+
+    n = runtime.n_obs_steps
+    plan = runtime.predict_chunk(stream[:n], guide=ChunkGuide() if cell.guided else None)
+    times = []
+    for i in range(1, chunks + 1):
+        guide = None
+        if cell.guided:  # the previous chunk, one policy step old, is the plan to continue
+            guide = ChunkGuide(np.arange(len(plan), dtype=float) - 1.0, plan, delay=3.0,
+                               gradient_steps=POLICY["guidance_gradient_steps"].default,
+                               max_weight=POLICY["guidance_max_weight"].default)
+        start = time.perf_counter()
+        with torch.inference_mode():
+            out = runtime.predict_chunk(stream[i:i + n], guide=guide)
+        times.append(time.perf_counter() - start)
+        plan = out if cell.guided else plan
+    return times
 
 
 @contextmanager
@@ -104,7 +107,7 @@ def pytorch_layout(runtime):
     try:
         yield
     finally:
-        runtime.channels_last_encoder(runtime.device.type == "cpu")
+        runtime.channels_last_encoder()
 
 
 def _time_stock(runtime, stream: list[dict], chunks: int) -> list[float]:

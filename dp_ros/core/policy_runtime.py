@@ -90,7 +90,7 @@ class PolicyRuntime:
         self.generator = torch.Generator(device=device)
         self.generator.manual_seed(seed if seed is not None else int(time.time_ns() % (2**31)))
         self.image_keys = list(self.config.image_features)
-        self.channels_last_encoder(device.type == "cpu")
+        self.channels_last_encoder()
         self.sampler_source = "parameters"
         self.last_chunk_sampler = ""
         """Sampler and steps of the newest chunk (``ddim x4``): a live change shows here from the next chunk on."""
@@ -262,9 +262,12 @@ class PolicyRuntime:
             keys = [[frame_key(k, obs[k]) for k in self.image_keys] for obs in history]
         return self.predict_from_batch(self.history_to_batch(history), noise=noise, guide=guide, frame_keys=keys)[0]
 
-    def channels_last_encoder(self, enabled: bool) -> None:
+    def channels_last_encoder(self, enabled: bool | None = None) -> None:
         """Keep the image encoder's convolution weights channels-last, oneDNN's fast layout on CPU (measured: the
-        demo's ResNet-18 encoder 1.9x faster on one core, the same features to 2e-7); off: PyTorch's default."""
+        demo's ResNet-18 encoder 1.9x faster on one core, the same features to 2e-7); off: PyTorch's default;
+        None: the runtime's own choice (channels-last on a CPU only, where it was measured)."""
+        if enabled is None:
+            enabled = self.device.type == "cpu"
         encoder = getattr(self.policy.diffusion, "rgb_encoder", None)
         if encoder is not None:
             encoder.to(memory_format=torch.channels_last if enabled else torch.contiguous_format)

@@ -73,8 +73,8 @@ class DemoSettings:
     distill_steps: int = 0
     """Distil the trained policy into a consistency student (``dp-ros distill``) with this many steps and close
     the loop with the student and its own sampler; 0 (the default): the teacher. Off by default: on this task
-    a student that keeps the teacher's success took 28% of the teacher's training time (README, "Which sampler
-    to use"), more than the demo saves by sampling faster."""
+    a student that keeps the teacher's success costs 23% of the teacher's training compute and misses the
+    issue's speed goals on a 2-core CPU (README, "Which sampler to use")."""
     policy_params: tuple[str, ...] = ()
     """policy_node parameters for the closed loop over the node's defaults, as name=value (none: the
     closed loop measures what a user gets)."""
